@@ -1,0 +1,153 @@
+"""The one in-memory type every loader produces, and the errors and report they share.
+
+A `PreferenceList` is one prompt with N >= 2 candidate responses, each rated on zero or more
+aspects. A rating is a float, or None where the source gave none: a missing rating is never
+replaced by an invented value (see `targets.py` for how missing ratings are handled).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+@dataclass(frozen=True)
+class PreferenceList:
+    """One prompt, N responses, ratings per aspect.
+
+    Attributes:
+        prompt: the conversation up to (not including) the assistant's reply, as chat messages;
+            it may start with a system message. Plain-string prompts become one user message.
+        responses: the N assistant replies, as plain text. N >= 2.
+        ratings: aspect name -> N ratings (same order as `responses`); None marks a missing one.
+            Higher is better. Units are the source's (UltraFeedback 1-5, HelpSteer2 0-4).
+        origin: where the record came from, "path:line" or "path:row N"; used in messages.
+    """
+
+    prompt: tuple[Message, ...]
+    responses: tuple[str, ...]
+    ratings: Mapping[str, tuple[float | None, ...]]
+    origin: str = "<memory>"
+
+    @property
+    def n(self) -> int:
+        return len(self.responses)
+
+    @property
+    def aspects(self) -> tuple[str, ...]:
+        return tuple(self.ratings)
+
+    def usable_aspects(self) -> tuple[str, ...]:
+        """Aspects rated for every response of this list (the only ones a target can use)."""
+        return tuple(a for a, r in self.ratings.items() if all(v is not None for v in r))
+
+    def to_json(self) -> dict:
+        """The native listwise JSONL record for this list (see README "Data formats")."""
+        return {
+            "prompt": [dict(m) for m in self.prompt],
+            "responses": list(self.responses),
+            "ratings": {a: list(r) for a, r in self.ratings.items()},
+        }
+
+
+class DataError(ValueError):
+    """A record that cannot be used, with where it is, which field, what is wrong, and the fix.
+
+    str(err) reads "path:line: field 'ratings.helpfulness': <problem>. Fix: <fix>".
+    `reason` is a short stable key used to count rejections when skipping bad records.
+    """
+
+    def __init__(self, origin: str, field: str, problem: str, fix: str, reason: str):
+        self.origin, self.field, self.problem, self.fix, self.reason = origin, field, problem, fix, reason
+        where = f"{origin}: field '{field}'" if field else origin
+        super().__init__(f"{where}: {problem}. Fix: {fix}")
+
+
+@dataclass
+class LoadReport:
+    """What a load produced and what it rejected, by reason (nothing is dropped silently)."""
+
+    source: str
+    format: str
+    records_read: int = 0
+    lists: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> first full message
+
+    def reject(self, err: DataError) -> None:
+        self.rejected[err.reason] += 1
+        self.examples.setdefault(err.reason, str(err))
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+def check_rating(value: object, origin: str, field_name: str) -> float | None:
+    """Validate one rating: a finite number, None, or a numeric string ("4", "N/A" -> None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        s = value.strip()
+        if s.upper() in {"N/A", "NA", "NONE", "NULL", ""}:
+            return None
+        try:
+            value = float(s)
+        except ValueError:
+            raise DataError(origin, field_name, f"rating {value!r} is not a number",
+                            "use a number, null, or \"N/A\" for a missing rating", "bad_rating_type") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(origin, field_name, f"rating {value!r} has type {type(value).__name__}",
+                        "use a number, or null for a missing rating", "bad_rating_type")
+    value = float(value)
+    if not math.isfinite(value):
+        raise DataError(origin, field_name, f"rating is {value}", "use a finite number, or null for a missing rating",
+                        "non_finite_rating")
+    return value
+
+
+def make_list(
+    prompt: Sequence[Message],
+    responses: Sequence[str],
+    ratings: Mapping[str, Sequence[float | None]],
+    origin: str,
+    known_aspects: Sequence[str] | None = None,
+) -> PreferenceList:
+    """Build a PreferenceList after the checks every format shares; raises DataError.
+
+    Checks: N >= 2, no empty response, each rating list has length N and holds finite numbers
+    or None, aspects are among `known_aspects` when given, and at least one aspect is rated for
+    every response (otherwise no target can be built for the list).
+    """
+    if len(responses) < 2:
+        raise DataError(origin, "responses", f"{len(responses)} response(s); a list needs at least 2",
+                        "give 2 or more responses per prompt", "too_few_responses")
+    for i, r in enumerate(responses):
+        if not isinstance(r, str):
+            raise DataError(origin, f"responses[{i}]", f"response has type {type(r).__name__}",
+                            "give each response as a string", "bad_response_type")
+        if not r.strip():
+            raise DataError(origin, f"responses[{i}]", "response is empty", "remove the empty response or fill it",
+                            "empty_response")
+    clean: dict[str, tuple[float | None, ...]] = {}
+    for aspect, values in ratings.items():
+        fname = f"ratings.{aspect}"
+        if known_aspects is not None and aspect not in known_aspects:
+            raise DataError(origin, fname, f"unknown aspect {aspect!r} (known: {', '.join(known_aspects)})",
+                            "add it to `aspects` in the config, or drop it from the data", "unknown_aspect")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise DataError(origin, fname, f"ratings have type {type(values).__name__}",
+                            f"give a list of {len(responses)} numbers (null for missing)", "bad_ratings_type")
+        if len(values) != len(responses):
+            raise DataError(origin, fname, f"{len(values)} ratings for {len(responses)} responses",
+                            "give exactly one rating (or null) per response, in response order", "ratings_length")
+        clean[aspect] = tuple(check_rating(v, origin, f"{fname}[{i}]") for i, v in enumerate(values))
+    lst = PreferenceList(tuple(prompt), tuple(responses), clean, origin)
+    if not lst.usable_aspects():
+        raise DataError(origin, "ratings", "no aspect is rated for every response, so no target can be built",
+                        "rate every response on at least one aspect", "no_usable_aspect")
+    return lst

@@ -1,0 +1,119 @@
+"""Validated lists -> token ids, through the tokenizer's own chat template.
+
+A response's ids are taken as the tail of the templated conversation (prompt + that reply)
+after the templated prompt, so they include the template's end-of-turn tokens and do not
+depend on the system message: the same response ids serve the unconditioned prompt (reference)
+and every lambda-conditioned prompt (policy).
+
+Truncation (counted, never silent):
+- prompt: the last user message's text loses tokens from its start until the templated
+  prompt fits `max_prompt_length` (the system message, where lambda goes, is never cut);
+- response: the reply keeps its first `max_response_length` tokens;
+- a prompt that cannot be made to fit, or a response cut to nothing, rejects the list.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+from .data.schema import DataError, Message, PreferenceList
+
+
+@dataclass(frozen=True)
+class TokenizedList:
+    """A PreferenceList with token ids for its unconditioned prompt and each response.
+
+    prompt_ids: the templated prompt ending with the generation prompt, [P] ints.
+    response_ids: N sequences of ints, each the reply plus end-of-turn tokens.
+    prompt: the (possibly truncated) prompt messages, for re-templating under conditioning.
+    """
+
+    source: PreferenceList
+    prompt: tuple[Message, ...]
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[tuple[int, ...], ...]
+
+
+@dataclass
+class TruncationReport:
+    prompts_truncated: int = 0
+    responses_truncated: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def reject(self, err: DataError) -> None:
+        self.rejected[err.reason] += 1
+        self.examples.setdefault(err.reason, str(err))
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
+    """The templated prompt with the assistant generation prompt, as ids."""
+    return list(tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                              return_dict=False))
+
+
+def _encode_response(tokenizer, messages: Sequence[Message], prompt_ids: list[int], response: str) -> list[int]:
+    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": response}],
+                                         tokenize=True, return_dict=False)
+    if list(full[: len(prompt_ids)]) != prompt_ids:
+        raise ValueError("the chat template renders the prompt differently when a reply follows it; "
+                         "lambda-dpo needs a template whose prompt is a prefix of the full conversation")
+    return list(full[len(prompt_ids):])
+
+
+def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str) -> tuple[list[dict], list[int], bool]:
+    ids = encode_prompt(tokenizer, messages)
+    if len(ids) <= max_len:
+        return messages, ids, False
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last_user is not None:
+        content_ids = tokenizer(messages[last_user]["content"], add_special_tokens=False)["input_ids"]
+        overflow = len(ids) - max_len
+        while overflow < len(content_ids):
+            cut = dict(messages[last_user], content=tokenizer.decode(content_ids[overflow:]))
+            trial = [*messages[:last_user], cut, *messages[last_user + 1:]]
+            ids = encode_prompt(tokenizer, trial)
+            if len(ids) <= max_len:
+                return trial, ids, True
+            overflow += max(1, len(ids) - max_len)
+    raise DataError(origin, "prompt", f"the templated prompt has {len(encode_prompt(tokenizer, messages))} tokens "
+                    f"and cannot be cut to max_prompt_length={max_len} without removing the whole request",
+                    "raise max_prompt_length or shorten the system/earlier messages", "prompt_too_long")
+
+
+def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_prompt_length: int,
+                  max_response_length: int, report: TruncationReport | None = None) -> TokenizedList:
+    """Tokenise one list; raises DataError when it cannot fit the limits."""
+    report = report if report is not None else TruncationReport()
+    messages, prompt_ids, cut = _fit_prompt(tokenizer, [dict(m) for m in lst.prompt], max_prompt_length, lst.origin)
+    report.prompts_truncated += cut
+    responses = []
+    for i, text in enumerate(lst.responses):
+        ids = _encode_response(tokenizer, messages, prompt_ids, text)
+        if len(ids) > max_response_length:
+            report.responses_truncated += 1
+            ids = ids[:max_response_length]
+        if not ids:
+            raise DataError(lst.origin, f"responses[{i}]", "response has no tokens after templating",
+                            "remove the empty response", "empty_response_tokens")
+        responses.append(tuple(ids))
+    return TokenizedList(lst, tuple(messages), tuple(prompt_ids), tuple(responses))
+
+
+def tokenize_lists(tokenizer: PreTrainedTokenizerBase, lists: Sequence[PreferenceList], max_prompt_length: int,
+                   max_response_length: int, skip_bad: bool = True) -> tuple[list[TokenizedList], TruncationReport]:
+    """Tokenise every list; lists that cannot fit are rejected and counted (or raise if skip_bad=False)."""
+    report = TruncationReport()
+    out = []
+    for lst in lists:
+        try:
+            out.append(tokenize_list(tokenizer, lst, max_prompt_length, max_response_length, report))
+        except DataError as err:
+            if not skip_bad:
+                raise
+            report.reject(err)
+    return out, report
