@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from .data.schema import Message
+from .tokenization import encode_prompt
 
 CONDITIONING_MODES = ("none", "prompt")
 
@@ -42,3 +43,10 @@ def condition_prompt(prompt: Sequence[Message], lam: Mapping[str, float] | None,
     else:
         messages.insert(0, {"role": "system", "content": text})
     return messages
+
+
+def conditioned_prompt_ids(tokenizer, tokens, lam: Mapping[str, float] | None, mode: str) -> tuple[int, ...]:
+    """Prompt ids the policy sees for a TokenizedList under `lam` (the stored ids when mode is none)."""
+    if mode == "none" or lam is None:
+        return tokens.prompt_ids
+    return tuple(encode_prompt(tokenizer, condition_prompt(tokens.prompt, lam, mode)))

@@ -1,0 +1,87 @@
+"""`lambda-dpo` command line: each command parses its arguments and calls the library once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _validate_data(args) -> int:
+    from .data import format_summary, load_lists, summarize
+
+    lists, report = load_lists(args.file, args.format, skip_bad=args.skip_bad,
+                               aspects=args.aspects.split(",") if args.aspects else None)
+    summary = summarize(lists, report)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _train(args) -> int:
+    from .training.config import load_config
+    from .training.run import train
+
+    result = train(load_config(args.config, args.overrides))
+    print(f"model saved to {result.output_dir}")
+    for key, value in sorted(result.eval_metrics.items()):
+        if key.startswith("eval_mean/"):
+            print(f"  {key}: {value:.4f}")
+    return 0
+
+
+def _generate(args) -> int:
+    from .generation import generate, load_steerable
+
+    sm = load_steerable(args.model, trust_remote_code=args.trust_remote_code)
+    replies = generate(sm, args.prompts, args.lam, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                       temperature=args.temperature, seed=args.seed)
+    for reply in replies:
+        print(reply)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambda-dpo", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate-data", help="load a preference file and print what it holds and what was rejected")
+    p.add_argument("file")
+    p.add_argument("--format", default="auto", help="auto | native | ultrafeedback | helpsteer2 | pairwise")
+    p.add_argument("--skip-bad", action="store_true", help="count malformed records instead of stopping")
+    p.add_argument("--aspects", help="comma-separated aspects the data may use (others are errors)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_validate_data)
+
+    p = sub.add_parser("train", help="train from a YAML config; key=value arguments override it")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("generate", help="generate under a chosen lambda")
+    p.add_argument("prompts", nargs="+")
+    p.add_argument("--model", required=True, help="a directory saved by `lambda-dpo train`")
+    p.add_argument("--lambda", dest="lam", help="e.g. helpfulness=0.7,honesty=0.3 (default: uniform)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError: file:line:field and the fix
+        print(f"lambda-dpo: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

