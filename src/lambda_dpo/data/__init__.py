@@ -1,0 +1,17 @@
+"""Preference data: the `PreferenceList` type, loaders for each format, and load summaries."""
+
+from .loaders import FORMATS, SourceNotFoundError, detect_format, load_lists
+from .schema import DataError, LoadReport, PreferenceList
+from .summary import format_summary, summarize
+
+__all__ = [
+    "PreferenceList",
+    "DataError",
+    "LoadReport",
+    "SourceNotFoundError",
+    "load_lists",
+    "detect_format",
+    "summarize",
+    "format_summary",
+    "FORMATS",
+]
