@@ -46,19 +46,25 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) ->
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"])
 
 
+def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, str]],
+                       lam: str | Mapping[str, float] | None) -> list[int]:
+    """The prompt ids the model sees under `lam` (uniform over its aspects when None), as in training."""
+    weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return encode_prompt(sm.tokenizer, condition_prompt(messages, weights, sm.conditioning))
+
+
 @torch.no_grad()
 def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, str]]],
              lam: str | Mapping[str, float] | None = None, *, max_new_tokens: int = 128, do_sample: bool = False,
              temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
     """Replies to `prompts` under `lam` (uniform over the model's aspects when None)."""
-    weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
     torch.manual_seed(seed)
     tok = sm.tokenizer
     device = next(sm.model.parameters()).device
     outputs = []
     for prompt in prompts:  # one at a time: no left-padding subtleties, and lists are short here
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        ids = torch.tensor([encode_prompt(tok, condition_prompt(messages, weights, sm.conditioning))], device=device)
+        ids = torch.tensor([steered_prompt_ids(sm, prompt, lam)], device=device)
         sample = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
         out = sm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sample)
