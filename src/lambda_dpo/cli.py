@@ -41,6 +41,21 @@ def _generate(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    out = run_demo(args.preset, args.out, seed=args.seed)
+    print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'pareto.png'}, "
+          f"{out / 'controllability.png'}")
+    return 0
+
+
+def _build_data(args) -> int:
+    from .demo_data.build import main as build_main
+
+    return build_main(args.args) or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lambda-dpo", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -69,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("demo", help="train DPO and lambda-DPO variants on the embedded data and compare them")
+    p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
+    p.add_argument("--out", help="run directory (default runs/demo-PRESET-TIME)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("build-data", help="rebuild the embedded multi-aspect dataset (see its --help)",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_build_data)
     return parser
 
 

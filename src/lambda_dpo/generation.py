@@ -57,16 +57,22 @@ def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, s
 @torch.no_grad()
 def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, str]]],
              lam: str | Mapping[str, float] | None = None, *, max_new_tokens: int = 128, do_sample: bool = False,
-             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
-    """Replies to `prompts` under `lam` (uniform over the model's aspects when None)."""
+             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16) -> list[str]:
+    """Replies to `prompts` under `lam` (uniform over the model's aspects when None).
+
+    Prompts are left-padded into batches of `batch_size`; greedy unless do_sample.
+    """
     torch.manual_seed(seed)
     tok = sm.tokenizer
     device = next(sm.model.parameters()).device
+    sample = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
     outputs = []
-    for prompt in prompts:  # one at a time: no left-padding subtleties, and lists are short here
-        ids = torch.tensor([steered_prompt_ids(sm, prompt, lam)], device=device)
-        sample = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
-        out = sm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+    for start in range(0, len(prompts), batch_size):
+        rows = [steered_prompt_ids(sm, p, lam) for p in prompts[start:start + batch_size]]
+        width = max(map(len, rows))
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        out = sm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sample)
-        outputs.append(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+        outputs += [tok.decode(o[width:], skip_special_tokens=True).strip() for o in out]
     return outputs

@@ -1,0 +1,170 @@
+"""Demo metrics -> report.md tables and PNG plots (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .steering import pareto_front  # noqa: E402
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def tables(m: dict) -> dict[str, str]:
+    aspects, summary = m["aspects"], m["summary"]
+    listwise = [["base", *(["n/a"] * 2 * len(aspects))]] + [
+        [name, *[_f(lw.get(f"{a}/{k}", float("nan"))) for a in aspects for k in ("top1", "ndcg")]]
+        for name, lw in m["listwise"].items()]
+    judge_rows = []
+    for name, per_point in m["generation"].items():
+        for key, v in per_point.items():
+            judge_rows.append([name, "any (lambda not seen)" if key == "any" else key,
+                               *[_f(v["scores"][a]) for a in aspects]])
+    ctrl = [[name, *[_f(s["controllability"][a]) for a in aspects], _f(s["pareto_area"])]
+            for name, s in summary.items()]
+    return {
+        "listwise": _table(["model", *[f"{a} {k}" for a in aspects for k in ("top-1", "NDCG")]], listwise),
+        "judges": _table(["model", "lambda", *aspects], judge_rows),
+        "control": _table(["model", *[f"rho({a})" for a in aspects],
+                           f"Pareto area ({m['conflict'][0]} x {m['conflict'][1]})"], ctrl),
+    }
+
+
+def shortfalls(m: dict) -> list[str]:
+    """Plain statements of where the steered model does not beat a baseline (from the numbers)."""
+    steered, out = "lambda_dpo_steered", []
+    if steered not in m["generation"]:
+        return out
+    best = {a: max(v["scores"][a] for v in m["generation"][steered].values()) for a in m["aspects"]}
+    for name, per_point in m["generation"].items():
+        if name == steered:
+            continue
+        scores = next(iter(per_point.values()))["scores"]
+        for a in m["aspects"]:
+            if scores[a] > best[a]:
+                out.append(f"{a}: {name} scores {scores[a]:.2f}, above the steered model's best over the grid "
+                           f"({best[a]:.2f}).")
+    for name, lw in m["listwise"].items():
+        if name != steered:
+            for a in m["aspects"]:
+                mine, theirs = m["listwise"].get(steered, {}).get(f"{a}/ndcg"), lw.get(f"{a}/ndcg")
+                if mine is not None and theirs is not None and theirs > mine:
+                    out.append(f"held-out NDCG on {a}: {name} {theirs:.3f} > steered {mine:.3f}.")
+    area = {n: s["pareto_area"] for n, s in m["summary"].items()}
+    for name, a in area.items():
+        if name != steered and a >= area.get(steered, 0):
+            out.append(f"Pareto area: {name} {a:.2f} >= steered {area[steered]:.2f}.")
+    weak = [a for a, r in m["summary"].get(steered, {}).get("controllability", {}).items()
+            if math.isnan(r) or r < 0.5]
+    if weak:
+        out.append("weak or no control (rho < 0.5) over: " + ", ".join(weak) + ".")
+    return out
+
+
+def plot_pareto(m: dict, path: Path) -> None:
+    x_name, y_name = m["conflict"]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for name, per_point in m["generation"].items():
+        pts = [(v["scores"][x_name], v["scores"][y_name]) for v in per_point.values()]
+        if len(pts) > 1:
+            ax.scatter(*zip(*pts), label=f"{name} (lambda grid)", zorder=3)
+            front = pareto_front(pts)
+            ax.plot(*zip(*front), linestyle="--", alpha=0.6)
+            for key, (x, y) in zip(per_point, pts):
+                lam = per_point[key]["lambda"]
+                ax.annotate(f"{lam[x_name]:.2f}/{lam[y_name]:.2f}", (x, y), fontsize=7, alpha=0.7,
+                            xytext=(3, 3), textcoords="offset points")
+        else:
+            ax.scatter(*zip(*pts), marker="s" if name == "base" else "D", s=60, label=name, zorder=4)
+    ax.set_xlabel(f"{x_name} (mean judge score, 1-5)")
+    ax.set_ylabel(f"{y_name} (mean judge score, 1-5)")
+    ax.set_title(f"Held-out generations: {x_name} vs {y_name}\n(labels: lambda_{x_name}/lambda_{y_name})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_control(m: dict, path: Path) -> None:
+    steered = m["generation"].get("lambda_dpo_steered")
+    if not steered:
+        return
+    aspects = m["aspects"]
+    fig, axes = plt.subplots(1, len(aspects), figsize=(3.2 * len(aspects), 3.2), sharey=True)
+    for ax, a in zip(axes, aspects):
+        xs = [v["lambda"][a] for v in steered.values()]
+        ys = [v["scores"][a] for v in steered.values()]
+        ax.scatter(xs, ys)
+        for name, per_point in m["generation"].items():
+            if len(per_point) == 1:
+                ax.axhline(next(iter(per_point.values()))["scores"][a], linestyle=":", alpha=0.7, label=name)
+        ax.set_title(f"{a}\nrho={_f(m['summary']['lambda_dpo_steered']['controllability'][a])}", fontsize=9)
+        ax.set_xlabel(f"lambda_{a}")
+    axes[0].set_ylabel("mean judge score")
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(m: dict, out: Path) -> Path:
+    t = tables(m)
+    plot_pareto(m, out / "pareto.png")
+    plot_control(m, out / "controllability.png")
+    misses = shortfalls(m)
+    ex = m["generation"].get("lambda_dpo_steered", {})
+    examples = "\n\n".join(f"**lambda = {k}**\n\n> {v['examples'][0]['prompt']}\n\n```\n{v['examples'][0]['reply']}\n```"
+                           for k, v in list(ex.items())[:4])
+    text = f"""# lambda-dpo demo report
+
+Preset `{m['preset']}`; model `{m['model']}`; seed {m['seed']}; {m['torch_threads']} torch threads;
+wall time {m['wall_seconds']:.0f} s. Methods (same data, steps and optimiser):
+{chr(10).join(f"- `{n}`: {', '.join(f'{k}={v}' for k, v in c.items())}" for n, c in m['methods'].items())}
+
+## Held-out listwise metrics of the implicit reward
+
+Each aspect's figures condition the policy on that aspect's vertex (where it sees lambda).
+The base model has no implicit reward (it is its own reference), hence n/a.
+
+{t['listwise']}
+
+## Judge scores of held-out generations (mean, 1-5)
+
+{t['judges']}
+
+## Controllability and trade-off
+
+rho(aspect): Spearman correlation between lambda_aspect and the aspect's judge score over the
+grid; n/a when the model never sees lambda (its replies do not change). Pareto area: the area
+above (1, 1) dominated by the model's points on the conflicting pair (larger is better).
+
+{t['control']}
+
+![pareto](pareto.png)
+
+![controllability](controllability.png)
+
+## Where lambda-DPO does not beat the baselines
+
+{chr(10).join(f"- {s}" for s in misses) if misses else "- In this run, no baseline beats the steered model on any figure above."}
+
+## Example replies of the steered model
+
+{examples}
+"""
+    path = out / "report.md"
+    path.write_text(text)
+    return path
