@@ -45,27 +45,36 @@ def test_parse_lambda():
             parse_lambda(bad, ASPECTS)
 
 
+KEYS = [(0, i) for i in range(4000)]
+
+
 def test_fixed_source_is_uniform_by_default_and_normalised():
-    assert torch.allclose(FixedLambda(ASPECTS).sample(2), torch.full((2, 3), 1 / 3))
-    assert FixedLambda(ASPECTS, {"honesty": 2, "conciseness": 2}).sample(1).tolist() == [[0.0, 0.5, 0.5]]
+    assert torch.allclose(FixedLambda(ASPECTS).draw([(0, 0), (0, 1)]), torch.full((2, 3), 1 / 3))
+    assert FixedLambda(ASPECTS, {"honesty": 2, "conciseness": 2}).draw([(0, 5)]).tolist() == [[0.0, 0.5, 0.5]]
 
 
-def test_dirichlet_on_simplex_reproducible_and_resumable():
-    src = DirichletLambda(ASPECTS, alpha=0.5, seed=3)
-    first = src.sample(1000)
-    assert torch.allclose(first.sum(-1), torch.ones(1000)) and (first >= 0).all()
-    assert torch.allclose(first.mean(0), torch.full((3,), 1 / 3), atol=0.03)  # symmetric Dirichlet mean
-    state = src.state_dict()
-    nxt = src.sample(5)
-    other = DirichletLambda(ASPECTS, alpha=0.5, seed=99)
-    other.load_state_dict(state)
-    assert torch.equal(other.sample(5), nxt)
-    assert torch.equal(DirichletLambda(ASPECTS, alpha=0.5, seed=3).sample(1000), first)
+def test_dirichlet_on_simplex_with_the_right_mean_and_spread():
+    draws = DirichletLambda(ASPECTS, alpha=0.5, seed=3).draw(KEYS)
+    assert torch.allclose(draws.sum(-1), torch.ones(len(KEYS))) and (draws >= 0).all()
+    assert torch.allclose(draws.mean(0), torch.full((3,), 1 / 3), atol=0.02)  # symmetric Dirichlet mean
+    # Var of one coordinate of Dirichlet(alpha * 1_K): (1/K)(1 - 1/K) / (K*alpha + 1) = (2/9) / 2.5
+    assert draws[:, 0].var().item() == pytest.approx((2 / 9) / 2.5, rel=0.1)
+
+
+def test_draws_are_a_function_of_seed_and_key_only():
+    """What makes resumption and multi-process training exact: no hidden sampler state."""
+    src = DirichletLambda(ASPECTS, seed=3)
+    keys = [(0, 7), (1, 7), (0, 8)]
+    together = src.draw(keys)
+    apart = torch.cat([DirichletLambda(ASPECTS, seed=3).draw([k]) for k in reversed(keys)]).flip(0)
+    assert torch.equal(together, apart)
+    assert not torch.equal(together[0], together[1])  # same list, next epoch: a fresh lambda
+    assert not torch.equal(together, DirichletLambda(ASPECTS, seed=4).draw(keys))
 
 
 def test_table_source_follows_probabilities():
     src = TableLambda(ASPECTS, [{"weights": {"helpfulness": 1}, "prob": 3}, {"weights": "honesty=1", "prob": 1}])
-    draws = src.sample(4000)
+    draws = src.draw(KEYS)
     share = (draws[:, 0] == 1).float().mean().item()
     assert share == pytest.approx(0.75, abs=0.03)
     assert set(map(tuple, draws.tolist())) == {(1.0, 0.0, 0.0), (0.0, 1.0, 0.0)}

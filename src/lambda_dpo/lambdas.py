@@ -1,8 +1,10 @@
 """Where lambda comes from during training (design.md section 3).
 
-Every source draws `n` weight vectors over a fixed, ordered set of K aspects, as a [n, K] float
-tensor whose rows lie on the simplex. Sources own a torch.Generator so their draws are
-reproducible and their state can be saved and restored with a checkpoint.
+Every source maps keys to weight vectors over a fixed, ordered set of K aspects: `draw(keys)`
+returns a [len(keys), K] float tensor whose rows lie on the simplex. Training keys a list's lambda
+by (epoch, dataset index), so a draw is a pure function of (seed, epoch, index): a resumed run,
+or the same data split over any number of processes, gives every list the lambda it would have
+had in one uninterrupted run, with no sampler state to checkpoint.
 
 Note: without conditioning, sampling lambda is only noise around the fixed mixture E[lambda]
 (the loss is linear in lambda); sampling matters together with conditioning.
@@ -10,6 +12,7 @@ Note: without conditioning, sampling lambda is only noise around the fixed mixtu
 
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping, Sequence
 
 import torch
@@ -47,20 +50,24 @@ def parse_lambda(text_or_map: str | Mapping[str, float], aspects: Sequence[str])
 
 
 class LambdaSource:
-    """Base: draws [n, K] simplex weights over `aspects`; state_dict() makes draws resumable."""
+    """Base: `draw(keys)` -> [len(keys), K] simplex weights over `aspects`, deterministic per key."""
 
     def __init__(self, aspects: Sequence[str], seed: int = 0):
         self.aspects = tuple(aspects)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = int(seed)
 
-    def sample(self, n: int) -> torch.Tensor:
+    def _one(self, generator: torch.Generator) -> torch.Tensor:
+        """One [K] draw using only `generator` for randomness."""
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+    def draw(self, keys: Sequence[Sequence[int]]) -> torch.Tensor:
+        rows = [self._one(torch.Generator().manual_seed(_key_seed(self.seed, key))) for key in keys]
+        return torch.stack(rows) if rows else torch.zeros(0, len(self.aspects))
 
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+
+def _key_seed(seed: int, key: Sequence[int]) -> int:
+    digest = hashlib.blake2b(repr((seed, *map(int, key))).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 class FixedLambda(LambdaSource):
@@ -71,8 +78,8 @@ class FixedLambda(LambdaSource):
         w = parse_lambda(weights, aspects) if weights else {a: 1.0 / len(aspects) for a in aspects}
         self.vector = torch.tensor([w[a] for a in self.aspects])
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.vector.expand(n, -1).clone()
+    def _one(self, generator: torch.Generator) -> torch.Tensor:
+        return self.vector.clone()
 
 
 class DirichletLambda(LambdaSource):
@@ -84,12 +91,11 @@ class DirichletLambda(LambdaSource):
             raise ValueError(f"dirichlet_alpha must be > 0, got {alpha}")
         self.alpha = float(alpha)
 
-    def sample(self, n: int) -> torch.Tensor:
+    def _one(self, generator: torch.Generator) -> torch.Tensor:
         # Normalised Gamma(alpha) draws are Dirichlet(alpha); torch.distributions.Dirichlet takes
-        # no generator, and the generator is what makes the draws resumable.
-        g = torch._standard_gamma(torch.full((n, len(self.aspects)), self.alpha), generator=self.generator)
-        g = g.clamp_min(1e-30)
-        return g / g.sum(-1, keepdim=True)
+        # no generator, and the per-key generator is what makes draws reproducible.
+        g = torch._standard_gamma(torch.full((len(self.aspects),), self.alpha), generator=generator).clamp_min(1e-30)
+        return g / g.sum()
 
 
 class TableLambda(LambdaSource):
@@ -105,9 +111,8 @@ class TableLambda(LambdaSource):
             raise ValueError(f"lambda_table probabilities must be >= 0 with a positive sum, got {probs.tolist()}")
         self.probs = probs / probs.sum()
 
-    def sample(self, n: int) -> torch.Tensor:
-        idx = torch.multinomial(self.probs, n, replacement=True, generator=self.generator)
-        return self.vectors[idx]
+    def _one(self, generator: torch.Generator) -> torch.Tensor:
+        return self.vectors[torch.multinomial(self.probs, 1, generator=generator)[0]]
 
 
 def build_lambda_source(kind: str, aspects: Sequence[str], *, fixed=None, alpha: float = 1.0, table=None,

@@ -1,6 +1,7 @@
 """Tokenised lists + their reference log-probs -> one training batch of tensors.
 
-Per batch the collator draws one lambda per list from the lambda source, renders each prompt
+Per batch the collator draws one lambda per list from the lambda source (keyed by epoch and
+dataset index, so draws survive resumption and do not depend on the number of processes), renders each prompt
 under its lambda (conditioning), builds the mixed target p_lambda from the ratings (missing
 aspects dropped, lambda renormalised), and lays the lists out for the shared-prompt forward.
 Response ids and reference log-probs were computed once, before training.
@@ -23,10 +24,14 @@ from ..tokenization import TokenizedList
 
 @dataclass(frozen=True)
 class ScoredList:
-    """A tokenised list with its reference log-probs ([N] fp32, unconditioned prompt)."""
+    """A tokenised list with its reference log-probs ([N] fp32, unconditioned prompt).
+
+    index: its position in the dataset; with the epoch it keys the list's lambda draw.
+    """
 
     tokens: TokenizedList
     ref_logps: torch.Tensor
+    index: int = 0
 
 
 class ListDataset(Dataset):
@@ -61,10 +66,14 @@ class ListCollator:
         self.tokenizer, self.aspects = tokenizer, tuple(aspects)
         self.lambda_source, self.conditioning = lambda_source, conditioning
         self.tau, self.packed = rating_temperature, packed
+        self.epoch = 0  # set by the trainer at each epoch start
 
     def __call__(self, items: Sequence[ScoredList], lam: torch.Tensor | None = None) -> dict:
         lists = [it.tokens for it in items]
-        lam = self.lambda_source.sample(len(lists)) if lam is None else lam.expand(len(lists), -1)
+        if lam is None:
+            lam = self.lambda_source.draw([(self.epoch, it.index) for it in items])
+        else:
+            lam = lam.expand(len(lists), -1)
         prompts = [conditioned_prompt_ids(self.tokenizer, tl, dict(zip(self.aspects, row.tolist())),
                                           self.conditioning) for tl, row in zip(lists, lam)]
         batch = build_batch(prompts, [tl.response_ids for tl in lists], packed=self.packed,

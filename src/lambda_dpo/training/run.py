@@ -97,7 +97,19 @@ def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], pac
     ref = reference_logps(model, lists, cache, settings={"dtype": cfg.model_dtype, "layout": packed},
                           batch_size=cfg.reference_batch_size, packed=packed, chunk_size=cfg.logprob_chunk_size,
                           desc=f"reference log-probs ({name})")
-    return [ScoredList(tl, r) for tl, r in zip(lists, ref)]
+    return [ScoredList(tl, r, i) for i, (tl, r) in enumerate(zip(lists, ref))]
+
+
+def resume_checkpoint(cfg: LambdaDPOConfig) -> str | None:
+    """`resume_from_checkpoint`: a checkpoint dir, or 'latest' for the newest one in output_dir (if any)."""
+    value = cfg.resume_from_checkpoint
+    if value in (None, "", False):
+        return None
+    if str(value).lower() in {"latest", "true", "auto"}:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(cfg.output_dir) if Path(cfg.output_dir).is_dir() else None
+    return str(value)
 
 
 def train(cfg: LambdaDPOConfig) -> RunResult:
@@ -116,8 +128,10 @@ def train(cfg: LambdaDPOConfig) -> RunResult:
         for reason, example in trunc.examples.items():
             logger.warning("rejected (%s), e.g. %s", reason, example)
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
-    train_items = score_reference(cfg, model, tokenized["train"], packed, "train")
-    eval_items = score_reference(cfg, model, tokenized["eval"], packed, "eval") if tokenized["eval"] else []
+    # With several processes the main one computes and caches it; the others then read the cache.
+    with cfg.main_process_first(desc="reference log-probs"):
+        train_items = score_reference(cfg, model, tokenized["train"], packed, "train")
+        eval_items = score_reference(cfg, model, tokenized["eval"], packed, "eval") if tokenized["eval"] else []
 
     source = build_lambda_source(cfg.lambda_source, aspects, fixed=cfg.lambda_fixed, alpha=cfg.dirichlet_alpha,
                                  table=cfg.lambda_table, seed=cfg.seed)
@@ -125,7 +139,7 @@ def train(cfg: LambdaDPOConfig) -> RunResult:
     trainer = LambdaDPOTrainer(model=model, args=cfg, data_collator=collator, train_dataset=ListDataset(train_items),
                                eval_dataset=ListDataset(eval_items) if eval_items else None,
                                processing_class=tokenizer)
-    train_metrics = trainer.train().metrics
+    train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg)).metrics
     eval_metrics = trainer.evaluate() if eval_items else {}
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))

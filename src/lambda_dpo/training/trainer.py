@@ -7,16 +7,27 @@ whole lists, step metrics, and a listwise evaluation.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..scoring import ScoringBatch, score_batch
 from .collator import ListCollator
 from .config import LambdaDPOConfig
+
+
+class _EpochToCollator(TrainerCallback):
+    """Tells the collator the epoch, which keys each list's lambda draw (also after a resume)."""
+
+    def __init__(self, collator: ListCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = math.floor(state.epoch or 0)
 
 
 class LambdaDPOTrainer(Trainer):
@@ -27,6 +38,7 @@ class LambdaDPOTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.loss_fn = LOSSES[self.args.loss_type]
         self._metrics: dict[str, list[float]] = defaultdict(list)
+        self.add_callback(_EpochToCollator(self.data_collator))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Implicit rewards of every response of every list, then the configured listwise loss."""
