@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-LAMBDA_SOURCES = ("fixed", "dirichlet", "table")
+LAMBDA_SOURCES = ("fixed", "dirichlet", "table", "adaptive")
 
 
 def parse_lambda(text_or_map: str | Mapping[str, float], aspects: Sequence[str]) -> dict[str, float]:
@@ -115,12 +115,65 @@ class TableLambda(LambdaSource):
         return self.vectors[torch.multinomial(self.probs, 1, generator=generator)[0]]
 
 
+class AdaptiveLambda(LambdaSource):
+    """Performance-driven scheduler: candidate lambdas whose sampling probabilities follow a signal.
+
+    Candidates: the K simplex vertices, the centre, and `n_random` Dirichlet(alpha) draws (seeded).
+    Every few steps the trainer measures, on a held-out slice, each candidate's signal (see
+    `training/scheduler.py`) and calls `update(signal)`. The rule is an EXP3-style softmax with
+    a floor so no candidate starves:
+
+        w = softmax(signal / temperature);  p = (1 - M * floor) * w + floor    (M candidates)
+
+    A list's lambda is candidate c with probability p_c, drawn with the list's key, so between
+    updates draws stay a pure function of (seed, epoch, index, p). `state_dict` holds p and its
+    history, saved with checkpoints.
+    """
+
+    def __init__(self, aspects, n_random: int = 4, alpha: float = 1.0, temperature: float = 0.05,
+                 floor: float = 0.02, seed: int = 0):
+        super().__init__(aspects, seed)
+        k = len(self.aspects)
+        rnd = DirichletLambda(aspects, alpha, seed + 1).draw([(-1, i) for i in range(n_random)])
+        self.candidates = torch.cat([torch.eye(k), torch.full((1, k), 1.0 / k), rnd])
+        m = len(self.candidates)
+        if not 0 <= floor * m < 1:
+            raise ValueError(f"adaptive floor {floor} is too large for {m} candidates (need floor * M < 1)")
+        if temperature <= 0:
+            raise ValueError(f"adaptive temperature must be > 0, got {temperature}")
+        self.temperature, self.floor = float(temperature), float(floor)
+        self.probs = torch.full((m,), 1.0 / m)
+        self.history: list[dict] = []
+
+    def _one(self, generator: torch.Generator) -> torch.Tensor:
+        return self.candidates[torch.multinomial(self.probs, 1, generator=generator)[0]]
+
+    def update(self, signal: torch.Tensor, step: int = 0) -> torch.Tensor:
+        """New probabilities from a [M] signal (higher = sample this candidate more)."""
+        signal = torch.as_tensor(signal, dtype=torch.float32)
+        if signal.shape != self.probs.shape or not torch.isfinite(signal).all():
+            raise ValueError(f"adaptive signal must be {tuple(self.probs.shape)} finite values, got {signal}")
+        w = torch.softmax(signal / self.temperature, dim=0)
+        self.probs = (1 - len(w) * self.floor) * w + self.floor
+        self.history.append({"step": int(step), "signal": signal.tolist(), "probs": self.probs.tolist()})
+        return self.probs
+
+    def state_dict(self) -> dict:
+        return {"probs": self.probs.tolist(), "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.probs = torch.tensor(state["probs"], dtype=torch.float32)
+        self.history = list(state["history"])
+
+
 def build_lambda_source(kind: str, aspects: Sequence[str], *, fixed=None, alpha: float = 1.0, table=None,
-                        seed: int = 0) -> LambdaSource:
+                        seed: int = 0, adaptive: dict | None = None) -> LambdaSource:
     if kind == "fixed":
         return FixedLambda(aspects, fixed, seed)
     if kind == "dirichlet":
         return DirichletLambda(aspects, alpha, seed)
     if kind == "table":
         return TableLambda(aspects, table or [], seed)
+    if kind == "adaptive":
+        return AdaptiveLambda(aspects, alpha=alpha, seed=seed, **(adaptive or {}))
     raise ValueError(f"lambda_source {kind!r} is not one of {LAMBDA_SOURCES}")

@@ -18,15 +18,15 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from .atomic import atomic_save_file
 from .scoring import build_batch, score_batch
 from .tokenization import TokenizedList
 
@@ -85,19 +85,6 @@ def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size
     finally:
         model.train(was_training)
     return out
-
-
-def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file so that readers see the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _read_cache(path: Path, key: str, lists: Sequence[TokenizedList]) -> list[torch.Tensor] | None:

@@ -74,13 +74,25 @@ class LambdaDPOConfig(TrainingArguments):
     # ---- lambda --------------------------------------------------------------------------
     lambda_source: str = field(default="dirichlet", metadata={
         "help": "fixed (lambda_fixed, uniform if unset) | dirichlet (dirichlet_alpha, a fresh lambda "
-                "per list) | table (lambda_table)."})
+                "per list) | table (lambda_table) | adaptive (candidates re-weighted from a held-out "
+                "signal; adaptive_* fields)."})
     lambda_fixed: Any = field(default=None, metadata={
         "help": "Weights for lambda_source=fixed: a mapping {aspect: weight} or 'a=0.7,b=0.3'."})
     dirichlet_alpha: float = field(default=1.0, metadata={
         "help": "Concentration of Dirichlet(alpha * 1_K); 1 is uniform on the simplex, <1 favours vertices."})
     lambda_table: Any = field(default=None, metadata={
         "help": "For lambda_source=table: a list of {weights: {aspect: w}, prob: p}."})
+    adaptive_candidates: int = field(default=4, metadata={
+        "help": "adaptive: Dirichlet(dirichlet_alpha) candidates added to the K vertices and the centre."})
+    adaptive_every: int = field(default=20, metadata={"help": "adaptive: optimiser steps between updates."})
+    adaptive_val_lists: int = field(default=8, metadata={
+        "help": "adaptive: training lists held out (not trained on) to measure the signal."})
+    adaptive_signal: str = field(default="progress", metadata={
+        "help": "adaptive: progress (NDCG gain since the last update) | deficit (1 - NDCG)."})
+    adaptive_temperature: float = field(default=0.05, metadata={
+        "help": "adaptive: softmax temperature on the signal (NDCG units); smaller = greedier."})
+    adaptive_floor: float = field(default=0.02, metadata={
+        "help": "adaptive: minimum probability of every candidate (floor * M must stay < 1)."})
     conditioning: str = field(default="prompt", metadata={
         "help": "How the policy sees lambda: none (the authors' behaviour; lambda at inference does "
                 "nothing) | prompt (weights written in the system message)."})
@@ -108,7 +120,8 @@ class LambdaDPOConfig(TrainingArguments):
 
     def __post_init__(self):
         choices = {"loss_type": ("lambda_dpo", "dpo_best_worst", "dpo_all_pairs", "plackett_luce", "lipo_lambda"),
-                   "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "table"),
+                   "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "table", "adaptive"),
+                   "adaptive_signal": ("progress", "deficit"),
                    "conditioning": ("none", "prompt"), "model_dtype": ("float32", "bfloat16", "float16"),
                    "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise")}
         for name, allowed in choices.items():

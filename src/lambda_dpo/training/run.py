@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 import yaml
 
+from ..atomic import atomic_write_text
 from ..conditioning import LAMBDA_HEADER
 from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..generation import MODEL_META
@@ -100,6 +101,19 @@ def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], pac
     return [ScoredList(tl, r, i) for i, (tl, r) in enumerate(zip(lists, ref))]
 
 
+def adaptive_callback(cfg, trainer, source, collator, val_items):
+    """The adaptive scheduler's callback, restored from the checkpoint being resumed if any."""
+    from .scheduler import STATE_FILE, AdaptiveLambdaCallback
+
+    callback = AdaptiveLambdaCallback(source, collator, val_items, cfg.adaptive_every, cfg.adaptive_signal,
+                                      log=trainer.log, batch_size=cfg.per_device_eval_batch_size,
+                                      chunk_size=cfg.logprob_chunk_size, score_type=cfg.score_type)
+    checkpoint = resume_checkpoint(cfg)
+    if checkpoint and (Path(checkpoint) / STATE_FILE).exists():
+        callback.load_state_dict(json.loads((Path(checkpoint) / STATE_FILE).read_text()))
+    return callback
+
+
 def resume_checkpoint(cfg: LambdaDPOConfig) -> str | None:
     """`resume_from_checkpoint`: a checkpoint dir, or 'latest' for the newest one in output_dir (if any)."""
     value = cfg.resume_from_checkpoint
@@ -134,17 +148,28 @@ def train(cfg: LambdaDPOConfig) -> RunResult:
         eval_items = score_reference(cfg, model, tokenized["eval"], packed, "eval") if tokenized["eval"] else []
 
     source = build_lambda_source(cfg.lambda_source, aspects, fixed=cfg.lambda_fixed, alpha=cfg.dirichlet_alpha,
-                                 table=cfg.lambda_table, seed=cfg.seed)
+                                 table=cfg.lambda_table, seed=cfg.seed, adaptive=dict(
+                                     n_random=cfg.adaptive_candidates, temperature=cfg.adaptive_temperature,
+                                     floor=cfg.adaptive_floor))
     collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, packed)
+    val_items = []
+    if cfg.lambda_source == "adaptive":  # the scheduler's signal comes from lists it never trains on
+        val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
+        train_items = [ScoredList(it.tokens, it.ref_logps, i) for i, it in enumerate(train_items)]
     trainer = LambdaDPOTrainer(model=model, args=cfg, data_collator=collator, train_dataset=ListDataset(train_items),
                                eval_dataset=ListDataset(eval_items) if eval_items else None,
                                processing_class=tokenizer)
+    scheduler = adaptive_callback(cfg, trainer, source, collator, val_items) if val_items else None
+    if scheduler:
+        trainer.add_callback(scheduler)
     train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg)).metrics
     eval_metrics = trainer.evaluate() if eval_items else {}
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         save_run_files(cfg, out, aspects, eval_metrics)
+        if scheduler:  # candidates and their probabilities over time
+            atomic_write_text(out / "lambda_schedule.json", json.dumps(scheduler.state_dict(), indent=1))
     return RunResult(out, aspects, train_metrics, eval_metrics, trainer)
 
 

@@ -1,0 +1,80 @@
+"""The adaptive (performance-driven) lambda source and its training-time signal."""
+
+import json
+
+import pytest
+import torch
+
+from lambda_dpo.lambdas import AdaptiveLambda
+from lambda_dpo.training import scheduler as sched
+
+ASPECTS = ("a", "b", "c")
+
+
+def test_candidates_are_vertices_centre_and_random_points():
+    src = AdaptiveLambda(ASPECTS, n_random=2, seed=0)
+    c = src.candidates
+    assert c.shape == (6, 3) and torch.allclose(c.sum(-1), torch.ones(6))
+    assert torch.equal(c[:3], torch.eye(3)) and torch.allclose(c[3], torch.full((3,), 1 / 3))
+    assert torch.allclose(src.probs, torch.full((6,), 1 / 6))
+
+
+def test_update_is_exp3_softmax_with_floor_and_moves_toward_better_candidates():
+    src = AdaptiveLambda(ASPECTS, n_random=0, temperature=0.1, floor=0.05)
+    signal = torch.tensor([0.3, 0.1, 0.0, 0.1])
+    probs = src.update(signal, step=10)
+    expected = 0.8 * torch.softmax(signal / 0.1, 0) + 0.05
+    torch.testing.assert_close(probs, expected)
+    assert probs.argmax() == 0 and probs.min() >= 0.05 and probs.sum().item() == pytest.approx(1.0)
+    # the draws follow the new probabilities
+    draws = src.draw([(0, i) for i in range(3000)])
+    share_a = (draws[:, 0] == 1).float().mean().item()
+    assert share_a == pytest.approx(probs[0].item(), abs=0.03)
+    assert src.history[-1]["step"] == 10
+
+
+def test_state_round_trip_and_bad_signals():
+    src = AdaptiveLambda(ASPECTS, n_random=1)
+    src.update(torch.tensor([1.0, 0, 0, 0, 0]))
+    other = AdaptiveLambda(ASPECTS, n_random=1)
+    other.load_state_dict(json.loads(json.dumps(src.state_dict())))
+    assert torch.allclose(other.probs, src.probs) and other.history == src.history
+    with pytest.raises(ValueError, match="finite"):
+        src.update(torch.tensor([float("nan"), 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="floor"):
+        AdaptiveLambda(ASPECTS, n_random=0, floor=0.3)
+
+
+def test_candidate_performance_is_lambda_weighted_ndcg(monkeypatch):
+    """With implicit rewards that rank exactly by aspect a, the vertex e_a scores NDCG 1 on a."""
+    from lambda_dpo.data.schema import make_list
+    from lambda_dpo.training.collator import ScoredList
+
+    lists = [make_list([{"role": "user", "content": f"q{i}"}], ["x", "y", "z"],
+                       {"a": [3, 1, 2], "b": [1, 3, 2], "c": [2, 2, 2]}, f"mem:{i}") for i in range(3)]
+    items = [ScoredList(type("T", (), {"source": l})(), torch.zeros(3), i) for i, l in enumerate(lists)]
+    collator = type("C", (), {"aspects": ASPECTS})()
+    monkeypatch.setattr(sched, "implicit_rewards", lambda *a, **k: torch.tensor([[3.0, 1.0, 2.0]] * 3))
+    model = torch.nn.Linear(1, 1)
+    perf = sched.candidate_performance(model, collator, items, torch.tensor([[1.0, 0, 0], [0, 1.0, 0],
+                                                                             [0.5, 0.5, 0]]))
+    assert perf[0].item() == pytest.approx(1.0)
+    assert perf[1].item() < 1.0
+    assert perf[2].item() == pytest.approx((perf[0] + perf[1]).item() / 2)
+
+
+def test_adaptive_training_logs_and_saves_the_schedule(tiny_llama_dir, tmp_path):
+    from lambda_dpo.training.config import load_config
+    from lambda_dpo.training.run import train
+
+    cfg = load_config(None, train_file="examples/tiny_listwise.jsonl", model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=2, eval_fraction=0.0, logging_steps=1,
+                      reference_cache_dir=str(tmp_path / "c"), lambda_source="adaptive", adaptive_every=1,
+                      adaptive_val_lists=3, adaptive_candidates=1, learning_rate=1e-2)
+    result = train(cfg)
+    logged = [h for h in result.trainer.state.log_history if "lambda_prob/0" in h]
+    assert len(logged) == 2
+    schedule = json.loads((tmp_path / "m" / "lambda_schedule.json").read_text())
+    assert len(schedule["source"]["history"]) == 2 and len(schedule["candidates"]) == 5
+    assert sum(schedule["source"]["probs"]) == pytest.approx(1.0)
+    assert len(result.trainer.train_dataset) == 24 - 3  # the validation slice is not trained on
