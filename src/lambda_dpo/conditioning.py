@@ -3,6 +3,9 @@
 - "none": the prompt is left as is. One model for one mixture; lambda at inference does nothing.
 - "prompt": lambda is written as text into the system message, so any chat model and any
   serving stack can be steered with no code change. `generate` applies the same rendering.
+- "embedding": a small learned map from lambda to a few soft-prompt vectors placed before the
+  prompt, trained with the adapter and saved next to it (`lambda_embedding.safetensors`); exact
+  weights rather than text, at the cost of custom inference code (`generate` has it).
 
 The reference model is always scored on the unconditioned prompt, so its log-probs do not
 depend on lambda and are computed once.
@@ -10,12 +13,19 @@ depend on lambda and are computed once.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Mapping, Sequence
 
+import torch
+from safetensors.torch import load_file
+
+from .atomic import atomic_save_file
 from .data.schema import Message
 from .tokenization import encode_prompt
 
-CONDITIONING_MODES = ("none", "prompt")
+CONDITIONING_MODES = ("none", "prompt", "embedding")
+EMBEDDING_FILE = "lambda_embedding.safetensors"
 
 LAMBDA_HEADER = "Preference weights for your reply (higher means that quality matters more):"
 
@@ -33,7 +43,7 @@ def condition_prompt(prompt: Sequence[Message], lam: Mapping[str, float] | None,
     so the model sees the same slots for every lambda.
     """
     messages = [dict(m) for m in prompt]
-    if mode == "none" or lam is None:
+    if mode in ("none", "embedding") or lam is None:  # embedding mode carries lambda outside the text
         return messages
     if mode != "prompt":
         raise ValueError(f"conditioning mode {mode!r} is not one of {CONDITIONING_MODES}")
@@ -47,6 +57,83 @@ def condition_prompt(prompt: Sequence[Message], lam: Mapping[str, float] | None,
 
 def conditioned_prompt_ids(tokenizer, tokens, lam: Mapping[str, float] | None, mode: str) -> tuple[int, ...]:
     """Prompt ids the policy sees for a TokenizedList under `lam` (the stored ids when mode is none)."""
-    if mode == "none" or lam is None:
+    if mode in ("none", "embedding") or lam is None:
         return tokens.prompt_ids
     return tuple(encode_prompt(tokenizer, condition_prompt(tokens.prompt, lam, mode)))
+
+
+class LambdaEmbedding(torch.nn.Module):
+    """lambda [B, K] -> soft-prompt vectors [B, n_tokens, hidden] placed before the prompt.
+
+    A two-layer MLP whose output bias starts at the embeddings of real tokens (the start of the
+    text header), so the untrained prefix reads like text to the model, and whose last weight
+    starts small, so lambda's influence is learned rather than imposed.
+    """
+
+    def __init__(self, n_aspects: int, hidden_size: int, n_tokens: int = 4, width: int = 64,
+                 init_embeds: torch.Tensor | None = None):
+        super().__init__()
+        self.n_aspects, self.hidden_size, self.n_tokens, self.width = n_aspects, hidden_size, n_tokens, width
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(n_aspects, width), torch.nn.Tanh(),
+                                       torch.nn.Linear(width, n_tokens * hidden_size))
+        with torch.no_grad():
+            self.mlp[2].weight.normal_(0, 1e-2)
+            if init_embeds is not None:
+                self.mlp[2].bias.copy_(init_embeds.reshape(-1).float())
+            else:
+                self.mlp[2].bias.normal_(0, 2e-2)
+
+    def forward(self, lam: torch.Tensor) -> torch.Tensor:
+        out = self.mlp(lam.to(self.mlp[0].weight.dtype))
+        return out.view(lam.shape[0], self.n_tokens, self.hidden_size)
+
+    def config(self) -> dict:
+        return {"n_aspects": self.n_aspects, "hidden_size": self.hidden_size, "n_tokens": self.n_tokens,
+                "width": self.width}
+
+
+def _base(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4) -> LambdaEmbedding:
+    """Create the map, initialised from the header's token embeddings, and register it on `model`
+    (so the Trainer's optimiser trains it with the adapter)."""
+    embed = _base(model).get_input_embeddings()
+    ids = tokenizer(LAMBDA_HEADER, add_special_tokens=False)["input_ids"][:n_tokens]
+    ids = (ids * n_tokens)[:n_tokens]
+    init = embed.weight[torch.tensor(ids)].detach()
+    module = LambdaEmbedding(n_aspects, embed.weight.shape[1], n_tokens, init_embeds=init).to(embed.weight.device)
+    model.lambda_embedding = module
+    return module
+
+
+def lambda_prefix(model, lam: torch.Tensor | None) -> torch.Tensor | None:
+    """Soft-prompt vectors for `lam` [B, K], or None when the model has no lambda embedding."""
+    from accelerate.utils import extract_model_from_parallel
+
+    module = getattr(extract_model_from_parallel(model), "lambda_embedding", None)
+    return None if module is None or lam is None else module(lam)
+
+
+def save_lambda_embedding(model, out_dir: str | Path) -> None:
+    module = getattr(model, "lambda_embedding", None)
+    if module is not None:
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        atomic_save_file(state, Path(out_dir) / EMBEDDING_FILE, {"config": json.dumps(module.config())})
+
+
+def load_lambda_embedding(model, model_dir: str | Path) -> LambdaEmbedding:
+    """Attach the map saved in `model_dir` to `model` (safetensors only, never pickle)."""
+    from safetensors import safe_open
+
+    path = Path(model_dir) / EMBEDDING_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the model was trained with embedding conditioning, "
+                                "so its lambda map must sit next to the adapter")
+    with safe_open(str(path), framework="pt") as f:
+        config = json.loads(f.metadata()["config"])
+    module = LambdaEmbedding(**config)
+    module.load_state_dict(load_file(str(path)))
+    model.lambda_embedding = module.to(_base(model).get_input_embeddings().weight.device)
+    return module

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .conditioning import condition_prompt
+from .conditioning import condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda
 from .models import load_model, load_tokenizer
 from .tokenization import encode_prompt
@@ -43,6 +43,8 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) ->
     else:
         model = load_model(str(model_dir), dtype=meta.get("model_dtype", "float32"),
                            trust_remote_code=trust_remote_code)
+    if meta["conditioning"] == "embedding":
+        load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"])
 
 
@@ -72,7 +74,18 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
         width = max(map(len, rows))
         ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-        out = sm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+        inputs = {"input_ids": ids}
+        if sm.conditioning == "embedding":  # [pad..., soft prompt, prompt], as in training
+            weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
+            vec = torch.tensor([[weights[a] for a in sm.aspects]] * len(rows), device=device)
+            prefix = lambda_prefix(sm.model, vec)
+            embeds = sm.model.get_input_embeddings()(ids)
+            pad = [width - len(r) for r in rows]
+            inputs = {"inputs_embeds": torch.stack([torch.cat([e[:p], pre.to(e.dtype), e[p:]])
+                                                    for e, pre, p in zip(embeds, prefix, pad)])}
+            mask = torch.stack([torch.cat([m[:p], m.new_ones(prefix.shape[1]), m[p:]]) for m, p in zip(mask, pad)])
+        out = sm.model.generate(**inputs, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sample)
-        outputs += [tok.decode(o[width:], skip_special_tokens=True).strip() for o in out]
+        new_tokens = out if "inputs_embeds" in inputs else out[:, width:]  # generate returns only new ones then
+        outputs += [tok.decode(o, skip_special_tokens=True).strip() for o in new_tokens]
     return outputs

@@ -9,9 +9,10 @@ Two layouts of the same computation:
 - naive: one row per response, [prompt, resp_i] (the authors' approach). Used as the oracle in
   tests, for architectures the packed path is not verified on, and in the benchmark.
 
-Either way only response positions reach the vocabulary projection, and the log-softmax runs
-in fp32 over chunks of `chunk_size` tokens under activation checkpointing, so no
-[batch, length, vocab] tensor, fp32 or otherwise, is ever held.
+Either way the model runs through its own forward (so distributed wrappers sync gradients),
+asked for the logits of one position only; the positions that predict response tokens then go
+through the vocabulary projection and an fp32 log-softmax in chunks of `chunk_size` tokens under
+activation checkpointing, so no [batch, length, vocab] tensor, fp32 or otherwise, is ever held.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import extract_model_from_parallel
 from torch.utils.checkpoint import checkpoint
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,10 @@ class ScoringBatch:
     tgt_row, tgt_pos, tgt_id, tgt_resp: [T] for each scored response token: its row, the
         position whose output predicts it, its id, and its response's flat index.
     resp_list, resp_slot: [R] for each response, its list (0..B-1) and slot (0..Nmax-1).
+    row_list: [rows] the list each row belongs to.
     packed: True for the shared-prompt layout.
+    n_prefix: leading positions of every row reserved for soft-prompt vectors (embedding
+        conditioning); their ids are placeholders replaced by `prefix_embeds` in `score_batch`.
     """
 
     input_ids: torch.Tensor
@@ -54,9 +59,11 @@ class ScoringBatch:
     tgt_resp: torch.Tensor
     resp_list: torch.Tensor
     resp_slot: torch.Tensor
+    row_list: torch.Tensor
     n_lists: int
     n_max: int
     packed: bool
+    n_prefix: int = 0
 
     def to(self, device) -> "ScoringBatch":
         return ScoringBatch(**{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in vars(self).items()})
@@ -70,16 +77,20 @@ class ScoringBatch:
 
 
 def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]], packed: bool,
-                pad_id: int = 0) -> ScoringBatch:
-    """Lay out B lists (prompt ids, N_b response ids each) as a ScoringBatch."""
-    rows_ids, rows_pos, rows_seg = [], [], []
+                pad_id: int = 0, n_prefix: int = 0) -> ScoringBatch:
+    """Lay out B lists (prompt ids, N_b response ids each) as a ScoringBatch.
+
+    With n_prefix > 0 every prompt is preceded by n_prefix placeholder positions (soft prompt).
+    """
+    rows_ids, rows_pos, rows_seg, row_list = [], [], [], []
     tgt_row, tgt_pos, tgt_id, tgt_resp, resp_list, resp_slot = [], [], [], [], [], []
 
     def add_row(ids, pos, seg):
-        rows_ids.append(ids), rows_pos.append(pos), rows_seg.append(seg)
+        rows_ids.append(ids), rows_pos.append(pos), rows_seg.append(seg), row_list.append(b)
         return len(rows_ids) - 1
 
     for b, (prompt, resps) in enumerate(zip(prompts, responses)):
+        prompt = [pad_id] * n_prefix + list(prompt)
         p = len(prompt)
         if packed:
             ids, pos, seg = list(prompt), list(range(p)), [0] * p
@@ -112,8 +123,8 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[S
 
     long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
     return ScoringBatch(pad(rows_ids, pad_id), pad(rows_pos, 0), pad(rows_seg, -1), long(tgt_row), long(tgt_pos),
-                        long(tgt_id), long(tgt_resp), long(resp_list), long(resp_slot), len(prompts),
-                        max(len(r) for r in responses), packed)
+                        long(tgt_id), long(tgt_resp), long(resp_list), long(resp_slot), long(row_list), len(prompts),
+                        max(len(r) for r in responses), packed, n_prefix)
 
 
 def block_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -132,7 +143,8 @@ def block_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch
 
 
 def _unwrap(model):
-    """The transformers CausalLM under a PEFT wrapper (LoRA layers are injected in place)."""
+    """The transformers CausalLM under DDP/FSDP and PEFT wrappers (LoRA layers are injected in place)."""
+    model = extract_model_from_parallel(model)
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
@@ -164,21 +176,34 @@ def chunked_token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: to
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, inputs_embeds: torch.Tensor | None = None
+def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embeds: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs and token counts, both [B, Nmax] fp32 (0 where no response).
 
     The decoder body runs once on `batch`; only the positions that predict response tokens go
-    through the output projection.
+    through the output projection. prefix_embeds [B, n_prefix, d] fill the batch's reserved
+    leading positions (embedding conditioning).
     """
+    inputs_embeds = None
+    if batch.n_prefix:
+        if prefix_embeds is None or prefix_embeds.shape[1] != batch.n_prefix:
+            raise ValueError(f"batch reserves {batch.n_prefix} soft-prompt positions; pass prefix_embeds "
+                             f"of shape [B, {batch.n_prefix}, d]")
+        token_embeds = _unwrap(model).get_input_embeddings()(batch.input_ids[:, batch.n_prefix:])
+        inputs_embeds = torch.cat([prefix_embeds[batch.row_list].to(token_embeds.dtype), token_embeds], dim=1)
     base = _unwrap(model)
     kwargs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": batch.input_ids}
     if supports_packed(model):
-        body, head = base.get_decoder(), base.get_output_embeddings()
         dtype = base.get_input_embeddings().weight.dtype
         mask = block_attention_mask(batch.segment_ids, dtype) if batch.packed else (batch.segment_ids >= 0).long()
-        hidden = body(attention_mask=mask, position_ids=batch.position_ids, use_cache=False, **kwargs).last_hidden_state
-        token_logps = chunked_token_logps(hidden[batch.tgt_row, batch.tgt_pos], head, batch.tgt_id, chunk_size)
+        # Through the model's own forward (so DDP/FSDP wrappers see it and sync gradients), asking
+        # for hidden states and the logits of one position only; the vocabulary projection of the
+        # response positions happens below, in fp32 chunks.
+        out = model(attention_mask=mask, position_ids=batch.position_ids, use_cache=False, output_hidden_states=True,
+                    logits_to_keep=1, **kwargs)
+        hidden = out.hidden_states[-1]
+        token_logps = chunked_token_logps(hidden[batch.tgt_row, batch.tgt_pos], base.get_output_embeddings(),
+                                          batch.tgt_id, chunk_size)
     else:
         # Unverified architecture: its CausalLM forward may post-process logits (soft-capping,
         # scaling), so take the model's own logits rather than body + head.

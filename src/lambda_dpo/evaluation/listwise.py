@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from ..conditioning import lambda_prefix
 from ..losses import sequence_scores
 from ..scoring import ScoringBatch, score_batch
 from ..targets import ratings_tensor
@@ -29,7 +30,9 @@ def implicit_rewards(model, collator: ListCollator, items: Sequence[ScoredList],
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         batch = collator(chunk, lam=lam[None])
-        logps, n_tok = score_batch(model, ScoringBatch.from_dict(batch, "policy_").to(device), chunk_size)
+        sb = ScoringBatch.from_dict(batch, "policy_").to(device)
+        prefix = lambda_prefix(model, batch["lam"].to(device)) if sb.n_prefix else None
+        logps, n_tok = score_batch(model, sb, chunk_size, prefix)
         s = sequence_scores(logps.cpu(), batch["ref_logps"], n_tok.cpu(), score_type)
         rows.extend(s[i, : len(it.tokens.response_ids)] for i, it in enumerate(chunk))
     return pad_lists(rows, n_max)

@@ -62,11 +62,12 @@ class ListCollator:
     """
 
     def __init__(self, tokenizer, aspects: Sequence[str], lambda_source: LambdaSource, conditioning: str,
-                 rating_temperature: float = 1.0, packed: bool = True):
+                 rating_temperature: float = 1.0, packed: bool = True, n_prefix: int = 0):
         self.tokenizer, self.aspects = tokenizer, tuple(aspects)
         self.lambda_source, self.conditioning = lambda_source, conditioning
         self.tau, self.packed = rating_temperature, packed
         self.epoch = 0  # set by the trainer at each epoch start
+        self.n_prefix = n_prefix if conditioning == "embedding" else 0  # soft-prompt slots per row
 
     def __call__(self, items: Sequence[ScoredList], lam: torch.Tensor | None = None) -> dict:
         lists = [it.tokens for it in items]
@@ -77,7 +78,7 @@ class ListCollator:
         prompts = [conditioned_prompt_ids(self.tokenizer, tl, dict(zip(self.aspects, row.tolist())),
                                           self.conditioning) for tl, row in zip(lists, lam)]
         batch = build_batch(prompts, [tl.response_ids for tl in lists], packed=self.packed,
-                            pad_id=self.tokenizer.pad_token_id or 0)
+                            pad_id=self.tokenizer.pad_token_id or 0, n_prefix=self.n_prefix)
         ratings, mask = ratings_tensor([tl.source for tl in lists], self.aspects)
         p_k, usable = aspect_targets(ratings, mask, self.tau)
         target, valid = mix_targets(p_k, usable, lam)

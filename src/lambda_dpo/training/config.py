@@ -95,7 +95,10 @@ class LambdaDPOConfig(TrainingArguments):
         "help": "adaptive: minimum probability of every candidate (floor * M must stay < 1)."})
     conditioning: str = field(default="prompt", metadata={
         "help": "How the policy sees lambda: none (the authors' behaviour; lambda at inference does "
-                "nothing) | prompt (weights written in the system message)."})
+                "nothing) | prompt (weights written in the system message) | embedding (a learned map "
+                "from lambda to embedding_tokens soft-prompt vectors, trained with the adapter)."})
+    embedding_tokens: int = field(default=4, metadata={
+        "help": "conditioning=embedding: soft-prompt vectors placed before the prompt."})
 
     # ---- efficiency ----------------------------------------------------------------------
     shared_prompt: bool = field(default=True, metadata={
@@ -122,7 +125,7 @@ class LambdaDPOConfig(TrainingArguments):
         choices = {"loss_type": ("lambda_dpo", "dpo_best_worst", "dpo_all_pairs", "plackett_luce", "lipo_lambda"),
                    "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "table", "adaptive"),
                    "adaptive_signal": ("progress", "deficit"),
-                   "conditioning": ("none", "prompt"), "model_dtype": ("float32", "bfloat16", "float16"),
+                   "conditioning": ("none", "prompt", "embedding"), "model_dtype": ("float32", "bfloat16", "float16"),
                    "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from ..atomic import atomic_write_text
-from ..conditioning import LAMBDA_HEADER
+from ..conditioning import EMBEDDING_FILE, LAMBDA_HEADER, attach_lambda_embedding, load_lambda_embedding
 from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..generation import MODEL_META
 from ..lambdas import build_lambda_source
@@ -151,7 +151,14 @@ def train(cfg: LambdaDPOConfig) -> RunResult:
                                  table=cfg.lambda_table, seed=cfg.seed, adaptive=dict(
                                      n_random=cfg.adaptive_candidates, temperature=cfg.adaptive_temperature,
                                      floor=cfg.adaptive_floor))
-    collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, packed)
+    if cfg.conditioning == "embedding":  # after the reference: it never sees the soft prompt
+        checkpoint = resume_checkpoint(cfg)
+        if checkpoint and (Path(checkpoint) / EMBEDDING_FILE).exists():
+            load_lambda_embedding(model, checkpoint)
+        else:
+            attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens)
+    collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, packed,
+                            cfg.embedding_tokens)
     val_items = []
     if cfg.lambda_source == "adaptive":  # the scheduler's signal comes from lists it never trains on
         val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]

@@ -13,6 +13,7 @@ from collections import defaultdict
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..scoring import ScoringBatch, score_batch
@@ -44,7 +45,8 @@ class LambdaDPOTrainer(Trainer):
         """Implicit rewards of every response of every list, then the configured listwise loss."""
         cfg = self.args
         batch = ScoringBatch.from_dict(inputs, "policy_")
-        policy_logps, n_tokens = score_batch(model, batch, cfg.logprob_chunk_size)
+        prefix = lambda_prefix(model, inputs["lam"]) if batch.n_prefix else None  # embedding conditioning
+        policy_logps, n_tokens = score_batch(model, batch, cfg.logprob_chunk_size, prefix)
         scores = sequence_scores(policy_logps, inputs["ref_logps"], n_tokens, cfg.score_type)
         per_list = self.loss_fn(scores, inputs["target"], inputs["mask"], cfg.beta)
         valid = inputs["valid"].to(per_list.dtype)
@@ -69,6 +71,12 @@ class LambdaDPOTrainer(Trainer):
                                          self.args.beta)
                 self._metrics[f"loss/{aspect}"].append(loss_k.mean().item())
             self._metrics[f"lambda/{aspect}"].append(inputs["lam"][:, k].mean().item())
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The adapter/model as usual, plus the lambda embedding when conditioning is 'embedding'."""
+        super().save_model(output_dir, _internal_call)
+        if self.is_world_process_zero():
+            save_lambda_embedding(self.accelerator.unwrap_model(self.model), output_dir or self.args.output_dir)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._metrics:

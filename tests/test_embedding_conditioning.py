@@ -1,0 +1,67 @@
+"""Embedding conditioning: soft-prompt scoring equals a plain forward, training, save/load, steering."""
+
+import json
+
+import pytest
+import torch
+
+from lambda_dpo.conditioning import EMBEDDING_FILE, LambdaEmbedding, lambda_prefix
+from lambda_dpo.generation import generate, load_steerable
+from lambda_dpo.models import tiny_model
+from lambda_dpo.scoring import build_batch, score_batch
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_soft_prompt_scoring_equals_forward_on_concatenated_embeddings(packed):
+    model = tiny_model("llama", vocab_size=97).eval()
+    module = LambdaEmbedding(3, 64, n_tokens=2)
+    lam = torch.tensor([[1.0, 0, 0], [0.2, 0.3, 0.5]])
+    prompts, responses = [[5, 6, 7], [8, 9]], [[[10, 11], [12, 13, 14]], [[15], [16, 17], [18, 19]]]
+    with torch.no_grad():
+        prefix = module(lam)
+        logps, _ = score_batch(model, build_batch(prompts, responses, packed, n_prefix=2), prefix_embeds=prefix)
+        for b, (p, rs) in enumerate(zip(prompts, responses)):
+            for i, r in enumerate(rs):
+                embeds = torch.cat([prefix[b], model.get_input_embeddings()(torch.tensor(p + r))])[None]
+                logp = model(inputs_embeds=embeds).logits[0].double().log_softmax(-1)
+                start = 2 + len(p)
+                expected = sum(logp[start - 1 + k, t].item() for k, t in enumerate(r))
+                assert logps[b, i].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_missing_prefix_is_a_clear_error():
+    model = tiny_model("llama", vocab_size=97)
+    with pytest.raises(ValueError, match="soft-prompt"):
+        score_batch(model, build_batch([[1, 2]], [[[3], [4]]], True, n_prefix=2))
+
+
+def test_embedding_trains_saves_reloads_and_steers(tiny_llama_dir, tmp_path):
+    from lambda_dpo.training.config import load_config
+    from lambda_dpo.training.run import train
+
+    cfg = load_config(None, train_file="examples/tiny_listwise.jsonl", model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=3, eval_fraction=0.2, conditioning="embedding",
+                      embedding_tokens=3, reference_cache_dir=str(tmp_path / "c"), learning_rate=1e-2)
+    result = train(cfg)
+    trained = result.trainer.model.lambda_embedding
+    fresh = LambdaEmbedding(**trained.config())
+    state = result.trainer.optimizer.state
+    for param in trained.parameters():  # trained with the adapter: AdamW moved every weight of the map
+        assert param in state and state[param]["exp_avg"].abs().sum() > 0
+    assert (tmp_path / "m" / EMBEDDING_FILE).exists()
+    assert json.loads((tmp_path / "m" / "lambda_dpo.json").read_text())["conditioning"] == "embedding"
+    assert "eval_mean/ndcg" in result.eval_metrics
+
+    sm = load_steerable(tmp_path / "m")
+    lam = torch.tensor([[0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(lambda_prefix(sm.model, lam), trained(lam))  # round trip
+        assert not torch.allclose(fresh(lam), trained(lam))
+        a, b = lambda_prefix(sm.model, torch.eye(3)[:1]), lambda_prefix(sm.model, torch.eye(3)[1:2])
+        ids = torch.tensor([[40, 41, 42]])
+        emb = sm.model.get_input_embeddings()(ids)
+        la = sm.model(inputs_embeds=torch.cat([a, emb], 1)).logits[0, -1].softmax(-1)
+        lb = sm.model(inputs_embeds=torch.cat([b, emb], 1)).logits[0, -1].softmax(-1)
+    assert (la - lb).abs().sum() > 1e-4  # lambda moves the next-token distribution
+    replies = generate(sm, ["hi", "What is 2+2?"], "helpfulness=1", max_new_tokens=5)
+    assert len(replies) == 2
