@@ -56,6 +56,10 @@ class LambdaDPOConfig(TrainingArguments):
                 "from its start to fit (counted in the log)."})
     max_response_length: int = field(default=256, metadata={
         "help": "Token limit per response, end-of-turn included; longer replies keep their start."})
+    truncation: str = field(default="cut", metadata={
+        "help": "Lists over max_prompt_length / max_response_length: 'cut' (the prompt loses the start of "
+                "its last user message, a response keeps its first tokens; counted in the log) or 'reject' "
+                "(the list is dropped, counted as prompt_too_long / response_too_long)."})
     max_train_lists: int | None = field(default=None, metadata={
         "help": "Use at most this many training lists (after the eval split); for quick runs."})
     max_eval_lists: int | None = field(default=None, metadata={"help": "Use at most this many eval lists."})
@@ -111,6 +115,12 @@ class LambdaDPOConfig(TrainingArguments):
                 "null to recompute every run."})
     reference_batch_size: int = field(default=8, metadata={"help": "Lists per reference forward."})
 
+    # ---- reliability ---------------------------------------------------------------------
+    max_nonfinite_steps: int = field(default=5, metadata={
+        "help": "An optimiser step whose loss or gradient is NaN/inf is skipped (no weight or optimiser-state "
+                "update) and counted (nonfinite_steps in the logs). After this many consecutive ones, "
+                "training stops with an error after saving a checkpoint of the last finite weights."})
+
     # ---- Trainer defaults that differ from transformers' ------------------------------------
     output_dir: str | None = field(default="runs/lambda-dpo", metadata={"help": "Where to save."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate."})
@@ -132,6 +142,11 @@ class LambdaDPOConfig(TrainingArguments):
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if self.beta <= 0 or self.rating_temperature <= 0:
             raise ValueError("config: beta and rating_temperature must be > 0")
+        if self.truncation not in ("cut", "reject"):
+            raise ValueError(f"config: truncation={self.truncation!r} is not one of cut, reject")
+        for name in ("max_prompt_length", "max_response_length", "max_nonfinite_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"config: {name}={getattr(self, name)!r} must be an integer >= 1")
         if isinstance(self.aspects, str):
             self.aspects = [a.strip() for a in self.aspects.split(",") if a.strip()]
         self.remove_unused_columns = False
@@ -146,6 +161,8 @@ class LambdaDPOConfig(TrainingArguments):
 
 def _coerce(value: Any, default: Any) -> Any:
     """YAML reads '5e-5' as a string; turn strings into the default's scalar type."""
+    if isinstance(value, bool) and isinstance(default, str) and not value:
+        return "no"  # YAML 1.1 reads `save_strategy: no` as False; the string fields that take it mean "no"
     if isinstance(value, str) and isinstance(default, (bool, int, float)) and default is not None:
         if isinstance(default, bool):
             return value.strip().lower() in {"1", "true", "yes", "on"}

@@ -19,6 +19,7 @@ from ..losses import LOSSES, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..scoring import ScoringBatch, score_batch
 from .collator import ListCollator
 from .config import LambdaDPOConfig
+from .guards import NonFiniteGuard
 
 
 class _EpochToCollator(TrainerCallback):
@@ -40,6 +41,19 @@ class LambdaDPOTrainer(Trainer):
         self.loss_fn = LOSSES[self.args.loss_type]
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self.add_callback(_EpochToCollator(self.data_collator))
+        self.nonfinite = NonFiniteGuard(self, self.args.max_nonfinite_steps)  # NaN/inf steps: skip, count, stop
+        self.add_callback(self.nonfinite)
+
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        output.metrics["train_nonfinite_steps"] = self.nonfinite.total
+        self.nonfinite.raise_if_stopped()  # after the Trainer saved the checkpoint of the last finite weights
+        return output
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.nonfinite.check_loss(loss)
+        return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Implicit rewards of every response of every list, then the configured listwise loss."""
@@ -74,6 +88,7 @@ class LambdaDPOTrainer(Trainer):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """The adapter/model as usual, plus the lambda embedding when conditioning is 'embedding'."""
+        self.nonfinite.check_weights(self.model, output_dir)  # never a NaN model on disk
         super().save_model(output_dir, _internal_call)
         if self.is_world_process_zero():
             save_lambda_embedding(self.accelerator.unwrap_model(self.model), output_dir or self.args.output_dir)
@@ -82,6 +97,7 @@ class LambdaDPOTrainer(Trainer):
         if "loss" in logs and self._metrics:
             logs.update({k: sum(v) / len(v) for k, v in self._metrics.items() if v})
             logs["lists_without_target"] = sum(self._metrics.get("lists_without_target", [0]))
+            logs["nonfinite_steps"] = self.nonfinite.total
             self._metrics.clear()
         super().log(logs, *args, **kwargs)
 
