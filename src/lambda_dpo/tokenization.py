@@ -5,11 +5,13 @@ after the templated prompt, so they include the template's end-of-turn tokens an
 depend on the system message: the same response ids serve the unconditioned prompt (reference)
 and every lambda-conditioned prompt (policy).
 
-Truncation (counted, never silent):
+Truncation (counted, never silent), `truncation="cut"` (the default):
 - prompt: the last user message's text loses tokens from its start until the templated
   prompt fits `max_prompt_length` (the system message, where lambda goes, is never cut);
 - response: the reply keeps its first `max_response_length` tokens;
 - a prompt that cannot be made to fit, or a response cut to nothing, rejects the list.
+With `truncation="reject"` nothing is cut: a list whose prompt or any response is over its limit
+is rejected (reasons `prompt_too_long`, `response_too_long`).
 """
 
 from __future__ import annotations
@@ -65,10 +67,15 @@ def _encode_response(tokenizer, messages: Sequence[Message], prompt_ids: list[in
     return list(full[len(prompt_ids):])
 
 
-def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str) -> tuple[list[dict], list[int], bool]:
+def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str, truncation: str = "cut"
+                ) -> tuple[list[dict], list[int], bool]:
     ids = encode_prompt(tokenizer, messages)
     if len(ids) <= max_len:
         return messages, ids, False
+    if truncation == "reject":
+        raise DataError(origin, "prompt", f"the templated prompt has {len(ids)} tokens, over max_prompt_length="
+                        f"{max_len} (truncation=reject)", "raise max_prompt_length, shorten the prompt, or set "
+                        "truncation=cut", "prompt_too_long")
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
     if last_user is not None:
         content_ids = tokenizer(messages[last_user]["content"], add_special_tokens=False)["input_ids"]
@@ -86,15 +93,23 @@ def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str) -> t
 
 
 def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_prompt_length: int,
-                  max_response_length: int, report: TruncationReport | None = None) -> TokenizedList:
-    """Tokenise one list; raises DataError when it cannot fit the limits."""
+                  max_response_length: int, report: TruncationReport | None = None,
+                  truncation: str = "cut") -> TokenizedList:
+    """Tokenise one list; raises DataError when it cannot fit the limits (see the module doc)."""
+    if truncation not in ("cut", "reject"):
+        raise ValueError(f"truncation={truncation!r} is not one of cut, reject")
     report = report if report is not None else TruncationReport()
-    messages, prompt_ids, cut = _fit_prompt(tokenizer, [dict(m) for m in lst.prompt], max_prompt_length, lst.origin)
+    messages, prompt_ids, cut = _fit_prompt(tokenizer, [dict(m) for m in lst.prompt], max_prompt_length, lst.origin,
+                                            truncation)
     report.prompts_truncated += cut
     responses = []
     for i, text in enumerate(lst.responses):
         ids = _encode_response(tokenizer, messages, prompt_ids, text)
         if len(ids) > max_response_length:
+            if truncation == "reject":
+                raise DataError(lst.origin, f"responses[{i}]", f"response has {len(ids)} tokens, over "
+                                f"max_response_length={max_response_length} (truncation=reject)",
+                                "raise max_response_length, or set truncation=cut", "response_too_long")
             report.responses_truncated += 1
             ids = ids[:max_response_length]
         if not ids:
@@ -105,13 +120,14 @@ def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_p
 
 
 def tokenize_lists(tokenizer: PreTrainedTokenizerBase, lists: Sequence[PreferenceList], max_prompt_length: int,
-                   max_response_length: int, skip_bad: bool = True) -> tuple[list[TokenizedList], TruncationReport]:
+                   max_response_length: int, skip_bad: bool = True, truncation: str = "cut"
+                   ) -> tuple[list[TokenizedList], TruncationReport]:
     """Tokenise every list; lists that cannot fit are rejected and counted (or raise if skip_bad=False)."""
     report = TruncationReport()
     out = []
     for lst in lists:
         try:
-            out.append(tokenize_list(tokenizer, lst, max_prompt_length, max_response_length, report))
+            out.append(tokenize_list(tokenizer, lst, max_prompt_length, max_response_length, report, truncation))
         except DataError as err:
             if not skip_bad:
                 raise

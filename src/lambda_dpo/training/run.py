@@ -5,9 +5,11 @@ Each arrow is a call into one module; this file only wires them and reports what
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -115,19 +117,50 @@ def adaptive_callback(cfg, trainer, source, collator, val_items):
 
 
 def resume_checkpoint(cfg: LambdaDPOConfig) -> str | None:
-    """`resume_from_checkpoint`: a checkpoint dir, or 'latest' for the newest one in output_dir (if any)."""
+    """`resume_from_checkpoint`: a checkpoint dir, or 'latest' for the newest complete one in output_dir.
+
+    Complete = its trainer_state.json (the Trainer writes it after the weights, optimizer, scheduler
+    and RNG states) reads as JSON: a run killed while saving leaves a newer, incomplete checkpoint,
+    which is skipped with a warning.
+    """
     value = cfg.resume_from_checkpoint
     if value in (None, "", False):
         return None
-    if str(value).lower() in {"latest", "true", "auto"}:
-        from transformers.trainer_utils import get_last_checkpoint
+    if str(value).lower() not in {"latest", "true", "auto"}:
+        return str(value)
+    out = Path(cfg.output_dir)
+    found = [p for p in out.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)] if out.is_dir() else []
+    for ckpt in sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        try:
+            if "global_step" in json.loads((ckpt / "trainer_state.json").read_text()):
+                return str(ckpt)
+        except (OSError, ValueError):
+            pass
+        logger.warning("skipping incomplete checkpoint %s (no readable trainer_state.json; the run was probably "
+                       "stopped while saving it)", ckpt)
+    return None
 
-        return get_last_checkpoint(cfg.output_dir) if Path(cfg.output_dir).is_dir() else None
-    return str(value)
+
+def _whole_weights(model):
+    """DeepSpeed ZeRO-3 partitions the weights as the model loads (zero.Init); the reference needs
+    them whole. Every process must enter this (the gather is a collective)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
-def train(cfg: LambdaDPOConfig) -> RunResult:
-    """Run one training job described by `cfg`; returns where the model was saved and the metrics."""
+def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
+    """Run one training job described by `cfg`; returns where the model was saved and the metrics.
+
+    `callbacks`: extra transformers TrainerCallbacks (for tests and monitoring).
+    """
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the adapter's (and soft prompt's) initial weights depend on it, not on earlier RNG use
     train_lists, eval_lists, aspects = load_data(cfg)
     tokenizer, model = prepare_model(cfg)
     packed = choose_layout(model, cfg.shared_prompt)
@@ -135,7 +168,7 @@ def train(cfg: LambdaDPOConfig) -> RunResult:
     tokenized = {}
     for name, lists in (("train", train_lists), ("eval", eval_lists)):
         tokenized[name], trunc = tokenize_lists(tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
-                                                skip_bad=True)
+                                                skip_bad=True, truncation=cfg.truncation)
         logger.info("%s: %d lists tokenised; %d prompts and %d responses truncated; rejected: %s", name,
                     len(tokenized[name]), trunc.prompts_truncated, trunc.responses_truncated,
                     dict(trunc.rejected) or "none")
@@ -143,7 +176,8 @@ def train(cfg: LambdaDPOConfig) -> RunResult:
             logger.warning("rejected (%s), e.g. %s", reason, example)
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
     # With several processes the main one computes and caches it; the others then read the cache.
-    with cfg.main_process_first(desc="reference log-probs"):
+    # Under ZeRO-3 every process first gathers the partitioned weights.
+    with _whole_weights(model), cfg.main_process_first(desc="reference log-probs"):
         train_items = score_reference(cfg, model, tokenized["train"], packed, "train")
         eval_items = score_reference(cfg, model, tokenized["eval"], packed, "eval") if tokenized["eval"] else []
 
@@ -169,6 +203,8 @@ def train(cfg: LambdaDPOConfig) -> RunResult:
     scheduler = adaptive_callback(cfg, trainer, source, collator, val_items) if val_items else None
     if scheduler:
         trainer.add_callback(scheduler)
+    for callback in callbacks:
+        trainer.add_callback(callback)
     train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg)).metrics
     eval_metrics = trainer.evaluate() if eval_items else {}
     out = Path(cfg.output_dir)
