@@ -18,6 +18,15 @@ from lambda_dpo.training.run import train
 DATA = "examples/tiny_listwise.jsonl"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared, loaded CPU two spinning threads make these runs ~5x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def config(tmp_path, model_dir, **over):
     fields = dict(train_file=DATA, model_name_or_path=model_dir, output_dir=str(tmp_path / "out"),
                   reference_cache_dir=str(tmp_path / "cache"), eval_fraction=0.0, max_train_lists=8,

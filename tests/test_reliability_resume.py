@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -22,6 +23,15 @@ from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import resume_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared, loaded CPU two spinning threads make these runs ~5x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:
@@ -40,7 +50,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path)
     full, cut = tmp_path / "full", tmp_path / "cut"
 
     # The interrupted run: a separate process, SIGKILLed once checkpoint-4 is complete.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}  # as this process
     proc = subprocess.Popen([sys.executable, "-m", "lambda_dpo.cli", "train", str(cfg), f"output_dir={cut}"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     marker = cut / "checkpoint-4" / "trainer_state.json"
