@@ -50,6 +50,14 @@ def _demo(args) -> int:
     return 0
 
 
+def _ablation(args) -> int:
+    from .demo import run_ablation
+
+    out = run_ablation(args.preset, args.out, seeds=args.seeds)
+    print(f"ablation report: {out / 'ablation.md'}\nmetrics: {out / 'metrics.json'}")
+    return 0
+
+
 def _build_data(args) -> int:
     from .demo_data.build import main as build_main
 
@@ -90,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/demo-PRESET-TIME)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("ablation", help="lambda sources x conditioning modes, equal budget, several seeds")
+    p.add_argument("--preset", choices=["quick", "default", "full"], default="quick")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME)")
+    p.set_defaults(func=_ablation)
 
     p = sub.add_parser("build-data", help="rebuild the embedded multi-aspect dataset (see its --help)",
                        add_help=False)

@@ -16,11 +16,12 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from .demo_data import ASPECTS, PromptSpec, demo_data_dir, judge_all
-from .evaluation.report import write_report
+from .evaluation.report import write_ablation_report, write_report
 from .evaluation.steering import controllability, front_area, lambda_grid, lambda_key, mean_judge_scores
 from .generation import SteerableModel, generate, load_steerable
 from .models import DEFAULT_MODEL, load_model, load_tokenizer
@@ -60,64 +61,94 @@ def _read_specs(path: Path) -> list[PromptSpec]:
         return [PromptSpec(**json.loads(line)["spec"]) for line in f if line.strip()]
 
 
-def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: int = 0,
-             model: str = DEFAULT_MODEL) -> Path:
-    """Run the whole comparison; returns the run directory holding report.md."""
-    p = PRESETS[preset]
-    out = Path(out_dir or f"runs/demo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+def evaluate_method(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: str,
+                    specs: list[PromptSpec], grid: list[dict]) -> dict:
+    """Train one method, then its listwise metrics and judged generations over the grid."""
     data = Path(str(demo_data_dir()))
-    started = time.time()
-
     common = dict(model_name_or_path=model, train_file=str(data / "train.jsonl"), eval_file=str(data / "eval.jsonl"),
                   aspects=list(ASPECTS), max_train_lists=p.train_lists, max_eval_lists=p.eval_lists,
                   max_steps=p.max_steps, per_device_train_batch_size=2, learning_rate=5e-4, beta=0.1,
                   max_prompt_length=256, max_response_length=160, logging_steps=10, seed=seed)
-    listwise, models = {}, {}
-    for name, overrides in METHODS.items():
-        logger.info("demo: training %s (%d steps)", name, p.max_steps)
-        result = train(load_config(None, output_dir=str(out / "models" / name), **common, **overrides))
-        listwise[name] = {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}
-        models[name] = out / "models" / name
-        del result
+    logger.info("training %s (seed %d, %d steps)", name, seed, p.max_steps)
+    result = train(load_config(None, output_dir=str(out / "models" / f"{name}-seed{seed}"), **{**common, **overrides}))
+    listwise = {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}
+    sm = load_steerable(result.output_dir)
+    del result
+    return {"listwise": listwise, "generation": judge_generations(sm, specs, grid, p)}
 
-    specs = _read_specs(data / "eval.jsonl")[: p.gen_prompts]
+
+def judge_generations(sm: SteerableModel, specs: list[PromptSpec], grid: list[dict], p: Preset) -> dict:
+    """Mean judge scores per lambda point (one point, 'any', for a model that never sees lambda)."""
     prompts = [s.prompt for s in specs]
-    grid = lambda_grid(ASPECTS, CONFLICT, edges=p.full_grid)
-    generations: dict[str, dict[str, dict]] = {}
-    base = SteerableModel(load_model(model).eval(), load_tokenizer(model), tuple(ASPECTS), "none")
-    for name, sm in [("base", base)] + [(n, None) for n in METHODS]:
-        sm = sm or load_steerable(models[name])
-        # A model that never sees lambda answers the same under every lambda: generate once.
-        points = grid if sm.conditioning != "none" else [None]
-        per_point = {}
-        for lam in points:
-            replies = generate(sm, prompts, lam, max_new_tokens=p.max_new_tokens, batch_size=12)
-            per_point[lambda_key(lam) if lam else "any"] = {
-                "lambda": lam, "scores": mean_judge_scores(specs, replies, judge_all),
-                "examples": [{"prompt": q, "reply": r} for q, r in list(zip(prompts, replies))[:3]]}
-        generations[name] = per_point
-        logger.info("demo: judged %s under %d lambda(s)", name, len(points))
-        del sm
+    per_point = {}
+    for lam in (grid if sm.conditioning != "none" else [None]):
+        replies = generate(sm, prompts, lam, max_new_tokens=p.max_new_tokens, batch_size=12)
+        per_point[lambda_key(lam) if lam else "any"] = {
+            "lambda": lam, "scores": mean_judge_scores(specs, replies, judge_all),
+            "examples": [{"prompt": q, "reply": r} for q, r in list(zip(prompts, replies))[:3]]}
+    return per_point
 
-    summary = summarise(generations, grid)
-    metrics = {"preset": asdict(p), "seed": seed, "model": model, "aspects": list(ASPECTS), "conflict": list(CONFLICT),
-               "methods": METHODS, "listwise": listwise, "generation": generations, "summary": summary,
-               "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
+
+def compare(methods: dict[str, dict], preset: str, out: Path, seeds: Sequence[int], model: str = DEFAULT_MODEL,
+            include_base: bool = True) -> dict:
+    """Train and evaluate every method for every seed with the same budget; returns the metrics."""
+    p = PRESETS[preset]
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    specs = _read_specs(Path(str(demo_data_dir())) / "eval.jsonl")[: p.gen_prompts]
+    grid = lambda_grid(ASPECTS, CONFLICT, edges=p.full_grid)
+    runs: dict[str, dict[int, dict]] = {}
+    if include_base:
+        base = SteerableModel(load_model(model).eval(), load_tokenizer(model), tuple(ASPECTS), "none")
+        runs["base"] = {0: {"listwise": {}, "generation": judge_generations(base, specs, grid, p)}}
+        del base
+    for name, overrides in methods.items():
+        runs[name] = {seed: evaluate_method(name, overrides, p, out, seed, model, specs, grid) for seed in seeds}
+    for per_seed in runs.values():
+        for r in per_seed.values():
+            r["summary"] = summarise(r["generation"], grid)
+    return {"preset": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
+            "conflict": list(CONFLICT), "methods": methods, "runs": runs,
+            "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
+
+
+def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: int = 0,
+             model: str = DEFAULT_MODEL) -> Path:
+    """The three-way comparison on one seed; returns the run directory holding report.md."""
+    out = Path(out_dir or f"runs/demo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    metrics = compare(METHODS, preset, out, [seed], model)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_report(metrics, out)
     return out
 
 
-def summarise(generations: dict, grid: list[dict]) -> dict:
-    """Controllability and Pareto area per model; unconditioned models count as one point."""
-    out = {}
-    for name, per_point in generations.items():
-        scores = [v["scores"] for v in per_point.values()]
-        if len(per_point) > 1:
-            ctrl = controllability(grid, scores, ASPECTS)
-        else:
-            ctrl = {a: float("nan") for a in ASPECTS}
-        pts = [(s[CONFLICT[0]], s[CONFLICT[1]]) for s in scores]
-        out[name] = {"controllability": ctrl, "pareto_area": front_area(pts), "points": pts}
+def summarise(per_point: dict, grid: list[dict]) -> dict:
+    """Controllability and Pareto area of one model; a model that never sees lambda is one point."""
+    scores = [v["scores"] for v in per_point.values()]
+    ctrl = controllability(grid, scores, ASPECTS) if len(per_point) > 1 else {a: float("nan") for a in ASPECTS}
+    pts = [(s[CONFLICT[0]], s[CONFLICT[1]]) for s in scores]
+    return {"controllability": ctrl, "pareto_area": front_area(pts), "points": pts}
+
+
+_TABLE = [{"weights": {a: 1.0}, "prob": 0.15} for a in ASPECTS] + [{"weights": {a: 1.0 for a in ASPECTS}, "prob": 0.4}]
+ABLATION = {
+    "none+fixed": {"lambda_source": "fixed", "conditioning": "none"},
+    **{f"{cond}+{src}": {"lambda_source": src, "conditioning": cond, **({"lambda_table": _TABLE} if src == "table" else {})}
+       for cond in ("prompt", "embedding") for src in ("dirichlet", "table", "adaptive")},
+}
+ABLATION_SKIPPED = {
+    "none + dirichlet/table/adaptive": "without conditioning the loss is linear in lambda, so sampling it is "
+                                       "only noise around the fixed mixture E[lambda] (design.md section 3)",
+    "prompt/embedding + fixed": "the model would see one lambda only and cannot learn what lambda means",
+}
+
+
+def run_ablation(preset: str = "quick", out_dir: str | Path | None = None, seeds: Sequence[int] = (0, 1),
+                 model: str = DEFAULT_MODEL) -> Path:
+    """Lambda sources x conditioning modes at equal budget over several seeds; writes ablation.md."""
+    out = Path(out_dir or f"runs/ablation-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    metrics = compare(ABLATION, preset, out, seeds, model, include_base=False)
+    metrics["skipped"] = ABLATION_SKIPPED
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_ablation_report(metrics, out, ABLATION_SKIPPED)
     return out

@@ -120,7 +120,16 @@ def plot_control(m: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def single_seed_view(m: dict) -> dict:
+    """The demo's flat view of `compare` output: model -> figures of its first seed."""
+    first = {name: next(iter(per_seed.values())) for name, per_seed in m["runs"].items()}
+    return {**m, "seed": m["seeds"][0], "listwise": {n: r["listwise"] for n, r in first.items() if n != "base"},
+            "generation": {n: r["generation"] for n, r in first.items()},
+            "summary": {n: r["summary"] for n, r in first.items()}}
+
+
 def write_report(m: dict, out: Path) -> Path:
+    m = single_seed_view(m)
     t = tables(m)
     plot_pareto(m, out / "pareto.png")
     plot_control(m, out / "controllability.png")
@@ -166,5 +175,67 @@ above (1, 1) dominated by the model's points on the conflicting pair (larger is 
 {examples}
 """
     path = out / "report.md"
+    path.write_text(text)
+    return path
+
+
+def _mean_std(values: list[float]) -> str:
+    vals = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "n/a"
+    mean = sum(vals) / len(vals)
+    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def ablation_rows(m: dict) -> list[dict]:
+    """Per method, the lists over seeds of each headline figure."""
+    rows = []
+    for name, per_seed in m["runs"].items():
+        runs = list(per_seed.values())
+        row = {"method": name,
+               "ndcg": [r["listwise"].get("mean/ndcg", float("nan")) for r in runs],
+               "top1": [r["listwise"].get("mean/top1", float("nan")) for r in runs],
+               "area": [r["summary"]["pareto_area"] for r in runs]}
+        for a in m["aspects"]:
+            row[f"rho/{a}"] = [r["summary"]["controllability"][a] for r in runs]
+        row["rho/mean"] = [sum(r["summary"]["controllability"][a] for a in m["aspects"]) / len(m["aspects"])
+                           for r in runs]
+        rows.append(row)
+    return rows
+
+
+def write_ablation_report(m: dict, out: Path, skipped: dict[str, str]) -> Path:
+    rows = ablation_rows(m)
+    aspects = m["aspects"]
+    header = ["method", "held-out NDCG", "held-out top-1", *[f"rho({a})" for a in aspects], "mean rho",
+              f"Pareto area ({m['conflict'][0]} x {m['conflict'][1]})"]
+    body = [[r["method"], _mean_std(r["ndcg"]), _mean_std(r["top1"]), *[_mean_std(r[f"rho/{a}"]) for a in aspects],
+             _mean_std(r["rho/mean"]), _mean_std(r["area"])] for r in rows]
+
+    def best(key):
+        scored = [(sum(v for v in r[key] if not math.isnan(v)) / max(1, sum(not math.isnan(v) for v in r[key])),
+                   r["method"]) for r in rows if r["method"] != "base" and any(not math.isnan(v) for v in r[key])]
+        return max(scored) if scored else (float("nan"), "n/a")
+
+    verdict = [f"- highest held-out NDCG: `{best('ndcg')[1]}` ({best('ndcg')[0]:.3f})",
+               f"- highest mean controllability: `{best('rho/mean')[1]}` ({best('rho/mean')[0]:.2f})",
+               f"- largest Pareto area: `{best('area')[1]}` ({best('area')[0]:.2f})"]
+    text = f"""# lambda-dpo ablation: lambda source x conditioning
+
+Preset `{m['preset']}`, seeds {m['seeds']}, model `{m['model']}`, {m['torch_threads']} torch threads,
+wall time {m['wall_seconds']:.0f} s. Equal budget for every method (same data, steps, optimiser).
+Figures are mean ± sample std over seeds. rho: Spearman correlation between lambda_k and the
+aspect-k judge score over the lambda grid (n/a: the model never sees lambda).
+
+{_table(header, body)}
+
+Winners (means over seeds):
+{chr(10).join(verdict)}
+
+Combinations not run, and why:
+{chr(10).join(f"- {k}: {v}" for k, v in skipped.items())}
+"""
+    path = out / "ablation.md"
     path.write_text(text)
     return path
