@@ -268,21 +268,35 @@ def _read_jsonl(path: str, src: str) -> Iterator[tuple[str, Any]]:
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield origin, DataError(origin, "", f"invalid JSON ({exc.msg} at column {exc.colno})",
+            except (ValueError, RecursionError) as exc:  # also: nested too deeply, integer too long
+                yield origin, DataError(origin, "", f"invalid JSON ({_json_problem(exc)})",
                                         "make the line one complete JSON object (check quotes, commas "
                                         "and brackets; one record per line)", "bad_json")
                 continue
             yield origin, record
 
 
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
 def _read_json(path: str, src: str) -> Iterator[tuple[str, Any]]:
-    with open(path, encoding="utf-8-sig") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{src}:{exc.lineno}", "", f"invalid JSON ({exc.msg} at column {exc.colno})",
-                            "fix the JSON; a .json source holds one array of records", "bad_json") from None
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{src}:{line}", "", f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                        "save the file as UTF-8", "bad_encoding") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # also: nested too deeply, integer too long
+        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else 1
+        raise DataError(f"{src}:{line}", "", f"invalid JSON ({_json_problem(exc)})",
+                        "fix the JSON; a .json source holds one array of records", "bad_json") from None
     if not isinstance(data, list):
         raise DataError(src, "", f"a .json source must hold an array of records, not a {_json_type(data)}",
                         "wrap the records in [...], or write one record per line to a .jsonl file",

@@ -64,7 +64,8 @@ class DataError(ValueError):
     def __init__(self, origin: str, field: str, problem: str, fix: str, reason: str):
         self.origin, self.field, self.problem, self.fix, self.reason = origin, field, problem, fix, reason
         where = f"{origin}: field '{field}'" if field else origin
-        super().__init__(f"{where}: {problem}. Fix: {fix}")
+        message = f"{where}: {problem}. Fix: {fix}"
+        super().__init__(message.encode("utf-8", "backslashreplace").decode("utf-8"))  # printable, even for \ud800
 
 
 @dataclass
@@ -103,7 +104,10 @@ def check_rating(value: object, origin: str, field_name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(origin, field_name, f"rating {value!r} has type {type(value).__name__}",
                         "use a number, or null for a missing rating", "bad_rating_type")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range
+        value = math.inf
     if not math.isfinite(value):
         raise DataError(origin, field_name, f"rating is {value}", "use a finite number, or null for a missing rating",
                         "non_finite_rating")
@@ -133,6 +137,15 @@ def make_list(
         if not r.strip():
             raise DataError(origin, f"responses[{i}]", "response is empty", "remove the empty response or fill it",
                             "empty_response")
+    texts = [(f"prompt[{i}].content", m["content"]) for i, m in enumerate(prompt)]
+    for fname, text in [*texts, *((f"responses[{i}]", r) for i, r in enumerate(responses)),
+                        *((f"ratings.{a}", a) for a in ratings)]:
+        try:
+            str(text).encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON escapes like \ud800 decode to lone surrogates
+            raise DataError(origin, fname, f"text holds a lone surrogate ({exc.object[exc.start]!r}), which is not "
+                            "valid Unicode", "fix the \\uXXXX escape (surrogates come in pairs) or remove it",
+                            "bad_encoding") from None
     clean: dict[str, tuple[float | None, ...]] = {}
     for aspect, values in ratings.items():
         fname = f"ratings.{aspect}"
