@@ -208,6 +208,8 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg)).metrics
     eval_metrics = trainer.evaluate() if eval_items else {}
     out = Path(cfg.output_dir)
+    if trainer.is_world_process_zero():  # lambda_dpo.json marks a complete model: none while the weights are written
+        (out / MODEL_META).unlink(missing_ok=True)
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         save_run_files(cfg, out, aspects, eval_metrics)
@@ -217,17 +219,19 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
 
 
 def save_run_files(cfg: LambdaDPOConfig, out: Path, aspects: Sequence[str], eval_metrics: dict) -> None:
-    """lambda_dpo.json (what `generate` needs), config.yaml (the full run config) and a model card."""
+    """lambda_dpo.json (what `generate` needs), config.yaml (the full run config) and a model card.
+
+    Each is written atomically; lambda_dpo.json last, so its presence means the directory is complete.
+    """
     meta = {"format": "lambda-dpo-model-v1", "aspects": list(aspects), "conditioning": cfg.conditioning,
             "lambda_header": LAMBDA_HEADER, "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path,
             "base_model_path": resolve_model_path(cfg.model_name_or_path), "model_dtype": cfg.model_dtype,
             "loss_type": cfg.loss_type, "beta": cfg.beta, "score_type": cfg.score_type,
             "lambda_source": cfg.lambda_source, "rating_temperature": cfg.rating_temperature,
             "eval_metrics": eval_metrics}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MODEL_META).write_text(json.dumps(meta, indent=2))
-    (out / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.lambda_dpo_fields()), sort_keys=False))
-    (out / "README.md").write_text(model_card(meta))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(_plain(cfg.lambda_dpo_fields()), sort_keys=False))
+    atomic_write_text(out / "README.md", model_card(meta))
+    atomic_write_text(out / MODEL_META, json.dumps(meta, indent=2))
 
 
 def _plain(d: dict) -> dict:
