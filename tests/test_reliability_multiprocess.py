@@ -113,3 +113,47 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_llama_d
     assert "adapter_model.safetensors" in outputs[0] and "lambda_dpo.json" in outputs[0]
     assert all(Path(p).name == "rng_state_1.pth" for p in outputs[1]), sorted(outputs[1])
     assert not any("cache2" in p and "reference-" in p for p in by_rank[1])  # nor the reference cache
+
+
+def test_zero3_weights_are_gathered_on_every_process_for_the_reference(tiny_llama_dir, tmp_path, monkeypatch):
+    """ZeRO-3 partitions weights at load time; the reference pass runs inside GatheredParameters over
+    all of them, entered before main_process_first (the gather is a collective). DeepSpeed is not
+    installed here, so a stand-in records what the real one would be asked to do."""
+    import importlib.machinery
+    import types
+    from contextlib import contextmanager
+
+    import transformers.integrations
+
+    import lambda_dpo.training.run as run
+
+    events = []
+
+    @contextmanager
+    def gathered(params, modifier_rank=None):
+        events.append(("gather", len(params), modifier_rank))
+        try:
+            yield
+        finally:
+            events.append(("release",))
+
+    fake = types.ModuleType("deepspeed")
+    fake.__spec__ = importlib.machinery.ModuleSpec("deepspeed", None)
+    fake.zero = types.SimpleNamespace(GatheredParameters=gathered)
+    monkeypatch.setitem(sys.modules, "deepspeed", fake)
+    monkeypatch.setattr(transformers.integrations, "is_deepspeed_zero3_enabled", lambda: True)
+
+    class Stop(Exception):
+        pass
+
+    def score_reference(cfg, model, lists, packed, name):
+        events.append(("score", len(list(model.parameters()))))
+        raise Stop
+
+    monkeypatch.setattr(run, "score_reference", score_reference)
+    cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "o"), eval_fraction=0.0)
+    with pytest.raises(Stop):
+        train(cfg)
+    (_, n_gathered, rank), (_, n_params), release = events
+    assert n_gathered == n_params and rank is None and release == ("release",)
