@@ -41,10 +41,12 @@ SPY = textwrap.dedent("""
     import safetensors.torch
     written = []
     def hook(event, args):
-        if event == "open" and args[0] is not None and (
+        if event == "os.rename":  # os.rename and os.replace: the destination is written
+            written.append(os.fspath(args[1]))
+        elif event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and (
                 (isinstance(args[1], str) and any(m in args[1] for m in "wax+"))
                 or (isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))):
-            written.append(os.fspath(args[0]))
+            written.append(os.fsdecode(args[0]))
     sys.addaudithook(hook)
     _save = safetensors.torch.save_file
     def save_file(tensors, filename, *a, **k):
