@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from .demo_data import ASPECTS, PromptSpec, demo_data_dir, judge_all
 from .evaluation.report import write_ablation_report, write_report
@@ -81,7 +82,8 @@ def judge_generations(sm: SteerableModel, specs: list[PromptSpec], grid: list[di
     """Mean judge scores per lambda point (one point, 'any', for a model that never sees lambda)."""
     prompts = [s.prompt for s in specs]
     per_point = {}
-    for lam in (grid if sm.conditioning != "none" else [None]):
+    points = grid if sm.conditioning != "none" else [None]
+    for lam in tqdm(points, desc="judging generations per lambda", unit="lambda", disable=len(points) == 1):
         replies = generate(sm, prompts, lam, max_new_tokens=p.max_new_tokens, batch_size=12)
         per_point[lambda_key(lam) if lam else "any"] = {
             "lambda": lam, "scores": mean_judge_scores(specs, replies, judge_all),

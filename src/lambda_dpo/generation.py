@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from .conditioning import condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda
@@ -69,7 +70,8 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
     device = next(sm.model.parameters()).device
     sample = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
     outputs = []
-    for start in range(0, len(prompts), batch_size):
+    for start in tqdm(range(0, len(prompts), batch_size), desc=f"generating ({len(prompts)} prompts)", unit="batch",
+                      leave=False, disable=len(prompts) <= batch_size):
         rows = [steered_prompt_ids(sm, p, lam) for p in prompts[start:start + batch_size]]
         width = max(map(len, rows))
         ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)

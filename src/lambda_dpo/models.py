@@ -309,7 +309,8 @@ def load_model(
     attn_implementation: str | None = None,
 ) -> PreTrainedModel:
     """Load a causal LM (after :func:`resolve_model_path`) in ``dtype`` (default float32)."""
-    kwargs: dict = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    # use_safetensors: weights are never unpickled, even from a directory that also holds .bin files
+    kwargs: dict = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code, "use_safetensors": True}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     return AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)

@@ -163,6 +163,8 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     set_seed(cfg.seed)  # the adapter's (and soft prompt's) initial weights depend on it, not on earlier RNG use
     train_lists, eval_lists, aspects = load_data(cfg)
     tokenizer, model = prepare_model(cfg)
+    if not getattr(cfg, "deepspeed", None):  # score the reference on the training device (DeepSpeed places it itself)
+        model.to(cfg.device)
     packed = choose_layout(model, cfg.shared_prompt)
 
     tokenized = {}
