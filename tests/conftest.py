@@ -1,6 +1,7 @@
 """Shared fixtures: tiny random models saved to disk, so tests exercise the real loading path."""
 
 import pytest
+import torch
 
 from lambda_dpo.models import gpt2_tokenizer, tiny_model
 
@@ -27,3 +28,13 @@ def cache_dir(tmp_path, monkeypatch):
     """An isolated lambda-dpo cache for reference log-probs (the model cache stays shared)."""
     path = tmp_path / "refcache"
     return str(path)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny training runs: on a shared, loaded CPU two spinning threads
+    make them several times slower, and one thread keeps float sums identical across runs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

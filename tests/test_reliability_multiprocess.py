@@ -27,13 +27,7 @@ from lambda_dpo.training.run import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, loaded CPU two spinning threads make these runs ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Runs the CLI exactly as `-m lambda_dpo.cli` would, recording every file each rank opens for writing.
 SPY = textwrap.dedent("""

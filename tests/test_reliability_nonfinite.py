@@ -18,13 +18,7 @@ from lambda_dpo.training.run import train
 DATA = "examples/tiny_listwise.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, loaded CPU two spinning threads make these runs ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(tmp_path, model_dir, **over):

@@ -15,13 +15,7 @@ from lambda_dpo.training.run import train
 from lambda_dpo.training.trainer import LambdaDPOTrainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, loaded CPU two spinning threads make training runs ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def boom(*args, **kwargs):

@@ -25,13 +25,7 @@ from lambda_dpo.training.run import resume_checkpoint, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, loaded CPU two spinning threads make these runs ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:

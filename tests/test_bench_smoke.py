@@ -1,0 +1,56 @@
+"""Smoke test of the benchmark's step functions (bench/bench_throughput.py) on a tiny model.
+
+No TRL and no SmolLM2 here: the full benchmark is `python bench/bench_throughput.py`.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from lambda_dpo.models import tiny_model
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_lists_exact_lengths_and_deterministic(bench):
+    lists = bench.make_lists(7, 5, 3, 2, vocab_size=1000)
+    assert lists == bench.make_lists(7, 5, 3, 2, vocab_size=1000)
+    for prompt, responses in lists:
+        assert len(prompt) == 7 and len(responses) == 3 and all(len(r) == 5 for r in responses)
+        assert all(100 <= t < 999 for t in prompt + [t for r in responses for t in r])
+
+
+def test_token_counts_and_predicted_ratios(bench):
+    p, r, n = 256, 128, 4
+    assert bench.token_counts("ours", p, r, n)["policy_tokens"] == p + n * r
+    assert bench.token_counts("naive", p, r, n)["policy_tokens"] == n * (p + r)
+    assert bench.token_counts("trl_all", p, r, n)["policy_tokens"] == 2 * 6 * (p + r)
+    assert bench.token_counts("trl_bw", p, r, n)["reference_tokens"] == 2 * (p + r)
+    # k=3: naive = (3*1536 + 1536) / (3*768) = 8/3
+    assert bench.predicted_speedup("naive", p, r, n, 3.0) == pytest.approx(8 / 3)
+
+
+@pytest.mark.parametrize("method", ["ours", "naive"])
+def test_time_listwise_steps_on_tiny_model(bench, method):
+    model = bench.add_lora(tiny_model("llama", vocab_size=512), r=4)
+    lists = bench.make_lists(12, 6, 3, 2, vocab_size=512)
+    before = {k: v.clone() for k, v in model.named_parameters() if v.requires_grad}
+    out = bench.time_listwise_steps(model, lists, method, warmup=1, steps=1)
+    assert len(out["step_s"]) == 1 and out["step_s"][0] > 0 and out["cpu_s"][0] >= 0
+    assert torch.isfinite(torch.tensor(out["loss"]))
+    if method == "ours":
+        assert out["precompute_s_per_list"] > 0
+    else:
+        assert out["precompute_s_per_list"] is None
+    changed = [k for k, v in model.named_parameters() if v.requires_grad and not torch.equal(v, before[k])]
+    assert changed, "the AdamW step should have updated the LoRA weights"
