@@ -49,9 +49,10 @@ class Preset:
     full_grid: bool
 
 
+# Budgets sized for 2 CPU cores: default ~20 min (make demo), quick a few minutes, full more steps.
 PRESETS = {
-    "quick": Preset(train_lists=64, max_steps=32, eval_lists=16, gen_prompts=12, max_new_tokens=48, full_grid=False),
-    "default": Preset(train_lists=None, max_steps=100, eval_lists=40, gen_prompts=24, max_new_tokens=64,
+    "quick": Preset(train_lists=None, max_steps=24, eval_lists=12, gen_prompts=12, max_new_tokens=48, full_grid=False),
+    "default": Preset(train_lists=None, max_steps=60, eval_lists=24, gen_prompts=24, max_new_tokens=64,
                       full_grid=True),
     "full": Preset(train_lists=None, max_steps=280, eval_lists=40, gen_prompts=40, max_new_tokens=96, full_grid=True),
 }
