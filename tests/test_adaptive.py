@@ -1,6 +1,7 @@
 """The adaptive (performance-driven) lambda source and its training-time signal."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -78,3 +79,32 @@ def test_adaptive_training_logs_and_saves_the_schedule(tiny_llama_dir, tmp_path)
     assert len(schedule["source"]["history"]) == 2 and len(schedule["candidates"]) == 5
     assert sum(schedule["source"]["probs"]) == pytest.approx(1.0)
     assert len(result.trainer.train_dataset) == 24 - 3  # the validation slice is not trained on
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_adaptive_schedule_resumes_exactly(tiny_llama_dir, tmp_path):
+    """Resuming from a checkpoint restores the probabilities and the last signal: the schedule and
+    the weights end as in the uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from lambda_dpo.training.config import load_config
+    from lambda_dpo.training.run import train
+
+    def run(out, **extra):
+        fields = dict(train_file="examples/tiny_listwise.jsonl", model_name_or_path=tiny_llama_dir,
+                      output_dir=str(out), max_steps=4, eval_fraction=0.0, logging_steps=1,
+                      reference_cache_dir=str(tmp_path / "c"), lambda_source="adaptive", adaptive_every=1,
+                      adaptive_val_lists=3, adaptive_candidates=1, learning_rate=1e-2, save_strategy="steps",
+                      save_steps=2, seed=5)
+        return train(load_config(None, **{**fields, **extra}))
+
+    run(tmp_path / "full")
+    (tmp_path / "cut").mkdir()  # an interrupted run: only its checkpoint-2 survived
+    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "cut" / "checkpoint-2")
+    assert (tmp_path / "cut" / "checkpoint-2" / "lambda_scheduler.json").exists()
+    run(tmp_path / "cut", resume_from_checkpoint="latest")
+    full, cut = (json.loads((tmp_path / d / "lambda_schedule.json").read_text()) for d in ("full", "cut"))
+    assert cut["source"]["probs"] == full["source"]["probs"] and cut["last"] == full["last"]
+    assert [h["step"] for h in cut["source"]["history"]] == [1, 2, 3, 4]
+    weights = [load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("full", "cut")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
