@@ -91,6 +91,8 @@ def plot(records: list[dict], path: Path, title: str) -> None:
                               (r[key], other["peak_increment_mib"]), textcoords="offset points", xytext=(0, 7),
                               ha="center", fontsize=9, color=COLORS["naive"])
         for ax in (ax_t, ax_m):
+            ax.margins(y=0.15)
+            ax.set_ylim(bottom=0)
             ax.set_xscale("log", base=2)
             xs = sorted({r[key] for rs in by_method.values() for r in rs})
             ax.set_xticks(xs, [str(x) for x in xs])
@@ -155,8 +157,8 @@ def main(argv=None) -> int:
                       f"(+{rec['peak_increment_mib']:.0f})", flush=True)
             records.append(rec)
     env["total_wall_s"] = round(time.perf_counter() - start, 1)
-    title = (f"SmolLM2-135M fp32 + LoRA r={args.lora_r}, one list per training step (fwd+bwd+AdamW; naive also runs "
-             f"its reference forward), {args.threads} torch threads, {env['cpu']}, {env['date'][:10]}\n"
+    title = (f"SmolLM2-135M fp32 + LoRA r={args.lora_r}: one training step on one list (fwd+bwd+AdamW; naive also "
+             f"runs its reference forward)\n{args.threads} torch threads, {env['cpu']}, {env['date'][:10]}\n"
              "shared 2-core machine: absolute times are noisy, trends and side-by-side ratios are the robust part")
     print(f"\n{'P':>5} {'R':>4} {'N':>3}  {'ours s':>7} {'naive s':>8} {'x':>5}  {'ours +MiB':>9} {'naive +MiB':>10}")
     by = {(x["prompt_len"], x["response_len"], x["n"], x["method"]): x for x in records}
