@@ -70,16 +70,16 @@ def plot(records: list[dict], path: Path, title: str) -> None:
             xs = [r[key] for r in rs]
             ax_t.plot(xs, [r["median_step_s"] for r in rs], "o-", color=COLORS[m], label=NAMES[m])
             ax_m.plot(xs, [r["peak_increment_mib"] for r in rs], "s-", color=COLORS[m], label=NAMES[m])
-        # token-count model (k=2, LoRA), scaled to the measured ours time at the first point
+        # FLOP model (bench_throughput.flop_model: body + output layer + attention), scaled to ours' first point
         ours = by_method["ours"]
         if ours:
             first = ours[0]
-            scale = first["median_step_s"] / bt.token_cost("ours", first["prompt_len"], R, first["n"], 2.0)
+            scale = first["median_step_s"] / bt.flop_model("ours", first["prompt_len"], R, first["n"])
             for m in METHODS:
                 xs = [r[key] for r in by_method["ours"]]
-                pred = [scale * bt.token_cost(m, r["prompt_len"], R, r["n"], 2.0) for r in by_method["ours"]]
+                pred = [scale * bt.flop_model(m, r["prompt_len"], R, r["n"]) for r in by_method["ours"]]
                 ax_t.plot(xs, pred, ":", color=COLORS[m], alpha=0.7,
-                          label=f"{m}: token-count model (k=2), scaled to ours at {xs[0]}")
+                          label=f"{m}: FLOP model, scaled to ours at {xs[0]}")
         naive = {r[key]: r for r in by_method["naive"]}
         for r in ours:
             other = naive.get(r[key])
@@ -170,6 +170,7 @@ def main(argv=None) -> int:
                "speedup": (vt / ot) if (ot and vt) else None,
                "predicted_k2": bt.predicted_speedup("naive", p, r, n, 2.0),
                "predicted_k3": bt.predicted_speedup("naive", p, r, n, 3.0),
+               "predicted_flops": bt.predicted_speedup_flops("naive", p, r, n),
                "ours_peak_increment_mib": o.get("peak_increment_mib"),
                "naive_peak_increment_mib": v.get("peak_increment_mib"),
                "ours_tokens": bt.token_counts("ours", p, r, n)["policy_tokens"],
@@ -177,7 +178,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{p:5d} {r:4d} {n:3d}  {bt.fmt(ot):>7} {bt.fmt(vt):>8} {bt.fmt(row['speedup'], '.1f'):>5}  "
               f"{bt.fmt(row['ours_peak_increment_mib'], '.0f'):>9} {bt.fmt(row['naive_peak_increment_mib'], '.0f'):>10}"
-              f"   (token model: {row['predicted_k2']:.1f}x k=2, {row['predicted_k3']:.1f}x k=3)")
+              f"   (token model: {row['predicted_k2']:.1f}x k=2, {row['predicted_k3']:.1f}x k=3; "
+              f"FLOP model {row['predicted_flops']:.1f}x)")
     json_path.write_text(json.dumps({"environment": env, "title": title, "summary": rows, "workers": records},
                                     indent=2) + "\n")
     plot(records, png_path, title)

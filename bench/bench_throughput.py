@@ -135,6 +135,41 @@ def predicted_speedup(method: str, p: int, r: int, n: int, k: float) -> float:
     return token_cost(method, p, r, n, k) / token_cost("ours", p, r, n, k)
 
 
+# SmolLM2-135M: 30 layers, hidden 576, 9 query / 3 key-value heads of 64, MLP 1536, vocabulary 49152.
+SMOLLM2_DIMS = {"layers": 30, "hidden": 576, "kv": 192, "mlp": 1536, "vocab": 49152}
+
+
+def flop_model(method: str, p: int, r: int, n: int, dims: dict = SMOLLM2_DIMS) -> float:
+    """Multiply-adds of one training step on one list: a refinement of the token counts.
+
+    Three parts, each with its own backward factor (LoRA: frozen weights get no weight gradient):
+      body   every token through the decoder's linear layers; backward = 1 forward (input grads);
+      head   the 49k-word output layer on response tokens only (N*R in every method); ours and naive
+             checkpoint it (recomputed in backward): x3, TRL's fused head: x2;
+      attn   query-key pairs x 2 (scores and weighted values) x hidden; backward ~3 forwards (flash
+             kernel recomputes the scores). The packed row pays (P+N*R)^2 pairs: a dense block mask
+             is not skipped by the kernel. Plain rows are causal: (P+R)^2 / 2 each.
+    Reference forwards (naive, TRL) cost 1x of each part.
+    """
+    d, layers = dims["hidden"], dims["layers"]
+    body_tok = layers * (2 * d * d + 2 * d * dims["kv"] + 3 * d * dims["mlp"])
+    head_tok = d * dims["vocab"]
+    pair = layers * 2 * d
+    if method == "ours":
+        tokens, head_tokens, pairs, head_x = p + n * r, n * r, (p + n * r) ** 2, 3
+        return 2 * tokens * body_tok + head_x * head_tokens * head_tok + 4 * pairs * pair
+    rows = {"naive": n, "trl_all": 2 * len(pairs_of(n, "all")), "trl_bw": 2}[method]
+    head_x = 3 if method == "naive" else 2
+    body = rows * (p + r) * body_tok
+    head = rows * r * head_tok
+    attn = rows * (p + r) ** 2 / 2 * pair
+    return (2 * body + head_x * head + 4 * attn) + (body + head + attn)
+
+
+def predicted_speedup_flops(method: str, p: int, r: int, n: int) -> float:
+    return flop_model(method, p, r, n) / flop_model("ours", p, r, n)
+
+
 # --------------------------------------------------------------------------- memory helpers
 
 
@@ -533,14 +568,15 @@ def summarise(records: list[dict], k_values=(3.0, 2.0)) -> list[dict]:
                                           if (rec.get("median_cpu_s") and ours and ours.get("median_cpu_s")) else None)
             for k in k_values:
                 row[f"predicted_k{k:g}"] = predicted_speedup(method, p, r, n, k)
+            row["predicted_flops"] = predicted_speedup_flops(method, p, r, n)
             rows.append(row)
     return rows
 
 
 def table_markdown(rows: list[dict]) -> str:
     head = ("| P/R | method | tokens/list: fwd+bwd + ref fwd | s/list | lists/s | peak RSS MiB (+ over loaded) "
-            "| ours speed-up, measured (CPU-time) | predicted k=3 | predicted k=2 |")
-    lines = [head, "|" + "|".join(["---"] * 9) + "|"]
+            "| ours speed-up, measured (CPU-time) | predicted k=3 | predicted k=2 | predicted, FLOP model |")
+    lines = [head, "|" + "|".join(["---"] * 10) + "|"]
     for row in rows:
         cfg = f"{row['prompt_len']}/{row['response_len']}"
         tokens = f"{row['policy_tokens']} + {row['reference_tokens']}"
@@ -548,7 +584,7 @@ def table_markdown(rows: list[dict]) -> str:
             tokens += f" (+ {row['policy_tokens']} once, precompute)"
         if row["error"]:
             lines.append(f"| {cfg} | {row['label']} | {tokens} | failed: {row['error']} | | | | "
-                         f"{fmt(row['predicted_k3'])}x | {fmt(row['predicted_k2'])}x |")
+                         f"{fmt(row['predicted_k3'])}x | {fmt(row['predicted_k2'])}x | {fmt(row['predicted_flops'])}x |")
             continue
         extra = ""
         if row["method"] == "ours" and row["precompute_s_per_list"] is not None:
@@ -557,15 +593,16 @@ def table_markdown(rows: list[dict]) -> str:
             f"**{fmt(row['speedup_of_ours'])}x** ({fmt(row['cpu_speedup_of_ours'])}x)")
         pk3 = "1" if row["method"] == "ours" else f"{fmt(row['predicted_k3'])}x"
         pk2 = "1" if row["method"] == "ours" else f"{fmt(row['predicted_k2'])}x"
+        pfl = "1" if row["method"] == "ours" else f"{fmt(row['predicted_flops'])}x"
         lines.append(f"| {cfg} | {row['label']} | {tokens} | {fmt(row['s_per_list'])}{extra} | "
                      f"{fmt(row['lists_per_s'], '.3f')} | {fmt(row['peak_rss_mib'], '.0f')} "
-                     f"(+{fmt(row['peak_increment_mib'], '.0f')}) | {measured} | {pk3} | {pk2} |")
+                     f"(+{fmt(row['peak_increment_mib'], '.0f')}) | {measured} | {pk3} | {pk2} | {pfl} |")
     return "\n".join(lines)
 
 
 def table_plain(rows: list[dict]) -> str:
     cols = ["P/R", "method", "fwd+bwd tok", "ref tok", "s/list", "lists/s", "peak MiB", "+MiB", "ours x",
-            "ours x cpu", "pred k=3", "pred k=2"]
+            "ours x cpu", "pred k=3", "pred k=2", "pred FLOPs"]
     data = []
     for row in rows:
         label = {"ours": "lambda-dpo", "naive": "naive", "trl_all": "TRL all pairs", "trl_bw": "TRL best-worst"}
@@ -574,7 +611,7 @@ def table_plain(rows: list[dict]) -> str:
                      str(row["reference_tokens"]), s, fmt(row["lists_per_s"], ".3f"),
                      fmt(row["peak_rss_mib"], ".0f"), fmt(row["peak_increment_mib"], ".0f"),
                      fmt(row["speedup_of_ours"]), fmt(row["cpu_speedup_of_ours"]),
-                     fmt(row["predicted_k3"]), fmt(row["predicted_k2"])])
+                     fmt(row["predicted_k3"]), fmt(row["predicted_k2"]), fmt(row["predicted_flops"])])
     widths = [max(len(c), *(len(d[i]) for d in data)) for i, c in enumerate(cols)]
     out = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     out += ["  ".join(v.rjust(w) for v, w in zip(d, widths)) for d in data]
@@ -609,15 +646,17 @@ token costing k forward tokens and the per-step reference forward 1: cost = k*po
 k = 3 is the full fine-tuning rule of thumb (backward = 2 forwards: activation and weight grads);
 with LoRA the frozen weights get no weight gradient, so k is nearer 2. Ours has no reference term
 (precomputed once per dataset: its cost per list is shown and is amortised over epochs).
-What token counts leave out: (1) only response tokens go through the 49k-word output layer in every
-method (prompt tokens are cheaper), which pulls measured ratios below the prediction when P is
-small; (2) the packed row's attention covers (P+N*R)^2 query-key pairs (a dense block mask),
-while the naive rows cover N*(P+R)^2/2 causally, a term that grows with length and N; (3) TRL's
-per-step overheads (Trainer loop, collation, micro-batches of one pair with gradient accumulation).
+What token counts leave out, and the "FLOP model" column adds (see flop_model()): (1) only
+response tokens go through the 49k-word output layer, N*R in every method, so prompt tokens are
+cheaper than response tokens; (2) the packed row's attention covers (P+N*R)^2 query-key pairs (a
+dense block mask the kernel does not skip) while naive rows cover N*(P+R)^2/2 causally, a term
+that grows with P and N; (3) with LoRA, backward through a frozen linear layer costs ~1 forward
+(k ~ 2), attention backward ~3. TRL runs slower than its FLOPs (by ~1.2-1.6x here): per-micro-batch
+overheads of the Trainer loop and small two-row matrix products, one pair per forward.
 """
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default=",".join(f"{p}x{r}" for p, r in DEFAULT_CONFIGS),
@@ -647,8 +686,17 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--prompt-len", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--response-len", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--render", metavar="JSON",
+                        help="only rewrite the tables of an existing results JSON (and its .md); no measuring")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.render:
+        return render(args.render)
 
     if args.worker:
         try:
@@ -700,8 +748,14 @@ def main(argv=None) -> int:
                 merged["peak_rss_mib"] = max(x["peak_rss_mib"] for x in ok)
                 merged["peak_increment_mib"] = max(x["peak_increment_mib"] for x in ok)
             records.append(merged)
-    rows = summarise(records)
     env["total_wall_s"] = round(time.perf_counter() - start, 1)
+    write_results(records, env, args)
+    return 0
+
+
+def write_results(records: list[dict], env: dict, args) -> None:
+    """Summary table on stdout, and <out>/<tag>.json + <tag>.md."""
+    rows = summarise(records)
     verdicts = targets(rows)
     print("\n" + table_plain(rows))
     print("\n".join([""] + verdicts))
@@ -713,14 +767,28 @@ def main(argv=None) -> int:
                                                       "workers": records}, indent=2) + "\n")
     md = [f"# Throughput: lambda-dpo vs naive vs TRL DPOTrainer (N={args.n}, SmolLM2-135M fp32, LoRA r={args.lora_r})",
           "", f"- command: `{env['command']}`", f"- date: {env['date']}", f"- CPU: {env['cpu']}",
-          f"- torch threads: {args.threads} (OMP_WAIT_POLICY={args.omp_wait_policy or 'unset'}); torch {env['torch']}, transformers {env['transformers']}, "
-          f"peft {env['peft']}, trl {env['trl']}",
+          f"- torch threads: {args.threads} (OMP_WAIT_POLICY={args.omp_wait_policy or 'unset'}); "
+          f"torch {env['torch']}, transformers {env['transformers']}, peft {env['peft']}, trl {env['trl']}",
           f"- steps: {args.warmup} warm-up + up to {args.steps} timed per method (at least {args.min_steps}; "
           f"fewer once {args.max_timed_seconds:g} s of timed steps ran), median reported; each method x config in "
           "a fresh process", f"- total wall time: {env['total_wall_s']:.0f} s", f"- {env['note']}", "",
           table_markdown(rows), "", *[f"- {v}" for v in verdicts], "", EXPLANATION]
+    if env.get("rendered"):
+        md.insert(8, f"- tables re-rendered from the JSON on {env['rendered']} (same measurements)")
     (out / f"{args.tag}.md").write_text("\n".join(md))
     print(f"wrote {out / (args.tag + '.json')} and {out / (args.tag + '.md')}")
+
+
+def render(path: str) -> int:
+    """Rewrite the tables of a results JSON (and its .md) with the current summary code; no measuring."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    env = data["environment"]
+    argv = shlex.split(env["command"])[2:]
+    parser_args = build_parser().parse_args(argv)
+    parser_args.out, parser_args.tag = str(path.parent), path.stem
+    env["rendered"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    write_results(data["workers"], env, parser_args)
     return 0
 
 

@@ -54,3 +54,12 @@ def test_time_listwise_steps_on_tiny_model(bench, method):
         assert out["precompute_s_per_list"] is None
     changed = [k for k, v in model.named_parameters() if v.requires_grad and not torch.equal(v, before[k])]
     assert changed, "the AdamW step should have updated the LoRA weights"
+
+
+def test_flop_model_sits_between_one_and_token_counts(bench):
+    # attention over the dense packed row and the response-only output layer make the real saving
+    # smaller than the token counts say, but the packed step is still the cheaper one
+    for p, r in [(64, 64), (256, 128), (512, 128)]:
+        flops = bench.predicted_speedup_flops("naive", p, r, 4)
+        assert 1 < flops < bench.predicted_speedup("naive", p, r, 4, 2.0)
+    assert bench.flop_model("trl_all", 256, 128, 4) == pytest.approx(6 * bench.flop_model("trl_bw", 256, 128, 4))
