@@ -1,5 +1,8 @@
 """Shared fixtures: tiny random models saved to disk, so tests exercise the real loading path."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,3 +41,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def load_bench(name: str):
+    """A script under bench/ (not a package) imported as a module, for the smoke tests."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

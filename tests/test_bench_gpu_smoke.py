@@ -9,16 +9,13 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_gpu.py"
 
 
 @pytest.fixture(scope="module")
 def bench_gpu():
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_gpu")
 
 
 def test_smoke_runs_lora_and_full_with_positive_timings(bench_gpu, tmp_path, capsys, one_thread):

@@ -7,19 +7,16 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 import torch
 
 from lambda_dpo.models import tiny_model
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_throughput.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_throughput")
 
 
 def test_make_lists_exact_lengths_and_deterministic(bench):
