@@ -6,7 +6,6 @@ The real measurement (Llama-3.2-1B shape, bf16, CUDA) is `python bench/bench_gpu
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 from conftest import load_bench

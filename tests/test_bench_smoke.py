@@ -4,7 +4,6 @@ No TRL and no SmolLM2 here: the full benchmark is `python bench/bench_throughput
 """
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 from conftest import load_bench
