@@ -3,7 +3,6 @@
 The real measurement (Llama-3.2-1B shape, bf16, CUDA) is `python bench/bench_gpu.py` on a GPU machine.
 """
 
-import importlib.util
 import json
 import math
 

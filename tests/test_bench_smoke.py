@@ -3,7 +3,6 @@
 No TRL and no SmolLM2 here: the full benchmark is `python bench/bench_throughput.py`.
 """
 
-import importlib.util
 
 import pytest
 from conftest import load_bench
