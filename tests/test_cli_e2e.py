@@ -93,7 +93,7 @@ def test_full_finetune_reference_is_the_initial_weights(tiny_llama_dir, tmp_path
     tok = load_tokenizer(tiny_llama_dir)
     tl, _ = tokenize_lists(tok, lists, cfg.max_prompt_length, cfg.max_response_length)
     with torch.no_grad():
-        logps, _ = score_batch(initial, build_batch([t.prompt_ids for t in tl], [t.response_ids for t in tl], True))
+        logps, _ = score_batch(initial, build_batch([t.prompt_ids for t in tl], [t.response_ids for t in tl], "prompt_cache"))
     expected = torch.cat([logps[i, :len(t.response_ids)] for i, t in enumerate(tl)])
     torch.testing.assert_close(cached, expected)
     assert (tmp_path / "m" / "model.safetensors").exists()

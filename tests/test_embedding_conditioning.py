@@ -11,15 +11,15 @@ from lambda_dpo.models import tiny_model
 from lambda_dpo.scoring import build_batch, score_batch
 
 
-@pytest.mark.parametrize("packed", [True, False])
-def test_soft_prompt_scoring_equals_forward_on_concatenated_embeddings(packed):
+@pytest.mark.parametrize("layout", ["prompt_cache", "packed", "naive"])
+def test_soft_prompt_scoring_equals_forward_on_concatenated_embeddings(layout):
     model = tiny_model("llama", vocab_size=97).eval()
     module = LambdaEmbedding(3, 64, n_tokens=2)
     lam = torch.tensor([[1.0, 0, 0], [0.2, 0.3, 0.5]])
     prompts, responses = [[5, 6, 7], [8, 9]], [[[10, 11], [12, 13, 14]], [[15], [16, 17], [18, 19]]]
     with torch.no_grad():
         prefix = module(lam)
-        logps, _ = score_batch(model, build_batch(prompts, responses, packed, n_prefix=2), prefix_embeds=prefix)
+        logps, _ = score_batch(model, build_batch(prompts, responses, layout, n_prefix=2), prefix_embeds=prefix)
         for b, (p, rs) in enumerate(zip(prompts, responses)):
             for i, r in enumerate(rs):
                 embeds = torch.cat([prefix[b], model.get_input_embeddings()(torch.tensor(p + r))])[None]
@@ -32,7 +32,7 @@ def test_soft_prompt_scoring_equals_forward_on_concatenated_embeddings(packed):
 def test_missing_prefix_is_a_clear_error():
     model = tiny_model("llama", vocab_size=97)
     with pytest.raises(ValueError, match="soft-prompt"):
-        score_batch(model, build_batch([[1, 2]], [[[3], [4]]], True, n_prefix=2))
+        score_batch(model, build_batch([[1, 2]], [[[3], [4]]], "prompt_cache", n_prefix=2))
 
 
 def test_embedding_trains_saves_reloads_and_steers(tiny_llama_dir, tmp_path):

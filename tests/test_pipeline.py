@@ -111,7 +111,7 @@ def test_lora_reference_is_the_adapter_disabled_model(tiny_llama_dir, tokenized)
     base = load_model(tiny_llama_dir)
     with torch.no_grad():
         expected, _ = score_batch(base, build_batch([t.prompt_ids for t in tokenized],
-                                                    [t.response_ids for t in tokenized], packed=True))
+                                                    [t.response_ids for t in tokenized], layout="prompt_cache"))
     model = get_peft_model(load_model(tiny_llama_dir), LoraConfig(r=4, target_modules="all-linear",
                                                                   init_lora_weights=False))
     ref = ref_mod.compute_reference_logps(model, tokenized, batch_size=2)
@@ -119,7 +119,7 @@ def test_lora_reference_is_the_adapter_disabled_model(tiny_llama_dir, tokenized)
         torch.testing.assert_close(r, expected[i, :r.numel()])
     with torch.no_grad():  # the adapter is non-trivial, so the policy differs from the reference
         policy, _ = score_batch(model, build_batch([t.prompt_ids for t in tokenized[:1]],
-                                                   [t.response_ids for t in tokenized[:1]], packed=True))
+                                                   [t.response_ids for t in tokenized[:1]], layout="prompt_cache"))
     assert not torch.allclose(policy[0, :ref[0].numel()], ref[0])
 
 
@@ -161,7 +161,7 @@ def test_reference_cache_hit_stale_and_corrupt(tiny_llama_dir, tokenized, cache_
 
 
 def test_scoring_batch_round_trips_through_a_dict(tokenized):
-    batch = build_batch([t.prompt_ids for t in tokenized], [t.response_ids for t in tokenized], packed=True)
+    batch = build_batch([t.prompt_ids for t in tokenized], [t.response_ids for t in tokenized], layout="prompt_cache")
     again = ScoringBatch.from_dict(batch.as_dict("policy_"), "policy_")
     assert torch.equal(again.input_ids, batch.input_ids) and again.n_max == batch.n_max
 

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .atomic import atomic_save_file
-from .scoring import build_batch, score_batch
+from .scoring import Layout, build_batch, score_batch
 from .tokenization import TokenizedList
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _reference_mode(model):
 
 
 @torch.no_grad()
-def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size: int = 4, packed: bool = True,
+def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size: int = 4, layout: Layout = "prompt_cache",
                             chunk_size: int = 1024, desc: str = "reference log-probs") -> list[torch.Tensor]:
     """Summed log-probs of each response under the reference, one [N] fp32 tensor per list."""
     was_training = model.training
@@ -79,7 +79,7 @@ def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size
         with _reference_mode(model):
             for start in tqdm(range(0, len(lists), batch_size), desc=desc, unit="batch", leave=False):
                 chunk = lists[start:start + batch_size]
-                batch = build_batch([l.prompt_ids for l in chunk], [l.response_ids for l in chunk], packed=packed)
+                batch = build_batch([l.prompt_ids for l in chunk], [l.response_ids for l in chunk], layout=layout)
                 logps, _ = score_batch(model, batch.to(device), chunk_size)
                 out.extend(logps[i, :l.source.n].float().cpu() for i, l in enumerate(chunk))
     finally:
@@ -109,15 +109,15 @@ def _read_cache(path: Path, key: str, lists: Sequence[TokenizedList]) -> list[to
 
 
 def reference_logps(model, lists: Sequence[TokenizedList], cache_dir: str | os.PathLike | None, *,
-                    settings: dict, batch_size: int = 4, packed: bool = True, chunk_size: int = 1024,
+                    settings: dict, batch_size: int = 4, layout: Layout = "prompt_cache", chunk_size: int = 1024,
                     desc: str = "reference log-probs") -> list[torch.Tensor]:
     """Cached reference log-probs for `lists` (computed and written on a miss).
 
-    `settings` holds anything else the numbers depend on (e.g. {"layout": "packed"}) and is
+    `settings` holds anything else the numbers depend on (e.g. {"layout": "prompt_cache"}) and is
     part of the key. cache_dir=None disables the cache.
     """
     if cache_dir is None:
-        return compute_reference_logps(model, lists, batch_size=batch_size, packed=packed, chunk_size=chunk_size,
+        return compute_reference_logps(model, lists, batch_size=batch_size, layout=layout, chunk_size=chunk_size,
                                        desc=desc)
     key = cache_key(model_fingerprint(model), lists, settings)
     path = Path(cache_dir) / f"reference-{key[:24]}.safetensors"
@@ -125,7 +125,7 @@ def reference_logps(model, lists: Sequence[TokenizedList], cache_dir: str | os.P
     if cached is not None:
         logger.info("reference log-probs from cache %s", path)
         return cached
-    result = compute_reference_logps(model, lists, batch_size=batch_size, packed=packed, chunk_size=chunk_size,
+    result = compute_reference_logps(model, lists, batch_size=batch_size, layout=layout, chunk_size=chunk_size,
                                      desc=desc)
     flat = torch.cat(result) if result else torch.zeros(0)
     tensors = {"logps": flat.contiguous()}

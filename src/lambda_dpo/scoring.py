@@ -1,13 +1,17 @@
 """Model + tokenised lists -> summed log-probs of each response (nats).
 
-Two layouts of the same computation:
+Three layouts of the same computation (`Layout`):
 
-- shared prompt ("packed"): one row per list, [prompt, resp_1, ..., resp_N]. A block mask lets
-  each response attend to the prompt and to its own earlier tokens only, and position ids
-  restart after the prompt for each response, so every response sees exactly what it would see
-  alone. The prompt is computed once: P + N*R tokens instead of N*(P+R).
-- naive: one row per response, [prompt, resp_i] (the authors' approach). Used as the oracle in
-  tests, for architectures the packed path is not verified on, and in the benchmark.
+- "prompt_cache" (shared prompt, the default): the prompts run once as B rows; their key/value
+  cache, gradients attached, is gathered to one copy per response, and the N responses of a list
+  then run as N rows attending to it, positions continuing after the prompt. P + N*R tokens, and
+  attention over P^2 + N*R*(P+R) query-key pairs.
+- "packed" (shared prompt, used under gradient checkpointing, which drops caches): one row per
+  list, [prompt, resp_1, ..., resp_N], with a block mask letting each response attend to the
+  prompt and its own earlier tokens only, and position ids restarting after the prompt. P + N*R
+  tokens, but a dense mask makes attention cost (P + N*R)^2 pairs.
+- "naive": one row per response, [prompt, resp_i] (the authors' approach). Used as the oracle in
+  tests, for architectures the shared-prompt layouts are not verified on, and in the benchmark.
 
 Either way the model runs through its own forward (so distributed wrappers sync gradients),
 asked for the logits of one position only; the positions that predict response tokens then go
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +36,8 @@ logger = logging.getLogger(__name__)
 # position_ids (tested against the naive forward in tests/test_scoring.py).
 PACKED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2"})
 PACKED_ATTENTION = frozenset({"eager", "sdpa"})
+Layout = Literal["prompt_cache", "packed", "naive"]
+LAYOUTS = ("prompt_cache", "packed", "naive")
 _warned: set[str] = set()
 
 
@@ -40,13 +46,14 @@ class ScoringBatch:
     """Tensors describing B lists laid out for one forward pass.
 
     input_ids, position_ids, segment_ids: [rows, L] ints. segment_ids: -1 padding, 0 prompt,
-        i >= 1 response i (packed layout); in the naive layout every real token is 0.
+        i >= 1 response i; in the naive layout every real token is 0. In the prompt_cache layout
+        rows 0..B-1 are the prompts and the later rows the responses, all right-padded to L.
     tgt_row, tgt_pos, tgt_id, tgt_resp: [T] for each scored response token: its row, the
         position whose output predicts it, its id, and its response's flat index.
     resp_list, resp_slot: [R] for each response, its list (0..B-1) and slot (0..Nmax-1).
     row_list: [rows] the list each row belongs to.
-    packed: True for the shared-prompt layout.
-    n_prefix: leading positions of every row reserved for soft-prompt vectors (embedding
+    layout: "prompt_cache", "packed" or "naive" (module docstring).
+    n_prefix: leading positions of every prompt reserved for soft-prompt vectors (embedding
         conditioning); their ids are placeholders replaced by `prefix_embeds` in `score_batch`.
     """
 
@@ -62,7 +69,7 @@ class ScoringBatch:
     row_list: torch.Tensor
     n_lists: int
     n_max: int
-    packed: bool
+    layout: Layout
     n_prefix: int = 0
 
     def to(self, device) -> "ScoringBatch":
@@ -76,12 +83,14 @@ class ScoringBatch:
         return cls(**{k: d[prefix + k] for k in cls.__dataclass_fields__})
 
 
-def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]], packed: bool,
+def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]], layout: Layout,
                 pad_id: int = 0, n_prefix: int = 0) -> ScoringBatch:
     """Lay out B lists (prompt ids, N_b response ids each) as a ScoringBatch.
 
     With n_prefix > 0 every prompt is preceded by n_prefix placeholder positions (soft prompt).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     rows_ids, rows_pos, rows_seg, row_list = [], [], [], []
     tgt_row, tgt_pos, tgt_id, tgt_resp, resp_list, resp_slot = [], [], [], [], [], []
 
@@ -89,10 +98,23 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[S
         rows_ids.append(ids), rows_pos.append(pos), rows_seg.append(seg), row_list.append(b)
         return len(rows_ids) - 1
 
+    prompts = [[pad_id] * n_prefix + list(prompt) for prompt in prompts]
+    if layout == "prompt_cache":
+        for b, prompt in enumerate(prompts):
+            add_row(prompt, list(range(len(prompt))), [0] * len(prompt))
     for b, (prompt, resps) in enumerate(zip(prompts, responses)):
-        prompt = [pad_id] * n_prefix + list(prompt)
         p = len(prompt)
-        if packed:
+        if layout == "prompt_cache":
+            for i, r in enumerate(resps):
+                row = add_row(list(r), list(range(p, p + len(r))), [i + 1] * len(r))
+                flat = len(resp_list)
+                # The first token is predicted by the prompt's last position, the rest by the response row.
+                tgt_row += [b] + [row] * (len(r) - 1)
+                tgt_pos += [p - 1] + list(range(len(r) - 1))
+                tgt_id += r
+                tgt_resp += [flat] * len(r)
+                resp_list.append(b), resp_slot.append(i)
+        elif layout == "packed":
             ids, pos, seg = list(prompt), list(range(p)), [0] * p
             for i, r in enumerate(resps):
                 start = len(ids)
@@ -124,7 +146,7 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[S
     long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
     return ScoringBatch(pad(rows_ids, pad_id), pad(rows_pos, 0), pad(rows_seg, -1), long(tgt_row), long(tgt_pos),
                         long(tgt_id), long(tgt_resp), long(resp_list), long(resp_slot), long(row_list), len(prompts),
-                        max(len(r) for r in responses), packed, n_prefix)
+                        max(len(r) for r in responses), layout, n_prefix)
 
 
 def block_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -159,56 +181,125 @@ def _token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Ten
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
+class _FrozenHeadTokenLogps(torch.autograd.Function):
+    """log p(target | h) through a frozen linear output layer, its input gradient formed in forward.
+
+    d logp_t / d h_t = W[target_t] - softmax_t @ W depends on h_t alone, so forward stores that
+    [c, d] vector instead of the logits and backward scales it by the incoming gradient: two
+    [c, vocab] matrix products per chunk instead of checkpointing's three (forward, recompute,
+    input gradient), and still no [c, vocab] tensor kept for backward.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets):
+        logits = F.linear(hidden, weight, bias).float()
+        lse = logits.logsumexp(-1)
+        logps = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
+        probs = logits.sub_(lse[:, None]).exp_().to(weight.dtype)
+        ctx.save_for_backward((weight[targets] - probs @ weight).float())
+        ctx.hidden_dtype = hidden.dtype
+        return logps
+
+    @staticmethod
+    def backward(ctx, grad):
+        (dlogp_dh,) = ctx.saved_tensors
+        return (grad[:, None] * dlogp_dh).to(ctx.hidden_dtype), None, None, None
+
+
+def _frozen_linear(head: torch.nn.Module) -> bool:
+    return (type(head) is torch.nn.Linear and not head.weight.requires_grad
+            and (head.bias is None or not head.bias.requires_grad))
+
+
 def chunked_token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor,
                         chunk_size: int = 1024) -> torch.Tensor:
     """Log-probs [T] for [T, d] hidden states, `chunk_size` tokens of fp32 logits at a time.
 
-    With grad enabled each chunk is recomputed in backward (activation checkpointing), so peak
-    extra memory is one chunk's [chunk_size, vocab] fp32 logits.
+    With grad enabled, a frozen linear head (LoRA) goes through `_FrozenHeadTokenLogps`; a
+    trainable one is recomputed in backward (activation checkpointing). Either way peak extra
+    memory is one chunk's [chunk_size, vocab] fp32 logits.
     """
     out = []
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
-        if torch.is_grad_enabled() and h.requires_grad:
+        if torch.is_grad_enabled() and h.requires_grad and _frozen_linear(head):
+            out.append(_FrozenHeadTokenLogps.apply(h, head.weight, head.bias, t))
+        elif torch.is_grad_enabled() and h.requires_grad:
             out.append(checkpoint(_token_logps, h, head, t, use_reentrant=False))
         else:
             out.append(_token_logps(h, head, t))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
+def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None) -> torch.Tensor:
+    """Final hidden states [rows, L, d] of the prompt_cache layout: two forwards through `model`.
+
+    The prompt rows' key/value cache keeps its autograd graph, so the responses' loss reaches the
+    prompt's activations and weights through it; `reorder_cache` gathers one copy per response row
+    (lists may have different N).
+    """
+    from transformers import DynamicCache
+
+    n = batch.n_lists
+    real = batch.segment_ids >= 0
+    p_len, r_len = int(real[:n].sum(1).max()), int(real[n:].sum(1).max())
+    prompt_mask = real[:n, :p_len].long()
+    prompt_in = {"inputs_embeds": embeds[:n, :p_len]} if embeds is not None else {"input_ids": batch.input_ids[:n, :p_len]}
+    cache = DynamicCache(config=_unwrap(model).config)
+    prompt_out = model(attention_mask=prompt_mask, position_ids=batch.position_ids[:n, :p_len], past_key_values=cache,
+                       use_cache=True, output_hidden_states=True, logits_to_keep=1, **prompt_in)
+    cache = prompt_out.past_key_values
+    if cache is None or cache.get_seq_length() != p_len:  # e.g. checkpointed layers in training mode drop it
+        raise RuntimeError("the model returned no key/value cache for the prompts (gradient checkpointing?); "
+                           "use shared_prompt_layout=packed")
+    owner = batch.row_list[n:]
+    cache.reorder_cache(owner)
+    resp_out = model(input_ids=batch.input_ids[n:, :r_len], position_ids=batch.position_ids[n:, :r_len],
+                     attention_mask=torch.cat([prompt_mask[owner], real[n:, :r_len].long()], dim=1),
+                     past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=1)
+    length = batch.input_ids.shape[1]
+    pad = lambda h: F.pad(h, (0, 0, 0, length - h.shape[1]))  # noqa: E731
+    return torch.cat([pad(prompt_out.hidden_states[-1]), pad(resp_out.hidden_states[-1])])
+
+
 def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embeds: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs and token counts, both [B, Nmax] fp32 (0 where no response).
 
-    The decoder body runs once on `batch`; only the positions that predict response tokens go
-    through the output projection. prefix_embeds [B, n_prefix, d] fill the batch's reserved
-    leading positions (embedding conditioning).
+    The decoder body runs on `batch` (once, or prompts then responses for prompt_cache); only the
+    positions that predict response tokens go through the output projection. prefix_embeds
+    [B, n_prefix, d] fill the prompts' reserved leading positions (embedding conditioning).
     """
-    inputs_embeds = None
+    base = _unwrap(model)
+    embeds = None
     if batch.n_prefix:
         if prefix_embeds is None or prefix_embeds.shape[1] != batch.n_prefix:
             raise ValueError(f"batch reserves {batch.n_prefix} soft-prompt positions; pass prefix_embeds "
                              f"of shape [B, {batch.n_prefix}, d]")
-        token_embeds = _unwrap(model).get_input_embeddings()(batch.input_ids[:, batch.n_prefix:])
-        inputs_embeds = torch.cat([prefix_embeds[batch.row_list].to(token_embeds.dtype), token_embeds], dim=1)
-    base = _unwrap(model)
-    kwargs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": batch.input_ids}
+        rows = batch.n_lists if batch.layout == "prompt_cache" else batch.input_ids.shape[0]
+        token_embeds = base.get_input_embeddings()(batch.input_ids[:rows, batch.n_prefix:])
+        embeds = torch.cat([prefix_embeds[batch.row_list[:rows]].to(token_embeds.dtype), token_embeds], dim=1)
+    if batch.layout != "naive" and not supports_packed(model):
+        raise ValueError(f"{batch.layout} layout requested for a model that does not support it; use choose_layout()")
     if supports_packed(model):
-        dtype = base.get_input_embeddings().weight.dtype
-        mask = block_attention_mask(batch.segment_ids, dtype) if batch.packed else (batch.segment_ids >= 0).long()
         # Through the model's own forward (so DDP/FSDP wrappers see it and sync gradients), asking
         # for hidden states and the logits of one position only; the vocabulary projection of the
         # response positions happens below, in fp32 chunks.
-        out = model(attention_mask=mask, position_ids=batch.position_ids, use_cache=False, output_hidden_states=True,
-                    logits_to_keep=1, **kwargs)
-        hidden = out.hidden_states[-1]
+        if batch.layout == "prompt_cache":
+            hidden = _prompt_cache_hidden(model, batch, embeds)
+        else:
+            dtype = base.get_input_embeddings().weight.dtype
+            mask = (block_attention_mask(batch.segment_ids, dtype) if batch.layout == "packed"
+                    else (batch.segment_ids >= 0).long())
+            kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}
+            hidden = model(attention_mask=mask, position_ids=batch.position_ids, use_cache=False,
+                           output_hidden_states=True, logits_to_keep=1, **kwargs).hidden_states[-1]
         token_logps = chunked_token_logps(hidden[batch.tgt_row, batch.tgt_pos], base.get_output_embeddings(),
                                           batch.tgt_id, chunk_size)
     else:
         # Unverified architecture: its CausalLM forward may post-process logits (soft-capping,
         # scaling), so take the model's own logits rather than body + head.
-        if batch.packed:
-            raise ValueError("packed layout requested for a model that does not support it; use choose_layout()")
+        kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}
         logits = model(attention_mask=(batch.segment_ids >= 0).long(), position_ids=batch.position_ids,
                        use_cache=False, **kwargs).logits
         selected = logits[batch.tgt_row, batch.tgt_pos]
@@ -225,12 +316,19 @@ def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embed
     return logps, n_tokens
 
 
-def choose_layout(model, shared_prompt: bool = True) -> bool:
-    """True for the packed shared-prompt layout; logs once why it falls back to the naive one."""
+def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",
+                  gradient_checkpointing: bool = False) -> Layout:
+    """The layout to train and score with: "naive" when shared_prompt is off or the architecture is
+    not verified (logged once); else `preferred`, where "auto" is "prompt_cache", or "packed" under
+    gradient checkpointing (checkpointed layers drop key/value caches).
+    """
     if not shared_prompt:
-        return False
+        return "naive"
     if supports_packed(model):
-        return True
+        if preferred != "auto":
+            return preferred
+        checkpointing = gradient_checkpointing or getattr(_unwrap(model), "is_gradient_checkpointing", False)
+        return "packed" if checkpointing else "prompt_cache"
     config = _unwrap(model).config
     key = f"{config.model_type}/{config._attn_implementation}"
     if key not in _warned:
@@ -239,4 +337,4 @@ def choose_layout(model, shared_prompt: bool = True) -> bool:
                        "using the plain per-response forward (correct, slower). Verified: %s with %s.",
                        config.model_type, config._attn_implementation, sorted(PACKED_MODEL_TYPES),
                        sorted(PACKED_ATTENTION))
-    return False
+    return "naive"

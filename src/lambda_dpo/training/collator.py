@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from ..conditioning import conditioned_prompt_ids
 from ..lambdas import LambdaSource
-from ..scoring import build_batch
+from ..scoring import Layout, build_batch
 from ..targets import aspect_targets, mix_targets, ratings_tensor
 from ..tokenization import TokenizedList
 
@@ -62,10 +62,10 @@ class ListCollator:
     """
 
     def __init__(self, tokenizer, aspects: Sequence[str], lambda_source: LambdaSource, conditioning: str,
-                 rating_temperature: float = 1.0, packed: bool = True, n_prefix: int = 0):
+                 rating_temperature: float = 1.0, layout: Layout = "prompt_cache", n_prefix: int = 0):
         self.tokenizer, self.aspects = tokenizer, tuple(aspects)
         self.lambda_source, self.conditioning = lambda_source, conditioning
-        self.tau, self.packed = rating_temperature, packed
+        self.tau, self.layout = rating_temperature, layout
         self.epoch = 0  # set by the trainer at each epoch start
         self.n_prefix = n_prefix if conditioning == "embedding" else 0  # soft-prompt slots per row
 
@@ -77,7 +77,7 @@ class ListCollator:
             lam = lam.expand(len(lists), -1)
         prompts = [conditioned_prompt_ids(self.tokenizer, tl, dict(zip(self.aspects, row.tolist())),
                                           self.conditioning) for tl, row in zip(lists, lam)]
-        batch = build_batch(prompts, [tl.response_ids for tl in lists], packed=self.packed,
+        batch = build_batch(prompts, [tl.response_ids for tl in lists], layout=self.layout,
                             pad_id=self.tokenizer.pad_token_id or 0, n_prefix=self.n_prefix)
         ratings, mask = ratings_tensor([tl.source for tl in lists], self.aspects)
         p_k, usable = aspect_targets(ratings, mask, self.tau)

@@ -106,8 +106,13 @@ class LambdaDPOConfig(TrainingArguments):
 
     # ---- efficiency ----------------------------------------------------------------------
     shared_prompt: bool = field(default=True, metadata={
-        "help": "Compute each list's prompt once (block mask, restarting positions). Falls back to "
-                "one row per response, with a log line, for architectures not verified."})
+        "help": "Compute each list's prompt once. Falls back to one row per response, with a log "
+                "line, for architectures not verified."})
+    shared_prompt_layout: str = field(default="auto", metadata={
+        "help": "How the prompt is shared: prompt_cache (prompts run once, their key/value cache with "
+                "gradients serves the N responses; attention P^2 + N*R*(P+R)) | packed (one row per "
+                "list under a block mask; attention (P+N*R)^2) | auto (prompt_cache, or packed under "
+                "gradient checkpointing, which drops caches)."})
     logprob_chunk_size: int = field(default=1024, metadata={
         "help": "Response tokens per fp32 log-softmax chunk; bounds the logits memory."})
     reference_cache_dir: str | None = field(default="auto", metadata={
@@ -136,7 +141,8 @@ class LambdaDPOConfig(TrainingArguments):
                    "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "table", "adaptive"),
                    "adaptive_signal": ("progress", "deficit"),
                    "conditioning": ("none", "prompt", "embedding"), "model_dtype": ("float32", "bfloat16", "float16"),
-                   "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise")}
+                   "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise"),
+                   "shared_prompt_layout": ("auto", "prompt_cache", "packed")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")

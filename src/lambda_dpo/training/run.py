@@ -94,11 +94,11 @@ def prepare_model(cfg: LambdaDPOConfig):
     return tokenizer, model
 
 
-def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], packed: bool, name: str) -> list[ScoredList]:
+def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], layout: str, name: str) -> list[ScoredList]:
     cache = None if cfg.reference_cache_dir is None else (
         default_cache_dir() / "reference" if cfg.reference_cache_dir == "auto" else Path(cfg.reference_cache_dir))
-    ref = reference_logps(model, lists, cache, settings={"dtype": cfg.model_dtype, "layout": packed},
-                          batch_size=cfg.reference_batch_size, packed=packed, chunk_size=cfg.logprob_chunk_size,
+    ref = reference_logps(model, lists, cache, settings={"dtype": cfg.model_dtype, "layout": layout},
+                          batch_size=cfg.reference_batch_size, layout=layout, chunk_size=cfg.logprob_chunk_size,
                           desc=f"reference log-probs ({name})")
     return [ScoredList(tl, r, i) for i, (tl, r) in enumerate(zip(lists, ref))]
 
@@ -165,7 +165,7 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     tokenizer, model = prepare_model(cfg)
     if not getattr(cfg, "deepspeed", None):  # score the reference on the training device (DeepSpeed places it itself)
         model.to(cfg.device)
-    packed = choose_layout(model, cfg.shared_prompt)
+    layout = choose_layout(model, cfg.shared_prompt, cfg.shared_prompt_layout, cfg.gradient_checkpointing)
 
     tokenized = {}
     for name, lists in (("train", train_lists), ("eval", eval_lists)):
@@ -180,8 +180,8 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     # With several processes the main one computes and caches it; the others then read the cache.
     # Under ZeRO-3 every process first gathers the partitioned weights.
     with _whole_weights(model), cfg.main_process_first(desc="reference log-probs"):
-        train_items = score_reference(cfg, model, tokenized["train"], packed, "train")
-        eval_items = score_reference(cfg, model, tokenized["eval"], packed, "eval") if tokenized["eval"] else []
+        train_items = score_reference(cfg, model, tokenized["train"], layout, "train")
+        eval_items = score_reference(cfg, model, tokenized["eval"], layout, "eval") if tokenized["eval"] else []
 
     source = build_lambda_source(cfg.lambda_source, aspects, fixed=cfg.lambda_fixed, alpha=cfg.dirichlet_alpha,
                                  table=cfg.lambda_table, seed=cfg.seed, adaptive=dict(
@@ -193,7 +193,7 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
             load_lambda_embedding(model, checkpoint)
         else:
             attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens)
-    collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, packed,
+    collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
                             cfg.embedding_tokens)
     val_items = []
     if cfg.lambda_source == "adaptive":  # the scheduler's signal comes from lists it never trains on
