@@ -16,8 +16,9 @@ Modes (each on a freshly built model):
   lora   peft LoRA r=16, alpha=32, all linear layers (bench_throughput.add_lora), AdamW on the adapter;
   full   every weight trainable, AdamW (fused, states in bf16 like the weights).
 
-Both use lambda-dpo's training step: one shared-prompt (packed) forward of P + N*R tokens
-(lambda_dpo.scoring.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
+Both use lambda-dpo's training step: a shared-prompt forward of P + N*R tokens, in the layout
+lambda-dpo would pick (lambda_dpo.scoring.choose_layout: prompt_cache, or packed when the decoder is
+checkpointed) (lambda_dpo.scoring.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
 a rank target, backward, optimizer step; the reference log-probs are computed once before timing
 (bench_throughput.precompute_reference), as lambda-dpo does. One list per step. Timed with
 torch.cuda.synchronize() around each step, after untimed warm-up steps; peak memory is
@@ -96,20 +97,22 @@ def memory(device: torch.device) -> dict:
 
 
 def time_steps(model, lists, device: torch.device, warmup: int, steps: int, chunk_size: int = 1024, log=print) -> dict:
-    """lambda-dpo training steps (packed forward, cached reference, lambda_dpo_loss, AdamW), synchronised.
+    """lambda-dpo training steps (shared-prompt forward, cached reference, lambda_dpo_loss, AdamW), synchronised.
 
     bench_throughput.time_listwise_steps is the CPU version of this loop; it is not reused because on
     a GPU its timer would stop before the queued kernels ran (no synchronize) and it has no point at
     which to reset the peak-memory counter after the warm-up.
     """
     from lambda_dpo.losses import lambda_dpo_loss, sequence_scores
-    from lambda_dpo.scoring import build_batch, score_batch
+    from lambda_dpo.scoring import build_batch, choose_layout, score_batch
 
     n = len(lists[0][1])
     target, mask = bt.rank_target(n).to(device), torch.ones(1, n, dtype=torch.bool, device=device)
-    batches = [build_batch([p], [rs], packed=True).to(device) for p, rs in lists]
+    layout = choose_layout(model)
+    log(f"  layout {layout}")
+    batches = [build_batch([p], [rs], layout=layout).to(device) for p, rs in lists]
     sync(device)
-    refs, precompute_s = bt.precompute_reference(model, lists, chunk_size)  # reference once, before training
+    refs, precompute_s = bt.precompute_reference(model, lists, chunk_size, layout)  # reference once, before training
     refs = [r[None].to(device) for r in refs]
     log(f"  reference precompute {precompute_s:.3f} s/list")
     model.train()
@@ -137,7 +140,7 @@ def time_steps(model, lists, device: torch.device, warmup: int, steps: int, chun
             step_s.append(dt)
         log(f"  {'step' if timed else 'warm-up'} {i + 1}/{warmup + steps}: {dt:.3f} s, loss {losses[-1]:.4f}")
     out = {"step_s": step_s, "median_step_s": statistics.median(step_s), "precompute_s_per_list": precompute_s,
-           "loss": losses[-1], "trainable_params": sum(p.numel() for p in params)}
+           "loss": losses[-1], "trainable_params": sum(p.numel() for p in params), "layout": layout}
     out.update(memory(device))
     del opt
     return out
@@ -310,7 +313,7 @@ def main(argv=None) -> int:
         "peak = torch.cuda.max_memory_allocated() over the timed steps (reset after the warm-up): weights, "
         "gradients, optimizer state, activations; the allocator's reserved peak is in the JSON "
         "(peak_reserved_gib). GB = 1e9 bytes (the 20 GB / 8 GB comparisons), GiB = 2^30.",
-        "tokens/s = (P + N*R) / median seconds per training step (one list per step: packed forward, "
+        "tokens/s = (P + N*R) / median seconds per training step (one list per step: shared-prompt forward, "
         "backward, AdamW step); the reference forward is paid once before training (ref s/list).",
         "full: pure bf16 (weights, gradients and AdamW states all bf16, fused AdamW). Mixed precision with "
         "fp32 master weights and fp32 AdamW states would add ~12 bytes per parameter (arithmetic, not measured).",

@@ -10,8 +10,12 @@ all linear layers) with AdamW (lr 1e-5, no weight decay), one list per optimizer
 synthetic lists: exactly P random prompt tokens and N responses of exactly R random tokens,
 drawn with a fixed seed. Methods:
 
-  ours        lambda-dpo: shared-prompt (packed) forward, P + N*R tokens; reference log-probs
-              computed once before training (reported separately: paid once per dataset).
+  ours        lambda-dpo's default shared-prompt layout (prompt_cache): the prompt runs once, its
+              key/value cache (with gradients) serves the N response rows; P + N*R tokens;
+              reference log-probs computed once before training (reported separately: paid once
+              per dataset).
+  ours_packed the same with the packed layout (one row per list under a dense block mask), the
+              layout lambda-dpo uses under gradient checkpointing.
   naive       one row per response, N*(P+R) tokens, and a reference forward of the same N rows
               every step with the adapter disabled (the authors' approach). Same loss, same
               response-only fp32 log-softmax as ours, so the difference is the layout + the cache.
@@ -52,9 +56,11 @@ import torch  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 DEFAULT_CONFIGS = ((64, 64), (256, 128), (512, 128))
-METHODS = ("ours", "naive", "trl_all", "trl_bw")
+METHODS = ("ours", "ours_packed", "naive", "trl_all", "trl_bw")
+LISTWISE_LAYOUTS = {"ours": "prompt_cache", "ours_packed": "packed", "naive": "naive"}
 LABELS = {
     "ours": "lambda-dpo (shared prompt, cached ref)",
+    "ours_packed": "lambda-dpo, packed layout",
     "naive": "naive (per-response rows, ref every step)",
     "trl_all": "TRL DPOTrainer, all pairs",
     "trl_bw": "TRL DPOTrainer, best-vs-worst",
@@ -115,7 +121,7 @@ def pairs_of(n: int, which: str) -> list[tuple[int, int]]:
 
 def token_counts(method: str, p: int, r: int, n: int) -> dict:
     """Tokens one list costs per training step: through forward+backward, and forward-only (reference)."""
-    if method == "ours":
+    if method in ("ours", "ours_packed"):
         return {"policy_tokens": p + n * r, "reference_tokens": 0, "precompute_tokens": p + n * r, "rows": 1}
     if method == "naive":
         return {"policy_tokens": n * (p + r), "reference_tokens": n * (p + r), "precompute_tokens": 0, "rows": n}
@@ -147,16 +153,19 @@ def flop_model(method: str, p: int, r: int, n: int, dims: dict = SMOLLM2_DIMS) -
       head   the 49k-word output layer on response tokens only (N*R in every method); ours and naive
              checkpoint it (recomputed in backward): x3, TRL's fused head: x2;
       attn   query-key pairs x 2 (scores and weighted values) x hidden; backward ~3 forwards (flash
-             kernel recomputes the scores). The packed row pays (P+N*R)^2 pairs: a dense block mask
-             is not skipped by the kernel. Plain rows are causal: (P+R)^2 / 2 each.
+             kernel recomputes the scores). Ours (prompt_cache): P^2 / 2 causal prompt pairs, then
+             each response row's R queries over P cached keys and its own R/2 (causal). The packed
+             row pays (P+N*R)^2 pairs: a dense block mask is not skipped by the kernel. Plain rows
+             are causal: (P+R)^2 / 2 each.
     Reference forwards (naive, TRL) cost 1x of each part.
     """
     d, layers = dims["hidden"], dims["layers"]
     body_tok = layers * (2 * d * d + 2 * d * dims["kv"] + 3 * d * dims["mlp"])
     head_tok = d * dims["vocab"]
     pair = layers * 2 * d
-    if method == "ours":
-        tokens, head_tokens, pairs, head_x = p + n * r, n * r, (p + n * r) ** 2, 3
+    if method in ("ours", "ours_packed"):
+        tokens, head_tokens, head_x = p + n * r, n * r, 3
+        pairs = (p + n * r) ** 2 if method == "ours_packed" else p * p / 2 + n * r * (p + r / 2)
         return 2 * tokens * body_tok + head_x * head_tokens * head_tok + 4 * pairs * pair
     rows = {"naive": n, "trl_all": 2 * len(pairs_of(n, "all")), "trl_bw": 2}[method]
     head_x = 3 if method == "naive" else 2
@@ -223,8 +232,9 @@ def _reference_context(model):
     return model.disable_adapter()
 
 
-def precompute_reference(model, lists, chunk_size: int = 1024) -> tuple[list[torch.Tensor], float]:
-    """Reference log-probs of every list with lambda_dpo.reference.compute_reference_logps (packed).
+def precompute_reference(model, lists, chunk_size: int = 1024, layout: str = "prompt_cache"
+                         ) -> tuple[list[torch.Tensor], float]:
+    """Reference log-probs of every list with lambda_dpo.reference.compute_reference_logps.
 
     Returns (per-list [N] tensors, seconds per list). This is what training reads from the cache.
     """
@@ -239,7 +249,7 @@ def precompute_reference(model, lists, chunk_size: int = 1024) -> tuple[list[tor
         tls.append(TokenizedList(source=src, prompt=src.prompt, prompt_ids=tuple(prompt),
                                  response_ids=tuple(tuple(r) for r in responses)))
     start = time.perf_counter()
-    refs = compute_reference_logps(model, tls, batch_size=1, packed=True, chunk_size=chunk_size,
+    refs = compute_reference_logps(model, tls, batch_size=1, layout=layout, chunk_size=chunk_size,
                                    desc="bench reference")
     return refs, (time.perf_counter() - start) / max(len(lists), 1)
 
@@ -247,10 +257,10 @@ def precompute_reference(model, lists, chunk_size: int = 1024) -> tuple[list[tor
 def time_listwise_steps(model, lists, method: str, warmup: int = 1, steps: int = 3, *, min_steps: int = 1,
                         max_timed_seconds: float = float("inf"), chunk_size: int = 1024, beta: float = BETA,
                         lr: float = LR, log=None) -> dict:
-    """Time full training steps (forward + backward + AdamW step) of `method` ("ours" or "naive").
+    """Time full training steps (forward + backward + AdamW step) of `method` (a LISTWISE_LAYOUTS key).
 
-    One list per step; list i is used at step i (cycling). "ours": packed layout, reference
-    log-probs precomputed before timing. "naive": one row per response and a reference forward
+    One list per step; list i is used at step i (cycling). "ours" / "ours_packed": prompt_cache /
+    packed layout, reference log-probs precomputed before timing. "naive": one row per response and a reference forward
     (adapter disabled, no grad) inside every step. Timing stops early once `max_timed_seconds`
     of timed steps have run and at least `min_steps` were timed.
 
@@ -259,16 +269,17 @@ def time_listwise_steps(model, lists, method: str, warmup: int = 1, steps: int =
     from lambda_dpo.losses import lambda_dpo_loss, sequence_scores
     from lambda_dpo.scoring import build_batch, score_batch
 
-    if method not in ("ours", "naive"):
-        raise ValueError(f"method must be 'ours' or 'naive', got {method!r}")
-    packed = method == "ours"
+    if method not in LISTWISE_LAYOUTS:
+        raise ValueError(f"method must be one of {sorted(LISTWISE_LAYOUTS)}, got {method!r}")
+    layout = LISTWISE_LAYOUTS[method]
+    cached_ref = layout != "naive"
     log = log or (lambda msg: None)
     n = len(lists[0][1])
     target, mask = rank_target(n), torch.ones(1, n, dtype=torch.bool)
-    batches = [build_batch([p], [rs], packed=packed) for p, rs in lists]
+    batches = [build_batch([p], [rs], layout=layout) for p, rs in lists]
     precompute = None
-    if packed:
-        refs, precompute = precompute_reference(model, lists, chunk_size)
+    if cached_ref:
+        refs, precompute = precompute_reference(model, lists, chunk_size, layout)
         refs = [r[None] for r in refs]
         log(f"reference precompute {precompute:.2f} s/list")
     model.train()
@@ -278,7 +289,7 @@ def time_listwise_steps(model, lists, method: str, warmup: int = 1, steps: int =
     for i in range(warmup + steps):
         batch = batches[i % len(batches)]
         t0, c0 = time.perf_counter(), time.process_time()
-        if packed:
+        if cached_ref:
             ref = refs[i % len(refs)]
         else:
             with torch.no_grad(), _reference_context(model):
@@ -436,7 +447,7 @@ def worker(args) -> dict:
 
     common = dict(warmup=args.warmup, steps=args.steps, min_steps=args.min_steps,
                   max_timed_seconds=args.max_timed_seconds, log=log)
-    if method in ("ours", "naive"):
+    if method in LISTWISE_LAYOUTS:
         model = add_lora(model, args.lora_r)
         mark_loaded()
         result = time_listwise_steps(model, lists, method, chunk_size=args.chunk_size, **common)
@@ -580,14 +591,14 @@ def table_markdown(rows: list[dict]) -> str:
     for row in rows:
         cfg = f"{row['prompt_len']}/{row['response_len']}"
         tokens = f"{row['policy_tokens']} + {row['reference_tokens']}"
-        if row["method"] == "ours":
+        if row["method"] in ("ours", "ours_packed"):
             tokens += f" (+ {row['policy_tokens']} once, precompute)"
         if row["error"]:
             lines.append(f"| {cfg} | {row['label']} | {tokens} | failed: {row['error']} | | | | "
                          f"{fmt(row['predicted_k3'])}x | {fmt(row['predicted_k2'])}x | {fmt(row['predicted_flops'])}x |")
             continue
         extra = ""
-        if row["method"] == "ours" and row["precompute_s_per_list"] is not None:
+        if row["method"] in ("ours", "ours_packed") and row["precompute_s_per_list"] is not None:
             extra = f" (+{row['precompute_s_per_list']:.2f} precompute)"
         measured = "1 (baseline)" if row["method"] == "ours" else (
             f"**{fmt(row['speedup_of_ours'])}x** ({fmt(row['cpu_speedup_of_ours'])}x)")
@@ -605,7 +616,8 @@ def table_plain(rows: list[dict]) -> str:
             "ours x cpu", "pred k=3", "pred k=2", "pred FLOPs"]
     data = []
     for row in rows:
-        label = {"ours": "lambda-dpo", "naive": "naive", "trl_all": "TRL all pairs", "trl_bw": "TRL best-worst"}
+        label = {"ours": "lambda-dpo", "ours_packed": "ours, packed", "naive": "naive", "trl_all": "TRL all pairs",
+                 "trl_bw": "TRL best-worst"}
         s = fmt(row["s_per_list"]) if not row["error"] else "FAILED"
         data.append([f"{row['prompt_len']}/{row['response_len']}", label[row["method"]], str(row["policy_tokens"]),
                      str(row["reference_tokens"]), s, fmt(row["lists_per_s"], ".3f"),
@@ -648,9 +660,9 @@ with LoRA the frozen weights get no weight gradient, so k is nearer 2. Ours has 
 (precomputed once per dataset: its cost per list is shown and is amortised over epochs).
 What token counts leave out, and the "FLOP model" column adds (see flop_model()): (1) only
 response tokens go through the 49k-word output layer, N*R in every method, so prompt tokens are
-cheaper than response tokens; (2) the packed row's attention covers (P+N*R)^2 query-key pairs (a
-dense block mask the kernel does not skip) while naive rows cover N*(P+R)^2/2 causally, a term
-that grows with P and N; (3) with LoRA, backward through a frozen linear layer costs ~1 forward
+cheaper than response tokens; (2) attention: ours covers P^2/2 + N*R*(P+R/2) query-key pairs
+(prompt causally, then each response over the cached prompt and itself), the packed layout
+(P+N*R)^2 (a dense block mask the kernel does not skip), naive rows N*(P+R)^2/2 causally; (3) with LoRA, backward through a frozen linear layer costs ~1 forward
 (k ~ 2), attention backward ~3. TRL runs slower than its FLOPs (by ~1.2-1.6x here): per-micro-batch
 overheads of the Trainer loop and small two-row matrix products, one pair per forward.
 """
