@@ -75,3 +75,4 @@ def test_training_counts_rejections_under_reject(tiny_llama_dir, tmp_path, caplo
     assert len(result.trainer.train_dataset) == 1
     assert "train: 1 lists tokenised; 0 prompts and 0 responses truncated; rejected: " \
            "{'prompt_too_long': 1, 'response_too_long': 1}" in caplog.text
+

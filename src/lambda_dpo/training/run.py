@@ -166,6 +166,7 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     if not getattr(cfg, "deepspeed", None):  # score the reference on the training device (DeepSpeed places it itself)
         model.to(cfg.device)
     layout = choose_layout(model, cfg.shared_prompt, cfg.shared_prompt_layout, cfg.gradient_checkpointing)
+    logger.info("scoring layout: %s", layout)
 
     tokenized = {}
     for name, lists in (("train", train_lists), ("eval", eval_lists)):
