@@ -150,8 +150,9 @@ def flop_model(method: str, p: int, r: int, n: int, dims: dict = SMOLLM2_DIMS) -
 
     Three parts, each with its own backward factor (LoRA: frozen weights get no weight gradient):
       body   every token through the decoder's linear layers; backward = 1 forward (input grads);
-      head   the 49k-word output layer on response tokens only (N*R in every method); ours and naive
-             checkpoint it (recomputed in backward): x3, TRL's fused head: x2;
+      head   the 49k-word output layer on response tokens only (N*R in every method), x2: ours and
+             naive form the frozen head's input gradient in forward (logits, then softmax @ W),
+             TRL runs the head forward and its input-gradient backward;
       attn   query-key pairs x 2 (scores and weighted values) x hidden; backward ~3 forwards (flash
              kernel recomputes the scores). Ours (prompt_cache): P^2 / 2 causal prompt pairs, then
              each response row's R queries over P cached keys and its own R/2 (causal). The packed
@@ -164,11 +165,11 @@ def flop_model(method: str, p: int, r: int, n: int, dims: dict = SMOLLM2_DIMS) -
     head_tok = d * dims["vocab"]
     pair = layers * 2 * d
     if method in ("ours", "ours_packed"):
-        tokens, head_tokens, head_x = p + n * r, n * r, 3
+        tokens, head_tokens, head_x = p + n * r, n * r, 2
         pairs = (p + n * r) ** 2 if method == "ours_packed" else p * p / 2 + n * r * (p + r / 2)
         return 2 * tokens * body_tok + head_x * head_tokens * head_tok + 4 * pairs * pair
     rows = {"naive": n, "trl_all": 2 * len(pairs_of(n, "all")), "trl_bw": 2}[method]
-    head_x = 3 if method == "naive" else 2
+    head_x = 2
     body = rows * (p + r) * body_tok
     head = rows * r * head_tok
     attn = rows * (p + r) ** 2 / 2 * pair
@@ -659,8 +660,8 @@ k = 3 is the full fine-tuning rule of thumb (backward = 2 forwards: activation a
 with LoRA the frozen weights get no weight gradient, so k is nearer 2. Ours has no reference term
 (precomputed once per dataset: its cost per list is shown and is amortised over epochs).
 What token counts leave out, and the "FLOP model" column adds (see flop_model()): (1) only
-response tokens go through the 49k-word output layer, N*R in every method, so prompt tokens are
-cheaper than response tokens; (2) attention: ours covers P^2/2 + N*R*(P+R/2) query-key pairs
+response tokens go through the 49k-word output layer, N*R in every method (two vocabulary-sized
+products per token with the frozen LoRA head), so prompt tokens are cheaper than response tokens; (2) attention: ours covers P^2/2 + N*R*(P+R/2) query-key pairs
 (prompt causally, then each response over the cached prompt and itself), the packed layout
 (P+N*R)^2 (a dense block mask the kernel does not skip), naive rows N*(P+R)^2/2 causally; (3) with LoRA, backward through a frozen linear layer costs ~1 forward
 (k ~ 2), attention backward ~3. TRL runs slower than its FLOPs (by ~1.2-1.6x here): per-micro-batch
