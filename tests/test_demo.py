@@ -48,3 +48,28 @@ def test_ablation_reports_spread_over_seeds(micro, tiny_llama_dir, tmp_path, mon
     assert "Combinations not run" in text and "linear in lambda" in text
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["runs"]["embedding+adaptive"]) == {"0", "1"}
+
+
+def test_ablation_report_counts_undefined_seeds_and_says_whether_a_lead_beats_the_spread(tmp_path):
+    from lambda_dpo.evaluation.report import write_ablation_report
+
+    nan = float("nan")
+
+    def run(ndcg, rho, area):
+        return {"listwise": {"mean/ndcg": ndcg, "mean/top1": 0.5}, "summary": {
+            "controllability": dict(zip(("a", "b"), rho)), "pareto_area": area}}
+
+    m = {"preset": "quick", "budget": {"max_steps": 24, "eval_lists": 12, "gen_prompts": 12, "max_new_tokens": 48,
+                                       "full_grid": False},
+         "seeds": [0, 1], "model": "m", "aspects": ["a", "b"], "conflict": ["a", "b"], "torch_threads": 2,
+         "wall_seconds": 1.0, "runs": {
+             "x": {"0": run(0.90, (0.5, nan), 1.0), "1": run(0.92, (nan, nan), 1.2)},
+             "y": {"0": run(0.80, (0.1, 0.3), 3.0), "1": run(0.81, (0.1, 0.1), 3.1)}}}
+    text = write_ablation_report(m, tmp_path, {}).read_text()
+    assert "Preset `quick` (24 training steps" in text
+    assert "| x | 0.91 ± 0.01 | 0.50 ± 0.00 | 0.50 (1/2 seeds) | n/a | 0.50 (1/2 seeds) |" in text
+    assert "| y | 0.81 ± 0.01 | 0.50 ± 0.00 | 0.10 ± 0.00 | 0.20 ± 0.14 | 0.15 ± 0.07 |" in text
+    assert "highest held-out NDCG: `x` (0.910), ahead of `y` by 0.105: more than" in text
+    assert "largest Pareto area: `y` (3.05), ahead of `x` by 1.95: more than" in text
+    # x's mean rho is defined on one seed only: its spread is unknown, so y's decides
+    assert "highest mean controllability: `x` (0.50), ahead of `y` by 0.35: more than the larger seed std of the two (0.07)" in text

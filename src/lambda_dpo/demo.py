@@ -110,7 +110,7 @@ def compare(methods: dict[str, dict], preset: str, out: Path, seeds: Sequence[in
     for per_seed in runs.values():
         for r in per_seed.values():
             r["summary"] = summarise(r["generation"], grid)
-    return {"preset": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
+    return {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
             "conflict": list(CONFLICT), "methods": methods, "runs": runs,
             "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
 

@@ -139,7 +139,7 @@ def write_report(m: dict, out: Path) -> Path:
                            for k, v in list(ex.items())[:4])
     text = f"""# lambda-dpo demo report
 
-Preset `{m['preset']}`; model `{m['model']}`; seed {m['seed']}; {m['torch_threads']} torch threads;
+Preset {preset_text(m)}; model `{m['model']}`; seed {m['seed']}; {m['torch_threads']} torch threads;
 wall time {m['wall_seconds']:.0f} s. Methods (same data, steps and optimiser):
 {chr(10).join(f"- `{n}`: {', '.join(f'{k}={v}' for k, v in c.items())}" for n, c in m['methods'].items())}
 
@@ -180,12 +180,29 @@ above (1, 1) dominated by the model's points on the conflicting pair (larger is 
 
 
 def _mean_std(values: list[float]) -> str:
+    """'mean ± sample std' over the defined values; says how many seeds when some are undefined."""
     vals = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
     if not vals:
         return "n/a"
     mean = sum(vals) / len(vals)
-    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
-    return f"{mean:.2f} ± {std:.2f}"
+    if len(vals) == 1:
+        return f"{mean:.2f}" + (f" (1/{len(values)} seeds)" if len(values) > 1 else "")
+    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+    return f"{mean:.2f} ± {std:.2f}" + (f" ({len(vals)}/{len(values)} seeds)" if len(vals) < len(values) else "")
+
+
+def _nanmean(values: list[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def preset_text(m: dict) -> str:
+    """`quick` (24 steps, ...) from the metrics' preset name and budget (older files: budget only)."""
+    budget = m.get("budget", m["preset"] if isinstance(m["preset"], dict) else {})
+    name = m["preset"] if isinstance(m["preset"], str) else "?"
+    grid = "full lambda grid" if budget.get("full_grid") else "vertices, centre and the conflict edge"
+    return (f"`{name}` ({budget.get('max_steps')} training steps, {budget.get('eval_lists')} held-out lists, "
+            f"{budget.get('gen_prompts')} prompts x {budget.get('max_new_tokens')} new tokens per lambda, {grid})")
 
 
 def ablation_rows(m: dict) -> list[dict]:
@@ -199,8 +216,7 @@ def ablation_rows(m: dict) -> list[dict]:
                "area": [r["summary"]["pareto_area"] for r in runs]}
         for a in m["aspects"]:
             row[f"rho/{a}"] = [r["summary"]["controllability"][a] for r in runs]
-        row["rho/mean"] = [sum(r["summary"]["controllability"][a] for a in m["aspects"]) / len(m["aspects"])
-                           for r in runs]
+        row["rho/mean"] = [_nanmean([r["summary"]["controllability"][a] for a in m["aspects"]]) for r in runs]
         rows.append(row)
     return rows
 
@@ -213,20 +229,37 @@ def write_ablation_report(m: dict, out: Path, skipped: dict[str, str]) -> Path:
     body = [[r["method"], _mean_std(r["ndcg"]), _mean_std(r["top1"]), *[_mean_std(r[f"rho/{a}"]) for a in aspects],
              _mean_std(r["rho/mean"]), _mean_std(r["area"])] for r in rows]
 
-    def best(key):
-        scored = [(sum(v for v in r[key] if not math.isnan(v)) / max(1, sum(not math.isnan(v) for v in r[key])),
-                   r["method"]) for r in rows if r["method"] != "base" and any(not math.isnan(v) for v in r[key])]
-        return max(scored) if scored else (float("nan"), "n/a")
+    def spread(vals):
+        vals = [v for v in vals if not math.isnan(v)]
+        if len(vals) < 2:
+            return float("nan")
+        mean = sum(vals) / len(vals)
+        return (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
 
-    verdict = [f"- highest held-out NDCG: `{best('ndcg')[1]}` ({best('ndcg')[0]:.3f})",
-               f"- highest mean controllability: `{best('rho/mean')[1]}` ({best('rho/mean')[0]:.2f})",
-               f"- largest Pareto area: `{best('area')[1]}` ({best('area')[0]:.2f})"]
+    def winner(key, label, digits):
+        scored = sorted(((_nanmean(r[key]), r["method"], spread(r[key])) for r in rows
+                         if r["method"] != "base" and not math.isnan(_nanmean(r[key]))), reverse=True)
+        if not scored:
+            return f"- {label}: n/a"
+        (m1, n1, s1), line = scored[0], f"- {label}: `{scored[0][1]}` ({scored[0][0]:.{digits}f})"
+        if len(scored) > 1:
+            m2, n2, s2 = scored[1]
+            noise = max((x for x in (s1, s2) if not math.isnan(x)), default=float("nan"))
+            clear = not math.isnan(noise) and m1 - m2 > noise
+            line += (f", ahead of `{n2}` by {m1 - m2:.{digits}f}: "
+                     + ("more than" if clear else "within") + f" the larger seed std of the two ({noise:.{digits}f})")
+        return line
+
+    verdict = [winner("ndcg", "highest held-out NDCG", 3), winner("rho/mean", "highest mean controllability", 2),
+               winner("area", "largest Pareto area", 2)]
     text = f"""# lambda-dpo ablation: lambda source x conditioning
 
-Preset `{m['preset']}`, seeds {m['seeds']}, model `{m['model']}`, {m['torch_threads']} torch threads,
+Preset {preset_text(m)}, seeds {m['seeds']}, model `{m['model']}`, {m['torch_threads']} torch threads,
 wall time {m['wall_seconds']:.0f} s. Equal budget for every method (same data, steps, optimiser).
 Figures are mean ± sample std over seeds. rho: Spearman correlation between lambda_k and the
-aspect-k judge score over the lambda grid (n/a: the model never sees lambda).
+aspect-k judge score over the lambda grid; n/a where it is undefined because that judge score did
+not change with lambda (always so when the model never sees lambda), with the number of seeds
+where it was defined in brackets. mean rho: over the aspects where rho is defined.
 
 {_table(header, body)}
 
