@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 from torch.utils.checkpoint import checkpoint
+from transformers import DynamicCache
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +239,6 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
     prompt's activations and weights through it; `reorder_cache` gathers one copy per response row
     (lists may have different N).
     """
-    from transformers import DynamicCache
-
     n = batch.n_lists
     real = batch.segment_ids >= 0
     p_len, r_len = int(real[:n].sum(1).max()), int(real[n:].sum(1).max())
