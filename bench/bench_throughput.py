@@ -661,11 +661,13 @@ with LoRA the frozen weights get no weight gradient, so k is nearer 2. Ours has 
 (precomputed once per dataset: its cost per list is shown and is amortised over epochs).
 What token counts leave out, and the "FLOP model" column adds (see flop_model()): (1) only
 response tokens go through the 49k-word output layer, N*R in every method (two vocabulary-sized
-products per token with the frozen LoRA head), so prompt tokens are cheaper than response tokens; (2) attention: ours covers P^2/2 + N*R*(P+R/2) query-key pairs
-(prompt causally, then each response over the cached prompt and itself), the packed layout
-(P+N*R)^2 (a dense block mask the kernel does not skip), naive rows N*(P+R)^2/2 causally; (3) with LoRA, backward through a frozen linear layer costs ~1 forward
-(k ~ 2), attention backward ~3. TRL runs slower than its FLOPs (by ~1.2-1.6x here): per-micro-batch
-overheads of the Trainer loop and small two-row matrix products, one pair per forward.
+products per token with the frozen LoRA head), so prompt tokens are cheaper than response
+tokens; (2) attention: ours covers P^2/2 + N*R*(P+R/2) query-key pairs (prompt causally, then
+each response over the cached prompt and itself), the packed layout (P+N*R)^2 (a dense block
+mask the kernel does not skip), naive rows N*(P+R)^2/2 causally; (3) with LoRA, backward through
+a frozen linear layer costs ~1 forward (k ~ 2), attention backward ~3. TRL runs slower than its
+FLOPs: per-micro-batch overheads of the Trainer loop and small two-row matrix products, one pair
+per forward.
 """
 
 
