@@ -49,7 +49,7 @@ class Preset:
     full_grid: bool
 
 
-# Budgets sized for 2 CPU cores: default ~20 min (make demo), quick a few minutes, full more steps.
+# Budgets on 2 CPU cores (measured, idle machine): default 33 min (make demo), quick a few minutes, full more steps.
 PRESETS = {
     "quick": Preset(train_lists=None, max_steps=24, eval_lists=12, gen_prompts=12, max_new_tokens=48, full_grid=False),
     "default": Preset(train_lists=None, max_steps=60, eval_lists=24, gen_prompts=24, max_new_tokens=64,
