@@ -187,8 +187,16 @@ def _mean_std(values: list[float]) -> str:
     mean = sum(vals) / len(vals)
     if len(vals) == 1:
         return f"{mean:.2f}" + (f" (1/{len(values)} seeds)" if len(values) > 1 else "")
-    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
-    return f"{mean:.2f} ± {std:.2f}" + (f" ({len(vals)}/{len(values)} seeds)" if len(vals) < len(values) else "")
+    return f"{mean:.2f} ± {_std(vals):.2f}" + (f" ({len(vals)}/{len(values)} seeds)" if len(vals) < len(values) else "")
+
+
+def _std(values: list[float]) -> float:
+    """Sample std of the defined values; nan with fewer than two."""
+    vals = [v for v in values if not math.isnan(v)]
+    if len(vals) < 2:
+        return float("nan")
+    mean = sum(vals) / len(vals)
+    return (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
 
 
 def _nanmean(values: list[float]) -> float:
@@ -229,19 +237,12 @@ def write_ablation_report(m: dict, out: Path, skipped: dict[str, str]) -> Path:
     body = [[r["method"], _mean_std(r["ndcg"]), _mean_std(r["top1"]), *[_mean_std(r[f"rho/{a}"]) for a in aspects],
              _mean_std(r["rho/mean"]), _mean_std(r["area"])] for r in rows]
 
-    def spread(vals):
-        vals = [v for v in vals if not math.isnan(v)]
-        if len(vals) < 2:
-            return float("nan")
-        mean = sum(vals) / len(vals)
-        return (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
-
     def winner(key, label, digits):
-        scored = sorted(((_nanmean(r[key]), r["method"], spread(r[key])) for r in rows
+        scored = sorted(((_nanmean(r[key]), r["method"], _std(r[key])) for r in rows
                          if r["method"] != "base" and not math.isnan(_nanmean(r[key]))), reverse=True)
         if not scored:
             return f"- {label}: n/a"
-        (m1, n1, s1), line = scored[0], f"- {label}: `{scored[0][1]}` ({scored[0][0]:.{digits}f})"
+        (m1, _, s1), line = scored[0], f"- {label}: `{scored[0][1]}` ({scored[0][0]:.{digits}f})"
         if len(scored) > 1:
             m2, n2, s2 = scored[1]
             noise = max((x for x in (s1, s2) if not math.isnan(x)), default=float("nan"))
