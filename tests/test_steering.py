@@ -1,10 +1,14 @@
-"""Lambda grid, controllability and Pareto area on hand-made numbers."""
+"""Lambda grid, controllability, Pareto area and the rank statistics on hand-made numbers."""
 
+import ast
 import math
+import random
+from pathlib import Path
 
 import pytest
 
-from lambda_dpo.evaluation.steering import controllability, front_area, lambda_grid, pareto_front
+from lambda_dpo.evaluation.steering import (average_ranks, controllability, front_area, lambda_grid,
+                                            mean_judge_scores, pareto_front, pearson, spearman)
 
 ASPECTS = ("a", "b", "c")
 
@@ -35,3 +39,65 @@ def test_pareto_front_and_area():
     assert front_area(pts) == pytest.approx(6.0)
     assert front_area([(3, 3)]) == pytest.approx(4.0)
     assert front_area([(3, 3), (2, 2)]) == front_area([(3, 3)])
+
+
+# ---- rank statistics without pandas (issue 14) ------------------------------------------------
+
+def test_average_ranks_average_ties_and_leave_missing_unranked():
+    assert average_ranks([10, 20, 20, 5]) == [2.0, 3.5, 3.5, 1.0]
+    assert average_ranks([1, 1, 1]) == [2.0, 2.0, 2.0]
+    r = average_ranks([3.0, float("nan"), 1.0, None])
+    assert r[0] == 2.0 and r[2] == 1.0 and math.isnan(r[1]) and math.isnan(r[3])
+    assert average_ranks([]) == []
+
+
+def test_spearman_known_values_ties_and_undefined_cases():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(3 / math.sqrt(10))  # average ranks for the tie
+    assert spearman([1, 2, 3], [1, 9, 4]) == pytest.approx(0.5)
+    assert spearman([1, 2, float("nan"), 3], [1, 2, 99, 3]) == pytest.approx(1.0)  # the NaN pair is dropped
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1, 2, 3], [5, 5, 5]))
+    assert math.isnan(spearman([1], [2])) and math.isnan(spearman([], []))
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        spearman([1, 2], [1])
+
+
+def test_steering_modules_do_not_import_pandas_or_scipy():
+    root = Path(__file__).resolve().parents[1] / "src" / "lambda_dpo" / "evaluation"
+    for name in ("steering.py",):
+        tree = ast.parse((root / name).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not imported & {"pandas", "scipy"}, (name, imported)
+
+
+def test_mean_judge_scores_skips_missing_scores():
+    judged = {"r1": {"a": 1, "b": 4}, "r2": {"a": 2, "b": None}, "r3": {"a": 6, "c": 2}}
+    out = mean_judge_scores([None] * 3, ["r1", "r2", "r3"], lambda spec, reply: judged[reply])
+    assert list(out) == ["a", "b", "c"]
+    assert out == {"a": pytest.approx(3.0), "b": pytest.approx(4.0), "c": pytest.approx(2.0)}
+    assert mean_judge_scores([], [], lambda s, r: {}) == {}
+
+
+def test_rank_functions_match_the_pandas_code_they_replaced():
+    pd = pytest.importorskip("pandas")
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(2, 9)
+        grid = [{"a": rng.choice([0.0, 0.25, 0.5, 1.0]), "b": rng.random()} for _ in range(n)]
+        scores = [{"a": float(rng.randint(1, 3)), "b": rng.choice([1.0, 2.0, float("nan"), rng.random()])}
+                  for _ in range(n)]
+        ours = controllability(grid, scores, ("a", "b"))
+        for asp in ("a", "b"):
+            frame = pd.DataFrame({"lam": [g[asp] for g in grid], "score": [s[asp] for s in scores]})
+            ranks = frame.rank()
+            ref = float(ranks["lam"].corr(ranks["score"])) if frame["score"].nunique() > 1 else float("nan")
+            assert (math.isnan(ours[asp]) and math.isnan(ref)) or ours[asp] == pytest.approx(ref, abs=1e-12)
+        judged = [{"x": rng.randint(1, 5), "y": rng.choice([1, 2, None])} for _ in range(n)]
+        ours = mean_judge_scores(range(n), range(n), lambda s, r: judged[r])
+        ref = pd.DataFrame(judged).mean().to_dict()
+        assert list(ours) == list(ref)
+        for k in ref:
+            assert (math.isnan(ours[k]) and math.isnan(ref[k])) or ours[k] == pytest.approx(ref[k], abs=1e-12)
