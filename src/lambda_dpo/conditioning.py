@@ -14,6 +14,7 @@ depend on lambda and are computed once.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -25,9 +26,27 @@ from .data.schema import Message
 from .tokenization import encode_prompt
 
 CONDITIONING_MODES = ("none", "prompt", "embedding")
+LAMBDA_TEXT_STYLES = ("instructions", "weights")
 EMBEDDING_FILE = "lambda_embedding.safetensors"
 
 LAMBDA_HEADER = "Preference weights for your reply (higher means that quality matters more):"
+
+# Default wording per aspect for the "instructions" style: an imperative sentence a small chat model
+# already follows. Aspects not listed get `"Focus on <aspect name>."`; users give their own with
+# `aspect_instructions` (docs/steering.md says why words beat numbers for a 135M model).
+DEFAULT_ASPECT_INSTRUCTIONS = {
+    "helpfulness": "Be as helpful as you can.",
+    "honesty": "Be honest and say when you are unsure.",
+    "truthfulness": "Only state facts that are true.",
+    "correctness": "Make sure every fact and number in your answer is correct.",
+    "instruction_following": "Follow the instructions exactly.",
+    "harmlessness": "Avoid anything harmful or offensive.",
+    "coherence": "Keep your answer clear and well organised.",
+    "complexity": "Use precise, expert-level language.",
+    "verbosity": "Give a long, detailed answer.",
+    "conciseness": "Answer in one short sentence.",
+    "informativeness": "Give a detailed, thorough answer.",
+}
 
 
 def format_lambda(lam: Mapping[str, float]) -> str:
@@ -35,31 +54,76 @@ def format_lambda(lam: Mapping[str, float]) -> str:
     return ", ".join(f"{aspect}={weight:.2f}" for aspect, weight in lam.items())
 
 
-def condition_prompt(prompt: Sequence[Message], lam: Mapping[str, float] | None, mode: str) -> list[dict]:
+def aspect_instruction(aspect: str, given: Mapping[str, str] | None = None) -> str:
+    """The sentence that asks for `aspect`: the user's, else the built-in default, else from its name."""
+    if given and aspect in given:
+        return str(given[aspect]).strip()
+    return DEFAULT_ASPECT_INSTRUCTIONS.get(aspect, f"Focus on {aspect.replace('_', ' ')}.")
+
+
+@dataclass(frozen=True)
+class LambdaText:
+    """How lambda is written into the system message (conditioning "prompt"); saved with the model.
+
+    style "weights": one line, `LAMBDA_HEADER a=0.70, b=0.30, c=0.00.` (every aspect, two decimals).
+    style "instructions": one line per aspect with a weight that rounds to at least 0.01, heaviest
+    first (ties in aspect order), each the aspect's instruction followed by its weight:
+
+        Answer in one short sentence. (weight 0.75)
+        Give a detailed, thorough answer. (weight 0.25)
+
+    `instructions` maps aspect -> sentence; missing aspects use `aspect_instruction`'s default.
+    """
+
+    style: str = "weights"
+    instructions: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.style not in LAMBDA_TEXT_STYLES:
+            raise ValueError(f"lambda_text={self.style!r} is not one of {', '.join(LAMBDA_TEXT_STYLES)}")
+
+    def render(self, lam: Mapping[str, float]) -> str:
+        if self.style == "weights":
+            return f"{LAMBDA_HEADER} {format_lambda(lam)}."
+        order = {a: i for i, a in enumerate(lam)}
+        kept = sorted((a for a, w in lam.items() if round(w, 2) > 0), key=lambda a: (-round(lam[a], 2), order[a]))
+        return "\n".join(f"{aspect_instruction(a, self.instructions)} (weight {lam[a]:.2f})" for a in kept)
+
+    def to_dict(self) -> dict:
+        return {"style": self.style, "instructions": dict(self.instructions)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> "LambdaText":
+        return cls(**d) if d else cls()  # models saved before lambda_text existed used "weights"
+
+
+def condition_prompt(prompt: Sequence[Message], lam: Mapping[str, float] | None, mode: str,
+                     text: LambdaText | None = None) -> list[dict]:
     """Return the chat messages the policy sees under `lam`.
 
-    With mode "prompt", the weights go at the end of the system message (a new system message
-    is inserted when the conversation has none). Every aspect is listed, zero weights included,
-    so the model sees the same slots for every lambda.
+    With mode "prompt", `text` renders lambda (default: the "weights" style) at the end of the
+    system message; a new system message is inserted when the conversation has none (for chat
+    templates with a built-in default system message, such as SmolLM2's, it replaces that default).
     """
     messages = [dict(m) for m in prompt]
     if mode in ("none", "embedding") or lam is None:  # embedding mode carries lambda outside the text
         return messages
     if mode != "prompt":
         raise ValueError(f"conditioning mode {mode!r} is not one of {CONDITIONING_MODES}")
-    text = f"{LAMBDA_HEADER} {format_lambda(lam)}."
+    rendered = (text or LambdaText()).render(lam)
     if messages and messages[0]["role"] == "system":
-        messages[0]["content"] = f"{messages[0]['content']}\n\n{text}"
+        messages[0]["content"] = f"{messages[0]['content']}\n\n{rendered}"
     else:
-        messages.insert(0, {"role": "system", "content": text})
+        messages.insert(0, {"role": "system", "content": rendered})
     return messages
 
 
-def conditioned_prompt_ids(tokenizer, tokens, lam: Mapping[str, float] | None, mode: str) -> tuple[int, ...]:
+def conditioned_prompt_ids(tokenizer, tokens, lam: Mapping[str, float] | None, mode: str,
+                           text: LambdaText | None = None) -> tuple[int, ...]:
     """Prompt ids the policy sees for a TokenizedList under `lam` (the stored ids when mode is none)."""
     if mode in ("none", "embedding") or lam is None:
         return tokens.prompt_ids
-    return tuple(encode_prompt(tokenizer, condition_prompt(tokens.prompt, lam, mode)))
+    return tuple(encode_prompt(tokenizer, condition_prompt(tokens.prompt, lam, mode, text)))
 
 
 class LambdaEmbedding(torch.nn.Module):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .conditioning import condition_prompt, lambda_prefix, load_lambda_embedding
+from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda
 from .models import load_model, load_tokenizer
 from .tokenization import encode_prompt
@@ -24,6 +24,7 @@ class SteerableModel:
     tokenizer: object
     aspects: tuple[str, ...]
     conditioning: str
+    lambda_text: LambdaText = field(default_factory=LambdaText)
 
 
 def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) -> SteerableModel:
@@ -46,7 +47,8 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) ->
                            trust_remote_code=trust_remote_code)
     if meta["conditioning"] == "embedding":
         load_lambda_embedding(model, model_dir)
-    return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"])
+    return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],
+                          LambdaText.from_dict(meta.get("lambda_text")))
 
 
 def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, str]],
@@ -54,7 +56,7 @@ def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, s
     """The prompt ids the model sees under `lam` (uniform over its aspects when None), as in training."""
     weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    return encode_prompt(sm.tokenizer, condition_prompt(messages, weights, sm.conditioning))
+    return encode_prompt(sm.tokenizer, condition_prompt(messages, weights, sm.conditioning, sm.lambda_text))
 
 
 @torch.no_grad()

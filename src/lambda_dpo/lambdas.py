@@ -13,11 +13,12 @@ Note: without conditioning, sampling lambda is only noise around the fixed mixtu
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Mapping, Sequence
 
 import torch
 
-LAMBDA_SOURCES = ("fixed", "dirichlet", "table", "adaptive")
+LAMBDA_SOURCES = ("fixed", "dirichlet", "grid", "table", "adaptive")
 
 
 def parse_lambda(text_or_map: str | Mapping[str, float], aspects: Sequence[str]) -> dict[str, float]:
@@ -64,6 +65,20 @@ class LambdaSource:
         rows = [self._one(torch.Generator().manual_seed(_key_seed(self.seed, key))) for key in keys]
         return torch.stack(rows) if rows else torch.zeros(0, len(self.aspects))
 
+    def draw_other(self, keys: Sequence[Sequence[int]], first: torch.Tensor, tries: int = 16) -> torch.Tensor:
+        """A second lambda per key that differs from `first` [len(keys), K] (for lambda-contrast
+        batches): redrawn with keys (*key, 1), (*key, 2), ... until it differs; a source that
+        cannot give another value (fixed) returns `first`'s row."""
+        rows = []
+        for key, row in zip(keys, first):
+            other = row
+            for j in range(1, tries + 1):
+                other = self._one(torch.Generator().manual_seed(_key_seed(self.seed, (*key, j))))
+                if not torch.allclose(other, row, atol=1e-6):
+                    break
+            rows.append(other)
+        return torch.stack(rows) if rows else torch.zeros(0, len(self.aspects))
+
 
 def _key_seed(seed: int, key: Sequence[int]) -> int:
     digest = hashlib.blake2b(repr((seed, *map(int, key))).encode(), digest_size=8).digest()
@@ -96,6 +111,25 @@ class DirichletLambda(LambdaSource):
         # no generator, and the per-key generator is what makes draws reproducible.
         g = torch._standard_gamma(torch.full((len(self.aspects),), self.alpha), generator=generator).clamp_min(1e-30)
         return g / g.sum()
+
+
+class GridLambda(LambdaSource):
+    """Uniform over the simplex points whose weights are multiples of 1/steps.
+
+    K=2, steps=4: the five points 0, 0.25, 0.5, 0.75, 1 of the edge; K=4, steps=4: 35 points
+    (4 vertices, 18 on edges, 12 inside faces, 1 inside). Vertices, where the aspects' own
+    instructions are read alone, get as much weight as any mixture.
+    """
+
+    def __init__(self, aspects, steps: int = 4, seed: int = 0):
+        super().__init__(aspects, seed)
+        if steps < 1:
+            raise ValueError(f"lambda_grid_steps must be >= 1, got {steps}")
+        points = [c for c in itertools.product(range(steps + 1), repeat=len(self.aspects)) if sum(c) == steps]
+        self.points = torch.tensor(points, dtype=torch.float32) / steps
+
+    def _one(self, generator: torch.Generator) -> torch.Tensor:
+        return self.points[torch.randint(len(self.points), (1,), generator=generator)[0]]
 
 
 class TableLambda(LambdaSource):
@@ -167,11 +201,13 @@ class AdaptiveLambda(LambdaSource):
 
 
 def build_lambda_source(kind: str, aspects: Sequence[str], *, fixed=None, alpha: float = 1.0, table=None,
-                        seed: int = 0, adaptive: dict | None = None) -> LambdaSource:
+                        seed: int = 0, adaptive: dict | None = None, grid_steps: int = 4) -> LambdaSource:
     if kind == "fixed":
         return FixedLambda(aspects, fixed, seed)
     if kind == "dirichlet":
         return DirichletLambda(aspects, alpha, seed)
+    if kind == "grid":
+        return GridLambda(aspects, grid_steps, seed)
     if kind == "table":
         return TableLambda(aspects, table or [], seed)
     if kind == "adaptive":

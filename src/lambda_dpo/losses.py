@@ -210,6 +210,23 @@ def sequence_scores(
     raise ValueError(f"score_type must be 'sum' or 'mean', got {score_type!r}")
 
 
+def best_reply_nll(policy_logps: Tensor, n_tokens: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Per-token negative log-likelihood of each list's best reply under its target (RPO's term).
+
+    Args:
+        policy_logps: [B, N] summed log pi_theta(y_i | x, c(lambda)) (nats).
+        n_tokens: [B, N] response token counts.
+        target: [B, N] p_lambda; the best reply is its argmax over real responses (first on ties).
+        mask: [B, N] bool, real responses.
+
+    Returns: [B] nats per token. Added as `rpo_alpha * nll` it pulls the policy towards writing,
+    under lambda's text, the reply that lambda prefers (Pang et al. 2024, TRL's `rpo_alpha`).
+    """
+    best = target.masked_fill(~mask, float("-inf")).argmax(dim=-1, keepdim=True)
+    n = n_tokens.gather(-1, best).squeeze(-1).to(policy_logps.dtype).clamp(min=1)
+    return -policy_logps.gather(-1, best).squeeze(-1) / n
+
+
 @torch.no_grad()
 def listwise_stats(scores: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
     """Per-list statistics for logging (no gradient).

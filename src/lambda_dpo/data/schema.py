@@ -54,6 +54,26 @@ class PreferenceList:
         }
 
 
+def select_aspects(lists: Sequence[PreferenceList], aspects: Sequence[str], source: str = "data"
+                   ) -> tuple[list[PreferenceList], tuple[str, ...], int]:
+    """Keep only `aspects` in every list's ratings (a user may steer a subset of what the data rates).
+
+    Returns (lists, ignored, dropped): the restricted lists, the data's aspects that were not
+    selected, and how many lists were dropped because none of the selected aspects is rated for all
+    their responses. Raises ValueError when a selected aspect is rated in no list (a typo, usually).
+    """
+    present = dict.fromkeys(a for lst in lists for a in lst.aspects)
+    missing = [a for a in aspects if a not in present]
+    if missing:
+        raise ValueError(f"{source}: no list rates aspect(s) {missing}; the data rates: {', '.join(present)}. "
+                         "Fix `aspects` in the config.")
+    ignored = tuple(a for a in present if a not in aspects)
+    kept = [PreferenceList(lst.prompt, lst.responses, {a: r for a, r in lst.ratings.items() if a in aspects},
+                           lst.origin) for lst in lists]
+    usable = [lst for lst in kept if lst.usable_aspects()]
+    return usable, ignored, len(kept) - len(usable)
+
+
 class DataError(ValueError):
     """A record that cannot be used, with where it is, which field, what is wrong, and the fix.
 

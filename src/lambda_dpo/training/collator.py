@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..conditioning import conditioned_prompt_ids
+from ..conditioning import LambdaText, conditioned_prompt_ids
 from ..lambdas import LambdaSource
 from ..scoring import Layout, build_batch
 from ..targets import aspect_targets, mix_targets, ratings_tensor
@@ -62,21 +62,35 @@ class ListCollator:
     """
 
     def __init__(self, tokenizer, aspects: Sequence[str], lambda_source: LambdaSource, conditioning: str,
-                 rating_temperature: float = 1.0, layout: Layout = "prompt_cache", n_prefix: int = 0):
+                 rating_temperature: float = 1.0, layout: Layout = "prompt_cache", n_prefix: int = 0,
+                 lambda_text: LambdaText | None = None, contrast: bool = False):
         self.tokenizer, self.aspects = tokenizer, tuple(aspects)
         self.lambda_source, self.conditioning = lambda_source, conditioning
         self.tau, self.layout = rating_temperature, layout
+        self.lambda_text = lambda_text or LambdaText()
+        self.contrast = contrast  # each list twice per batch, under two different lambdas
         self.epoch = 0  # set by the trainer at each epoch start
         self.n_prefix = n_prefix if conditioning == "embedding" else 0  # soft-prompt slots per row
 
+    def draw(self, items: Sequence[ScoredList]) -> tuple[list[ScoredList], torch.Tensor]:
+        """Each list's lambda [B, K]; with `contrast`, the lists again under a second, different
+        lambda ([2B, K], the second copies after the first), so that within one step only lambda
+        changes the target and what both lambdas share (e.g. a general pull towards short replies)
+        cancels in the gradient."""
+        keys = [(self.epoch, it.index) for it in items]
+        lam = self.lambda_source.draw(keys)
+        if not self.contrast:
+            return list(items), lam
+        return [*items, *items], torch.cat([lam, self.lambda_source.draw_other(keys, lam)])
+
     def __call__(self, items: Sequence[ScoredList], lam: torch.Tensor | None = None) -> dict:
-        lists = [it.tokens for it in items]
         if lam is None:
-            lam = self.lambda_source.draw([(self.epoch, it.index) for it in items])
+            items, lam = self.draw(items)
         else:
-            lam = lam.expand(len(lists), -1)
+            lam = lam.expand(len(items), -1)
+        lists = [it.tokens for it in items]
         prompts = [conditioned_prompt_ids(self.tokenizer, tl, dict(zip(self.aspects, row.tolist())),
-                                          self.conditioning) for tl, row in zip(lists, lam)]
+                                          self.conditioning, self.lambda_text) for tl, row in zip(lists, lam)]
         batch = build_batch(prompts, [tl.response_ids for tl in lists], layout=self.layout,
                             pad_id=self.tokenizer.pad_token_id or 0, n_prefix=self.n_prefix)
         ratings, mask = ratings_tensor([tl.source for tl in lists], self.aspects)

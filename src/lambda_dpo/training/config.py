@@ -78,8 +78,17 @@ class LambdaDPOConfig(TrainingArguments):
     # ---- lambda --------------------------------------------------------------------------
     lambda_source: str = field(default="dirichlet", metadata={
         "help": "fixed (lambda_fixed, uniform if unset) | dirichlet (dirichlet_alpha, a fresh lambda "
-                "per list) | table (lambda_table) | adaptive (candidates re-weighted from a held-out "
+                "per list) | grid (uniform over simplex points in steps of 1/lambda_grid_steps, vertices "
+                "included) | table (lambda_table) | adaptive (candidates re-weighted from a held-out "
                 "signal; adaptive_* fields)."})
+    lambda_grid_steps: int = field(default=4, metadata={
+        "help": "lambda_source=grid: weights are multiples of 1/steps (4: 0, 0.25, ..., 1)."})
+    lambda_contrast: bool = field(default=False, metadata={
+        "help": "Put every list in the batch twice, under two different lambdas, so within a step only "
+                "lambda changes the target (doubles the responses scored per step)."})
+    rpo_alpha: float = field(default=0.0, metadata={
+        "help": "Weight of a conditioned likelihood term: per-token NLL of the reply that is best under "
+                "the list's lambda, given lambda's text (RPO; TRL's rpo_alpha). 0 disables."})
     lambda_fixed: Any = field(default=None, metadata={
         "help": "Weights for lambda_source=fixed: a mapping {aspect: weight} or 'a=0.7,b=0.3'."})
     dirichlet_alpha: float = field(default=1.0, metadata={
@@ -101,6 +110,14 @@ class LambdaDPOConfig(TrainingArguments):
         "help": "How the policy sees lambda: none (the authors' behaviour; lambda at inference does "
                 "nothing) | prompt (weights written in the system message) | embedding (a learned map "
                 "from lambda to embedding_tokens soft-prompt vectors, trained with the adapter)."})
+    lambda_text: str = field(default="weights", metadata={
+        "help": "conditioning=prompt: how lambda is written. instructions (one line per weighted aspect, "
+                "heaviest first: the aspect's instruction sentence and its weight) | weights (one line "
+                "'Preference weights ...: a=0.70, b=0.30.'). Exact format: docs/steering.md."})
+    aspect_instructions: Any = field(default=None, metadata={
+        "help": "lambda_text=instructions: {aspect: sentence} asking for that aspect, e.g. {conciseness: "
+                "'Answer in one short sentence.'}. Aspects left out use a built-in default for common "
+                "names (conditioning.DEFAULT_ASPECT_INSTRUCTIONS), else 'Focus on <aspect>.'."})
     embedding_tokens: int = field(default=4, metadata={
         "help": "conditioning=embedding: soft-prompt vectors placed before the prompt."})
 
@@ -138,7 +155,8 @@ class LambdaDPOConfig(TrainingArguments):
 
     def __post_init__(self):
         choices = {"loss_type": ("lambda_dpo", "dpo_best_worst", "dpo_all_pairs", "plackett_luce", "lipo_lambda"),
-                   "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "table", "adaptive"),
+                   "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "grid", "table", "adaptive"),
+                   "lambda_text": ("instructions", "weights"),
                    "adaptive_signal": ("progress", "deficit"),
                    "conditioning": ("none", "prompt", "embedding"), "model_dtype": ("float32", "bfloat16", "float16"),
                    "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise"),
@@ -146,6 +164,10 @@ class LambdaDPOConfig(TrainingArguments):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.rpo_alpha < 0:
+            raise ValueError(f"config: rpo_alpha={self.rpo_alpha!r} must be >= 0")
+        if self.aspect_instructions is not None and not isinstance(self.aspect_instructions, dict):
+            raise ValueError("config: aspect_instructions must be a mapping {aspect: sentence}")
         if self.beta <= 0 or self.rating_temperature <= 0:
             raise ValueError("config: beta and rating_temperature must be > 0")
         if self.truncation not in ("cut", "reject"):

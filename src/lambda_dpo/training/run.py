@@ -18,8 +18,9 @@ import torch
 import yaml
 
 from ..atomic import atomic_write_text
-from ..conditioning import EMBEDDING_FILE, LAMBDA_HEADER, attach_lambda_embedding, load_lambda_embedding
+from ..conditioning import EMBEDDING_FILE, LAMBDA_HEADER, LambdaText, format_lambda, attach_lambda_embedding, load_lambda_embedding
 from ..data import PreferenceList, format_summary, load_lists, summarize
+from ..data.schema import select_aspects
 from ..generation import MODEL_META
 from ..lambdas import build_lambda_source
 from ..models import default_cache_dir, load_model, load_tokenizer, resolve_model_path
@@ -61,15 +62,29 @@ def split_eval(lists: list[PreferenceList], fraction: float, seed: int) -> tuple
 
 
 def load_data(cfg: LambdaDPOConfig) -> tuple[list[PreferenceList], list[PreferenceList], tuple[str, ...]]:
-    """Train and eval lists plus the aspect order; prints each load summary (rejections included)."""
+    """Train and eval lists plus the aspect order; prints each load summary (rejections included).
+
+    With `aspects` set, only those aspects are trained on; the data's other aspects are ignored
+    (one log line names them) and lists that rate none of the chosen aspects are dropped and counted.
+    """
     if not cfg.train_file:
         raise ValueError("config: train_file is required (a .jsonl/.json/.parquet file or a datasets dir)")
-    train, report = load_lists(cfg.train_file, cfg.data_format, skip_bad=cfg.skip_bad_records, aspects=cfg.aspects)
-    logger.info("training data\n%s", format_summary(summarize(train, report)))
+
+    def load(path: str, name: str) -> list[PreferenceList]:
+        lists, report = load_lists(path, cfg.data_format, skip_bad=cfg.skip_bad_records)
+        logger.info("%s data\n%s", name, format_summary(summarize(lists, report)))
+        if not cfg.aspects:
+            return lists
+        lists, ignored, dropped = select_aspects(lists, cfg.aspects, path)
+        if ignored:
+            logger.info("%s data: aspects %s are not in `aspects` and are ignored", name, ", ".join(ignored))
+        if dropped:
+            logger.warning("%s data: %d lists dropped (no_usable_aspect among %s)", name, dropped, cfg.aspects)
+        return lists
+
+    train = load(cfg.train_file, "training")
     if cfg.eval_file:
-        evals, ereport = load_lists(cfg.eval_file, cfg.data_format, skip_bad=cfg.skip_bad_records,
-                                    aspects=cfg.aspects)
-        logger.info("eval data\n%s", format_summary(summarize(evals, ereport)))
+        evals = load(cfg.eval_file, "eval")
     else:
         train, evals = split_eval(train, cfg.eval_fraction, cfg.seed)
     train = train[: cfg.max_train_lists] if cfg.max_train_lists else train
@@ -92,6 +107,10 @@ def prepare_model(cfg: LambdaDPOConfig):
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                                  target_modules=targets, task_type="CAUSAL_LM"))
     return tokenizer, model
+
+
+def lambda_text(cfg: LambdaDPOConfig) -> LambdaText:
+    return LambdaText(cfg.lambda_text, dict(cfg.aspect_instructions or {}))
 
 
 def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], layout: str, name: str) -> list[ScoredList]:
@@ -185,7 +204,7 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
         eval_items = score_reference(cfg, model, tokenized["eval"], layout, "eval") if tokenized["eval"] else []
 
     source = build_lambda_source(cfg.lambda_source, aspects, fixed=cfg.lambda_fixed, alpha=cfg.dirichlet_alpha,
-                                 table=cfg.lambda_table, seed=cfg.seed, adaptive=dict(
+                                 table=cfg.lambda_table, seed=cfg.seed, grid_steps=cfg.lambda_grid_steps, adaptive=dict(
                                      n_random=cfg.adaptive_candidates, temperature=cfg.adaptive_temperature,
                                      floor=cfg.adaptive_floor))
     if cfg.conditioning == "embedding":  # after the reference: it never sees the soft prompt
@@ -195,7 +214,7 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
         else:
             attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens)
     collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
-                            cfg.embedding_tokens)
+                            cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast)
     val_items = []
     if cfg.lambda_source == "adaptive":  # the scheduler's signal comes from lists it never trains on
         val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
@@ -227,7 +246,7 @@ def save_run_files(cfg: LambdaDPOConfig, out: Path, aspects: Sequence[str], eval
     Each is written atomically; lambda_dpo.json last, so its presence means the directory is complete.
     """
     meta = {"format": "lambda-dpo-model-v1", "aspects": list(aspects), "conditioning": cfg.conditioning,
-            "lambda_header": LAMBDA_HEADER, "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path,
+            "lambda_header": LAMBDA_HEADER, "lambda_text": lambda_text(cfg).to_dict(), "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path,
             "base_model_path": resolve_model_path(cfg.model_name_or_path), "model_dtype": cfg.model_dtype,
             "loss_type": cfg.loss_type, "beta": cfg.beta, "score_type": cfg.score_type,
             "lambda_source": cfg.lambda_source, "rating_temperature": cfg.rating_temperature,
@@ -243,9 +262,12 @@ def _plain(d: dict) -> dict:
 
 def model_card(meta: dict) -> str:
     example = ",".join(f"{a}={1 / len(meta['aspects']):.2f}" for a in meta["aspects"])
-    steer = ("Pass lambda with `--lambda`; it is written into the system message exactly as in training:\n\n"
-             f"    {meta['lambda_header']} {', '.join(f'{a}=0.50' for a in meta['aspects'][:2])}, ...\n\n"
-             "Any serving stack can steer it by putting that line at the end of the system message."
+    half = {a: (0.5 if i < 2 else 0.0) for i, a in enumerate(meta["aspects"])}
+    shown = LambdaText.from_dict(meta.get("lambda_text")).render(half).replace("\n", "\n    ")
+    steer = ("Pass lambda with `--lambda`; it is written into the system message exactly as in training "
+             f"(here for {format_lambda(half)}):\n\n    {shown}\n\n"
+             "Any serving stack can steer it by putting that text at the end of the system message (as the "
+             "whole system message when there is none)."
              if meta["conditioning"] == "prompt" else
              "This model was trained without lambda conditioning: it represents one fixed mixture, "
              "and lambda passed at inference has no effect.")

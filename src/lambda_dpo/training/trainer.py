@@ -15,7 +15,7 @@ from transformers import Trainer, TrainerCallback
 
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
-from ..losses import LOSSES, lambda_dpo_loss, listwise_stats, sequence_scores
+from ..losses import LOSSES, best_reply_nll, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..scoring import ScoringBatch, score_batch
 from .collator import ListCollator
 from .config import LambdaDPOConfig
@@ -63,6 +63,10 @@ class LambdaDPOTrainer(Trainer):
         policy_logps, n_tokens = score_batch(model, batch, cfg.logprob_chunk_size, prefix)
         scores = sequence_scores(policy_logps, inputs["ref_logps"], n_tokens, cfg.score_type)
         per_list = self.loss_fn(scores, inputs["target"], inputs["mask"], cfg.beta)
+        if cfg.rpo_alpha:  # conditioned likelihood of the reply lambda prefers
+            nll = best_reply_nll(policy_logps, n_tokens, inputs["target"], inputs["mask"])
+            per_list = per_list + cfg.rpo_alpha * nll
+            self._metrics["nll_best"].append(nll.detach().mean().item())
         valid = inputs["valid"].to(per_list.dtype)
         loss = (per_list * valid).sum() / valid.sum().clamp(min=1)
         self._record(scores.detach(), inputs)

@@ -1,0 +1,161 @@
+"""Learnability of steering, and the exact behaviour of every steering option.
+
+The learnability check: on a few lists whose two aspects rank the replies in opposite orders,
+training under the two vertices must make the vertex-conditioned implicit reward rank each
+aspect's best reply first (top-1 >= 0.9 under each vertex) on those same lists. A model that
+ignores lambda cannot: one ranking of the replies serves one vertex only. If lambda did not reach
+the policy's logits (conditioning lost, a cache keyed without lambda, the reference seeing lambda),
+this fails.
+"""
+
+import json
+
+import pytest
+import torch
+
+from lambda_dpo.conditioning import LambdaText, aspect_instruction, condition_prompt
+from lambda_dpo.data.schema import make_list, select_aspects
+from lambda_dpo.evaluation.listwise import evaluate_lists
+from lambda_dpo.generation import load_steerable, steered_prompt_ids
+from lambda_dpo.lambdas import GridLambda, TableLambda
+from lambda_dpo.losses import best_reply_nll
+from lambda_dpo.training.config import load_config
+from lambda_dpo.training.run import train
+
+PAIR = ("conciseness", "informativeness")
+TOPICS = ["rain", "the moon", "bread", "rivers", "music", "trees"]
+
+
+def conflict_file(path, n_lists=6):
+    """Lists of 3 replies: short, medium, long; conciseness prefers short, informativeness long,
+    and a third aspect (ignored when `aspects` selects the pair) rates the medium one best."""
+    with open(path, "w") as f:
+        for topic in TOPICS[:n_lists]:
+            replies = [f"{topic.capitalize()} is nice.",
+                       f"{topic.capitalize()} matters to people in many ways, every day.",
+                       f"{topic.capitalize()} has a long history: people studied it, wrote about it, and "
+                       f"learned how it shapes weather, food, travel and culture across the whole world."]
+            f.write(json.dumps({"prompt": f"Tell me about {topic}.", "responses": replies,
+                                "ratings": {"conciseness": [5, 3, 1], "informativeness": [1, 3, 5],
+                                            "correctness": [2, 5, 2]}}) + "\n")
+    return str(path)
+
+
+def vertex_table():
+    return [{"weights": {PAIR[0]: 1.0}, "prob": 0.5}, {"weights": {PAIR[1]: 1.0}, "prob": 0.5}]
+
+
+def train_pair(tmp_path, tiny_llama_dir, **overrides):
+    data = conflict_file(tmp_path / "conflict.jsonl")
+    fields = dict(model_name_or_path=tiny_llama_dir, train_file=data, eval_fraction=0, aspects=list(PAIR),
+                  output_dir=str(tmp_path / "model"), reference_cache_dir=None, use_lora=False,
+                  learning_rate=3e-3, beta=0.5, rating_temperature=0.5, max_steps=40,
+                  per_device_train_batch_size=3, lambda_source="table", lambda_table=vertex_table(),
+                  conditioning="prompt", lambda_text="instructions", logging_steps=40, seed=0,
+                  lr_scheduler_type="constant", warmup_steps=0)
+    fields.update(overrides)
+    return train(load_config(None, **fields))
+
+
+def train_lists_top1(result):
+    items = result.trainer.train_dataset.items
+    return evaluate_lists(result.trainer.model, result.trainer.data_collator, items, batch_size=8)
+
+
+def test_vertex_conditioned_rewards_overfit_conflicting_lists(tmp_path, tiny_llama_dir, one_thread):
+    metrics = train_pair(tmp_path, tiny_llama_dir)
+    top1 = train_lists_top1(metrics)
+    assert top1[f"{PAIR[0]}/top1"] >= 0.9 and top1[f"{PAIR[1]}/top1"] >= 0.9, top1
+
+
+def test_without_conditioning_one_ranking_cannot_serve_both_vertices(tmp_path, tiny_llama_dir, one_thread):
+    top1 = train_lists_top1(train_pair(tmp_path, tiny_llama_dir, conditioning="none"))
+    # Every list's two vertices want different replies first, so at most one vertex is right per list.
+    assert top1[f"{PAIR[0]}/top1"] + top1[f"{PAIR[1]}/top1"] <= 1.0 + 1e-6, top1
+
+
+def test_contrast_and_rpo_train_and_the_saved_model_reproduces_the_text(tmp_path, tiny_llama_dir, one_thread):
+    result = train_pair(tmp_path, tiny_llama_dir, lambda_contrast=True, rpo_alpha=0.5, max_steps=2, logging_steps=1,
+                        aspect_instructions={PAIR[0]: "Be brief."}, use_lora=True)
+    logged = [h for h in result.trainer.state.log_history if "nll_best" in h]
+    assert logged and logged[0]["nll_best"] > 0
+    sm = load_steerable(result.output_dir)
+    assert sm.lambda_text == LambdaText("instructions", {PAIR[0]: "Be brief."})
+    text = sm.tokenizer.decode(steered_prompt_ids(sm, "Tell me about rain.", f"{PAIR[0]}=0.75,{PAIR[1]}=0.25"))
+    assert "Be brief. (weight 0.75)\nGive a detailed, thorough answer. (weight 0.25)" in text
+    card = (result.output_dir / "README.md").read_text()
+    assert "Be brief. (weight 0.50)" in card
+
+
+# ---- exact behaviour of each option -----------------------------------------------------------
+
+def test_instruction_text_orders_by_weight_and_omits_zero_weights():
+    text = LambdaText("instructions", {"a": "Do A."})
+    lam = {"a": 0.25, "b": 0.75, "c": 0.0}
+    assert text.render(lam) == f"{aspect_instruction('b')} (weight 0.75)\nDo A. (weight 0.25)"
+    assert aspect_instruction("b") == "Focus on b." and aspect_instruction("conciseness") == "Answer in one short sentence."
+    assert text.render({"a": 0.5, "b": 0.5}) == "Do A. (weight 0.50)\nFocus on b. (weight 0.50)"  # ties: aspect order
+    assert text.render({"a": 1.0, "b": 0.0}) == "Do A. (weight 1.00)"
+    assert text.render({"a": 0.004, "b": 0.996}) == "Focus on b. (weight 1.00)"  # rounds to 0.00: left out
+    # The whole system message when there is none; appended to an existing one.
+    assert condition_prompt([{"role": "user", "content": "hi"}], lam, "prompt", text)[0] == {
+        "role": "system", "content": text.render(lam)}
+    sys_msgs = condition_prompt([{"role": "system", "content": "S."}, {"role": "user", "content": "hi"}], lam,
+                                "prompt", text)
+    assert sys_msgs[0]["content"] == "S.\n\n" + text.render(lam)
+    assert LambdaText.from_dict(text.to_dict()) == text and LambdaText.from_dict(None).style == "weights"
+    with pytest.raises(ValueError, match="lambda_text"):
+        LambdaText("poem")
+
+
+def test_grid_source_is_uniform_over_quarter_points():
+    grid = GridLambda(PAIR, steps=4, seed=1)
+    assert sorted(grid.points[:, 1].tolist()) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len(GridLambda(("a", "b", "c", "d"), 4).points) == 35
+    draws = grid.draw([(0, i) for i in range(2000)])
+    counts = torch.stack([(draws[:, 1] == w).float().mean() for w in (0.0, 0.25, 0.5, 0.75, 1.0)])
+    assert torch.allclose(counts, torch.full((5,), 0.2), atol=0.03)
+    assert torch.equal(draws, grid.draw([(0, i) for i in range(2000)]))  # a pure function of the key
+
+
+def test_contrast_batch_holds_each_list_under_two_different_lambdas():
+    table = TableLambda(PAIR, vertex_table(), seed=0)
+    keys = [(0, i) for i in range(50)]
+    first = table.draw(keys)
+    other = table.draw_other(keys, first)
+    assert not (first == other).all(-1).any()  # every second lambda differs from the first
+
+
+def test_contrast_collator_duplicates_lists_with_their_targets(tmp_path, tiny_llama_dir, one_thread):
+    result = train_pair(tmp_path, tiny_llama_dir, lambda_contrast=True, max_steps=1)
+    collator, items = result.trainer.data_collator, result.trainer.train_dataset.items[:2]
+    batch = collator(items)
+    assert batch["lam"].shape == (4, 2) and batch["target"].shape[0] == 4
+    assert torch.equal(batch["ref_logps"][:2], batch["ref_logps"][2:])
+    assert not (batch["lam"][:2] == batch["lam"][2:]).all(-1).any()
+    # opposite vertices on conflicting lists: the best reply differs between the two copies
+    assert (batch["target"][:2].argmax(-1) != batch["target"][2:].argmax(-1)).all()
+
+
+def test_best_reply_nll_is_the_per_token_nll_of_the_target_argmax():
+    logps = torch.tensor([[-4.0, -9.0, -6.0], [-3.0, -8.0, 0.0]])
+    n_tok = torch.tensor([[2, 3, 4], [3, 4, 0]])
+    target = torch.tensor([[0.1, 0.2, 0.7], [0.3, 0.7, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert torch.allclose(best_reply_nll(logps, n_tok, target, mask), torch.tensor([6.0 / 4, 8.0 / 4]))
+
+
+def test_selecting_a_subset_of_aspects_ignores_the_rest_and_catches_typos(tmp_path):
+    lists = [make_list([{"role": "user", "content": "q"}], ["a", "b"], {"x": [1, 2], "y": [None, 1]}, "f:1"),
+             make_list([{"role": "user", "content": "q"}], ["a", "b"], {"x": [None, 2], "y": [2, 1]}, "f:2")]
+    kept, ignored, dropped = select_aspects(lists, ["x"], "f")
+    assert [l.origin for l in kept] == ["f:1"] and kept[0].aspects == ("x",) and ignored == ("y",) and dropped == 1
+    with pytest.raises(ValueError, match=r"no list rates aspect\(s\) \['z'\].*the data rates: x, y"):
+        select_aspects(lists, ["z"], "f")
+
+
+def test_training_on_a_subset_logs_the_ignored_aspects(tmp_path, tiny_llama_dir, one_thread, caplog):
+    caplog.set_level("INFO")
+    result = train_pair(tmp_path, tiny_llama_dir, max_steps=1)
+    assert result.aspects == PAIR
+    assert any("aspects correctness are not in `aspects` and are ignored" in r.message for r in caplog.records)
