@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda
-from .models import load_model, load_tokenizer
+from .models import load_model, load_tokenizer, precision_context
 from .tokenization import encode_prompt
 
 MODEL_META = "lambda_dpo.json"
@@ -88,8 +88,9 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
             inputs = {"inputs_embeds": torch.stack([torch.cat([e[:p], pre.to(e.dtype), e[p:]])
                                                     for e, pre, p in zip(embeds, prefix, pad)])}
             mask = torch.stack([torch.cat([m[:p], m.new_ones(prefix.shape[1]), m[p:]]) for m, p in zip(mask, pad)])
-        out = sm.model.generate(**inputs, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sample)
+        with precision_context(sm.model):  # bf16 weights: autocast, fp32 LoRA weights cast once per call
+            out = sm.model.generate(**inputs, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                    pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sample)
         new_tokens = out if "inputs_embeds" in inputs else out[:, width:]  # generate returns only new ones then
         outputs += [tok.decode(o, skip_special_tokens=True).strip() for o in new_tokens]
     return outputs

@@ -17,6 +17,7 @@ framework, which is not a dependency.  Their data files are located via
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -49,6 +50,11 @@ __all__ = [
     "resolve_model_path",
     "load_tokenizer",
     "load_model",
+    "MODEL_DTYPES",
+    "cpu_bf16_features",
+    "resolve_model_dtype",
+    "precision_context",
+    "precision_label",
     "gpt2_tokenizer",
     "tiny_model",
 ]
@@ -301,6 +307,112 @@ def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
     return value
 
 
+# --------------------------------------------------------------------------- precision
+
+MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""Values of `model_dtype`. bfloat16/float16 = the mixed mode: frozen weights in that dtype, trainable
+ones (LoRA, lambda embedding) and optimiser states in fp32, matrix products under autocast, response
+log-softmax and the listwise loss in fp32."""
+
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_features(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> tuple[str, ...]:
+    """The CPU's native bf16 instruction sets (avx512_bf16, amx_bf16) named in its flags; () if none
+    or unreadable (torch.backends.cpu.get_cpu_capability() says "AVX512" with or without them)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return ()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+            break
+    return tuple(f for f in _CPU_BF16_FLAGS if f in flags)
+
+
+def resolve_model_dtype(requested: str, device: str | torch.device | None = None, *,
+                        trains_base_weights: bool = False) -> tuple[str, str]:
+    """`model_dtype` -> (dtype name, why), for the run's log line.
+
+    "auto": bfloat16 on a CUDA device that supports it or a CPU with avx512_bf16 / amx_bf16, else
+    float32 (a CPU without them emulates bf16 products, slower than fp32). Full fine-tuning
+    (`trains_base_weights`) stays float32 under auto: its trained weights would be bf16 and AdamW's
+    small updates would round away (Trainer's `bf16: true` autocasts fp32 weights instead).
+    """
+    if requested not in MODEL_DTYPES:
+        raise ValueError(f"model_dtype={requested!r} is not one of {', '.join(MODEL_DTYPES)}")
+    if requested != "auto":
+        return requested, "set in the config"
+    if trains_base_weights:
+        return "float32", ("auto: full fine-tuning trains the base weights, which must stay fp32 "
+                           "(set bf16: true for autocast, or use_lora: true for the bf16 mixed mode)")
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bfloat16", f"auto: CUDA device {torch.cuda.get_device_name(device)} supports bf16"
+        return "float32", "auto: this CUDA device has no native bf16"
+    if device.type == "cpu":
+        found = cpu_bf16_features()
+        if found:
+            return "bfloat16", f"auto: the CPU has native bf16 instructions ({', '.join(found)})"
+        return "float32", ("auto: the CPU has no avx512_bf16 / amx_bf16 (bf16 would be emulated, "
+                           "slower than fp32)")
+    return "float32", f"auto: bf16 speed on {device.type} devices is not verified"
+
+
+def _base_weights(model) -> torch.nn.Module:
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def precision_label(model) -> str:
+    """"float32", or e.g. "bfloat16-mixed" (half-precision weights, autocast): what log-probs depend on."""
+    dtype = _base_weights(model).get_input_embeddings().weight.dtype
+    return "float32" if dtype == torch.float32 else f"{str(dtype).removeprefix('torch.')}-mixed"
+
+
+def precision_context(model) -> contextlib.AbstractContextManager:
+    """Where a model with bf16/fp16 weights runs: autocast to that dtype, PEFT's input casting off.
+
+    PEFT keeps LoRA weights in fp32 (autocast_adapter_dtype) and, without this, casts every LoRA
+    input to fp32 and its output back: two copies per adapted layer and fp32 products. Under
+    autocast the fp32 LoRA weights are cast to bf16 once per forward (cached), the products run in
+    bf16, and their gradients reach the fp32 weights. fp32 models: a no-op.
+    """
+    weight = _base_weights(model).get_input_embeddings().weight
+    if weight.dtype not in (torch.bfloat16, torch.float16):
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast(weight.device.type, dtype=weight.dtype))
+    try:
+        from peft.helpers import disable_input_dtype_casting
+    except ImportError:  # older PEFT: it casts inputs, which is slower but correct
+        return stack
+    stack.enter_context(disable_input_dtype_casting(model))
+    return stack
+
+
+def _contiguous_input(module, args):
+    """CPU matmul of a strided bf16 input [B, 1, d] (logits_to_keep=1, as in generate) against the
+    [vocab, d] head falls back to a batched product that copies the head B times (1.1 s instead of
+    0.01 s for B=7 on SmolLM2); a contiguous input takes the fast path."""
+    if args and torch.is_tensor(args[0]) and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
+
+
+def contiguous_head_inputs(model) -> None:
+    """Make the output layer's input contiguous (forward pre-hook, idempotent)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_lambda_dpo_contiguous", False):
+        head.register_forward_pre_hook(_contiguous_input)
+        head._lambda_dpo_contiguous = True
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -308,12 +420,16 @@ def load_model(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
 ) -> PreTrainedModel:
-    """Load a causal LM (after :func:`resolve_model_path`) in ``dtype`` (default float32)."""
+    """Load a causal LM (after :func:`resolve_model_path`) in ``dtype`` (default float32; "auto" is
+    transformers' auto, the checkpoint's dtype: resolve `model_dtype: auto` with
+    :func:`resolve_model_dtype` first)."""
     # use_safetensors: weights are never unpickled, even from a directory that also holds .bin files
     kwargs: dict = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code, "use_safetensors": True}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    return AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    contiguous_head_inputs(model)
+    return model
 
 
 # --------------------------------------------------------------------------- offline test helpers

@@ -31,6 +31,8 @@ from accelerate.utils import extract_model_from_parallel
 from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
+from .models import precision_context
+
 logger = logging.getLogger(__name__)
 
 # Model types whose attention honours a custom 4D additive mask and whose positions come from
@@ -232,6 +234,13 @@ def chunked_token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: to
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
+def _no_logits(batch: ScoringBatch) -> torch.Tensor:
+    """`logits_to_keep` selecting no position: the model's own head is not run (the response positions
+    go through it below, in chunks). An int would keep the last position: a strided [rows, 1, d]
+    input, which CPU bf16 matmul multiplies by copying the whole head once per row."""
+    return torch.zeros(0, dtype=torch.long, device=batch.input_ids.device)
+
+
 def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None) -> torch.Tensor:
     """Final hidden states [rows, L, d] of the prompt_cache layout: two forwards through `model`.
 
@@ -243,10 +252,11 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
     real = batch.segment_ids >= 0
     p_len, r_len = int(real[:n].sum(1).max()), int(real[n:].sum(1).max())
     prompt_mask = real[:n, :p_len].long()
-    prompt_in = {"inputs_embeds": embeds[:n, :p_len]} if embeds is not None else {"input_ids": batch.input_ids[:n, :p_len]}
+    prompt_in = ({"inputs_embeds": embeds[:n, :p_len]} if embeds is not None
+                 else {"input_ids": batch.input_ids[:n, :p_len]})
     cache = DynamicCache(config=_unwrap(model).config)
     prompt_out = model(attention_mask=prompt_mask, position_ids=batch.position_ids[:n, :p_len], past_key_values=cache,
-                       use_cache=True, output_hidden_states=True, logits_to_keep=1, **prompt_in)
+                       use_cache=True, output_hidden_states=True, logits_to_keep=_no_logits(batch), **prompt_in)
     cache = prompt_out.past_key_values
     if cache is None or cache.get_seq_length() != p_len:  # e.g. checkpointed layers in training mode drop it
         raise RuntimeError("the model returned no key/value cache for the prompts (gradient checkpointing?); "
@@ -255,7 +265,7 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
     cache.reorder_cache(owner)
     resp_out = model(input_ids=batch.input_ids[n:, :r_len], position_ids=batch.position_ids[n:, :r_len],
                      attention_mask=torch.cat([prompt_mask[owner], real[n:, :r_len].long()], dim=1),
-                     past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=1)
+                     past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=_no_logits(batch))
     length = batch.input_ids.shape[1]
     pad = lambda h: F.pad(h, (0, 0, 0, length - h.shape[1]))  # noqa: E731
     return torch.cat([pad(prompt_out.hidden_states[-1]), pad(resp_out.hidden_states[-1])])
@@ -268,7 +278,15 @@ def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embed
     The decoder body runs on `batch` (once, or prompts then responses for prompt_cache); only the
     positions that predict response tokens go through the output projection. prefix_embeds
     [B, n_prefix, d] fill the prompts' reserved leading positions (embedding conditioning).
+    A model with bf16/fp16 weights runs under `models.precision_context` (autocast; fp32 LoRA
+    weights cast once per forward); the log-softmax and the sums stay fp32 either way.
     """
+    with precision_context(model):
+        return _score_batch(model, batch, chunk_size, prefix_embeds)
+
+
+def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     base = _unwrap(model)
     embeds = None
     if batch.n_prefix:
@@ -292,7 +310,7 @@ def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embed
                     else (batch.segment_ids >= 0).long())
             kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}
             hidden = model(attention_mask=mask, position_ids=batch.position_ids, use_cache=False,
-                           output_hidden_states=True, logits_to_keep=1, **kwargs).hidden_states[-1]
+                           output_hidden_states=True, logits_to_keep=_no_logits(batch), **kwargs).hidden_states[-1]
         token_logps = chunked_token_logps(hidden[batch.tgt_row, batch.tgt_pos], base.get_output_embeddings(),
                                           batch.tgt_id, chunk_size)
     else:
