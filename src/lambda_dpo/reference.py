@@ -9,6 +9,9 @@ Cache files are safetensors named by a key that hashes everything the numbers de
 reference weights, the token ids of every prompt and response (which captures tokenizer, chat
 template, data and truncation) and the scoring settings. Each file stores its key and a
 checksum of its tensors; a file whose key or checksum does not match is rebuilt, never used.
+Each file also records the precision it was scored in (`models.precision_label`: "float32" or
+"bfloat16-mixed"); reading it for a model in another precision raises `ReferenceDtypeError`
+instead of mixing an fp32 reference with a bf16 policy (their difference is the reward).
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .atomic import atomic_save_file
+from .models import precision_label
 from .scoring import Layout, build_batch, score_batch
 from .tokenization import TokenizedList
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = "lambda-dpo-reference-v1"
+
+
+class ReferenceDtypeError(ValueError):
+    """A cached reference was scored in another precision than the model now reading it."""
 
 
 def model_fingerprint(model) -> str:
@@ -87,8 +95,12 @@ def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size
     return out
 
 
-def _read_cache(path: Path, key: str, lists: Sequence[TokenizedList]) -> list[torch.Tensor] | None:
-    """The cached per-list log-probs, or None (with the reason logged) if absent, stale or corrupt."""
+def _read_cache(path: Path, key: str, lists: Sequence[TokenizedList], precision: str
+                ) -> list[torch.Tensor] | None:
+    """The cached per-list log-probs, or None (with the reason logged) if absent, stale or corrupt.
+
+    Raises ReferenceDtypeError when the file is for these inputs but was scored in another precision.
+    """
     if not path.exists():
         return None
     try:
@@ -105,6 +117,13 @@ def _read_cache(path: Path, key: str, lists: Sequence[TokenizedList]) -> list[to
     if meta.get("checksum") != _checksum(tensors) or tensors.get("logps", torch.empty(0)).numel() != sum(sizes):
         logger.warning("reference cache %s fails its checksum (corrupt or truncated); recomputing", path)
         return None
+    if "dtype" not in meta:
+        logger.warning("reference cache %s does not record its precision (older version); recomputing", path)
+        return None
+    if meta["dtype"] != precision:
+        raise ReferenceDtypeError(
+            f"reference cache {path} was scored in {meta['dtype']} but the model now runs in {precision}: the "
+            f"implicit reward would mix precisions. Delete the file, or run with the model_dtype it was built with.")
     return list(tensors["logps"].split(sizes))
 
 
@@ -121,14 +140,16 @@ def reference_logps(model, lists: Sequence[TokenizedList], cache_dir: str | os.P
                                        desc=desc)
     key = cache_key(model_fingerprint(model), lists, settings)
     path = Path(cache_dir) / f"reference-{key[:24]}.safetensors"
-    cached = _read_cache(path, key, lists)
+    precision = precision_label(model)
+    cached = _read_cache(path, key, lists, precision)
     if cached is not None:
-        logger.info("reference log-probs from cache %s", path)
+        logger.info("reference log-probs (%s) from cache %s", precision, path)
         return cached
     result = compute_reference_logps(model, lists, batch_size=batch_size, layout=layout, chunk_size=chunk_size,
                                      desc=desc)
     flat = torch.cat(result) if result else torch.zeros(0)
     tensors = {"logps": flat.contiguous()}
-    atomic_save_file(tensors, path, {"key": key, "format": CACHE_FORMAT, "checksum": _checksum(tensors)})
-    logger.info("reference log-probs cached at %s", path)
+    atomic_save_file(tensors, path, {"key": key, "format": CACHE_FORMAT, "checksum": _checksum(tensors),
+                                     "dtype": precision})
+    logger.info("reference log-probs (%s) cached at %s", precision, path)
     return result
