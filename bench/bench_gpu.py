@@ -13,7 +13,9 @@ Data: synthetic lists of exactly P random prompt ids and N responses of exactly 
 (fixed seed), P + N*R = 2048 tokens per list by default (the cut-off of the efficiency issue).
 Modes (each on a freshly built model):
 
-  lora   peft LoRA r=16, alpha=32, all linear layers (bench_throughput.add_lora), AdamW on the adapter;
+  lora   peft LoRA r=16, alpha=32, all linear layers (bench_throughput.add_lora), AdamW on the adapter:
+         lambda-dpo's mixed mode (model_dtype: bfloat16): bf16 frozen weights, fp32 adapter and AdamW
+         states, products under autocast (lambda_dpo.models.precision_context, applied by score_batch);
   full   every weight trainable, AdamW (fused, states in bf16 like the weights).
 
 Both use lambda-dpo's training step: a shared-prompt forward of P + N*R tokens, in the layout
@@ -29,6 +31,7 @@ Results: bench/results/gpu.json and bench/results/gpu.md (command, GPU, torch ve
 Without a CUDA device it prints what it would measure and exits 0. `--smoke --out DIR` runs the
 same code path on CPU in fp32 on a tiny Llama (hidden 64, 2 layers, vocab 1000, P=16, R=8, 1 step)
 so the script can be tested without a GPU; its figures mean nothing and go only to DIR.
+`--smoke --dtype bfloat16` runs that smoke in the bf16 mixed mode.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ if str(HERE) not in sys.path:
 
 import bench_throughput as bt  # noqa: E402  (also puts src/ on sys.path)
 import torch  # noqa: E402
+from lambda_dpo.models import precision_label  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 MODES = ("lora", "full")
@@ -158,6 +162,9 @@ def run_mode(mode: str, args, shape: dict, dtype: torch.dtype, device: torch.dev
         rec["total_params"] = sum(p.numel() for p in model.parameters())
         if mode == "lora":
             model = bt.add_lora(model, args.lora_r)
+        rec["precision"] = precision_label(model)  # lora on bf16 weights: "bfloat16-mixed"
+        rec["trainable_dtypes"] = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                                          if p.requires_grad})
         rec["weights_gib"] = memory(device).get("allocated_gib")
         lists = bt.make_lists(args.prompt_len, args.response_len, args.n, max(args.warmup + args.steps, 1),
                               vocab_size=shape["vocab_size"])
@@ -252,6 +259,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--chunk-size", type=int, default=1024, help="tokens per fp32 log-softmax chunk")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="checkpoint the decoder layers")
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"),
+                        help="weights dtype (default bfloat16 on CUDA, float32 for --smoke)")
     parser.add_argument("--smoke", action="store_true",
                         help="no GPU needed: tiny Llama, fp32, CPU, 1 step; results only to --out (else a temp dir)")
     parser.add_argument("--out", help="results dir (default bench/results; never bench/results with --smoke)")
@@ -274,12 +283,12 @@ def main(argv=None) -> int:
         print(NOT_AVAILABLE.format(n=args.n, p=args.prompt_len, nr=args.n * args.response_len, t=tokens, r=args.lora_r))
         return 0
     if smoke:
-        device, dtype, shape = torch.device("cpu"), torch.float32, TINY
+        device, dtype, shape = torch.device("cpu"), getattr(torch, args.dtype or "float32"), TINY
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-gpu-smoke-"))
         if out.resolve() == RESULTS_DIR.resolve():
             parser.error("--smoke results are meaningless; give --out a temporary directory")
     else:
-        device, dtype, shape = torch.device("cuda"), torch.bfloat16, LLAMA_3_2_1B
+        device, dtype, shape = torch.device("cuda"), getattr(torch, args.dtype or "bfloat16"), LLAMA_3_2_1B
         out = Path(args.out) if args.out else RESULTS_DIR
 
     import peft
@@ -301,7 +310,7 @@ def main(argv=None) -> int:
     print(f"bench_gpu: {env['device']}, {env['model']}, {env['dtype']}, P={args.prompt_len} R={args.response_len} "
           f"N={args.n} ({tokens} tokens/list), modes {modes}"
           + (", gradient checkpointing" if args.gradient_checkpointing else "")
-          + (" [SMOKE: CPU fp32 tiny model, figures meaningless]" if smoke else ""), flush=True)
+          + (f" [SMOKE: CPU {env['dtype']} tiny model, figures meaningless]" if smoke else ""), flush=True)
     records = []
     for mode in modes:
         print(f"{mode}:", flush=True)
@@ -315,6 +324,8 @@ def main(argv=None) -> int:
         "(peak_reserved_gib). GB = 1e9 bytes (the 20 GB / 8 GB comparisons), GiB = 2^30.",
         "tokens/s = (P + N*R) / median seconds per training step (one list per step: shared-prompt forward, "
         "backward, AdamW step); the reference forward is paid once before training (ref s/list).",
+        "lora: mixed precision (bf16 frozen weights, fp32 LoRA weights and AdamW states, bf16 products under "
+        "autocast, fp32 log-softmax and loss).",
         "full: pure bf16 (weights, gradients and AdamW states all bf16, fused AdamW). Mixed precision with "
         "fp32 master weights and fp32 AdamW states would add ~12 bytes per parameter (arithmetic, not measured).",
         "Random weights and random token ids: time and memory do not depend on the weight values.",
