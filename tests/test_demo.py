@@ -24,18 +24,73 @@ def micro(monkeypatch, tiny_data):
     monkeypatch.setitem(demo.PRESETS, "micro", MICRO)
 
 
-def test_demo_writes_report_metrics_and_plots(micro, tiny_llama_dir, tmp_path):
+def test_demo_measures_steering_and_writes_report_and_plots(micro, tiny_llama_dir, tmp_path):
     out = demo.run_demo("micro", tmp_path / "run", model=tiny_llama_dir)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["runs"]) == {"base", *demo.METHODS}
+    assert set(metrics["runs"]) == set(demo.METHODS) and metrics["seeds"] == [0]
     steered = metrics["runs"]["lambda_dpo_steered"]["0"]
-    assert len(steered["generation"]) == 7  # 4 vertices + centre + 2 points on the conflicting edge
-    assert len(metrics["runs"]["dpo_best_worst"]["0"]["generation"]) == 1  # never sees lambda: one point
-    assert set(steered["summary"]["controllability"]) == set(metrics["aspects"])
+    assert [p["w"] for p in steered["edge"]["points"]] == list(demo.EDGE_WS)
+    assert len(steered["edge"]["points"][0]["replies"]) == MICRO.gen_prompts
+    assert steered["delta"]["replies"] > 0 and "scores" in steered["centre"]
+    assert "single" in metrics["runs"]["dpo_best_worst"]["0"]  # never sees lambda: one judged point
+    base = metrics["base_with_text"]
+    assert base["edge"]["points"][0]["lambda"] == {"instruction_following": 0.0, "correctness": 0.0,
+                                                   "conciseness": 1.0, "informativeness": 0.0}
+    assert set(metrics["baselines"]) == {"random", "shortest", "longest"}
+    assert metrics["recipe"]["lambda_text"] == demo.load_config(None).lambda_text  # the training defaults
     report = (out / "report.md").read_text()
-    for heading in ("listwise metrics", "Judge scores", "Controllability", "does not beat the baselines"):
+    for heading in ("## Targets (", "## Along the conciseness-informativeness edge", "## One held-out prompt",
+                    "## Generation-free", "## Held-out top-1", "pick: shortest"):
         assert heading in report
-    assert (out / "pareto.png").stat().st_size > 1000 and (out / "controllability.png").stat().st_size > 1000
+    assert (out / "steering.png").stat().st_size > 1000 and (out / "pareto.png").stat().st_size > 1000
+
+
+def _fake_metrics(words, base_words, top1_conc=0.95, top1_inf=0.8, dpo_if=0.5):
+    """A hand-made metrics dict for `targets`: steered and base edges with the given mean words."""
+    aspects = ["instruction_following", "correctness", "conciseness", "informativeness"]
+    ws = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+    def edge(ws_words):
+        pts = [{"w": w, "mean_words": x, "words": [x], "replies": ["r"],
+                "scores": {"instruction_following": 4.0, "correctness": 3.0, "conciseness": 5 - 3 * w,
+                           "informativeness": 1 + 3 * w}} for w, x in zip(ws, ws_words)]
+        return {"points": pts, "summary": {"spearman": {"conciseness": -1.0, "informativeness": 1.0},
+                                           "sign_test": {"words": {"up": 1, "down": 0, "ties": 0, "p_value": 1.0}}}}
+
+    single = {"scores": {"instruction_following": 4.0, "correctness": 3.0, "conciseness": 3.0,
+                         "informativeness": 2.0}, "mean_words": 30.0}
+    steered = {"listwise": {"conciseness/top1": top1_conc, "informativeness/top1": top1_inf,
+                            "instruction_following/top1": 0.6, "correctness/top1": 0.6},
+               "edge": edge(words), "delta": {"spearman": 0.6, "mean_abs_delta": 5.0},
+               "centre": {"scores": {"instruction_following": 3.95, "correctness": 2.8, "conciseness": 3.0,
+                                         "informativeness": 2.0}}}
+    dpo = {"listwise": {"instruction_following/top1": dpo_if, "correctness/top1": 0.5}, "single": single}
+    return {"aspects": aspects, "conflict": ["conciseness", "informativeness"], "edge_ws": ws, "seeds": [0],
+            "runs": {"lambda_dpo_steered": {"0": steered}, "dpo_best_worst": {"0": dpo},
+                     "lambda_dpo_fixed": {"0": {"single": single}}},
+            "base_with_text": {"edge": edge(base_words), "delta": {"spearman": 0.3}}}
+
+
+def test_targets_are_computed_from_the_numbers():
+    from lambda_dpo.evaluation.steering_report import targets
+
+    rows = {t: (v, ok) for t, v, _, ok in targets(_fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30]))}
+    assert rows["top-1 at the conciseness vertex"] == ("0.95", True)
+    assert rows["mean words rise strictly with w (5 points)"] == ("10 / 20 / 30 / 40 / 50", True)
+    assert rows["mean words, w=1 end / w=0 end"] == ("5.00x", True)
+    assert rows["word ratio over the base model's with the same text"] == ("5.00 / 1.50 = 3.33x", True)
+    assert rows["Spearman of Delta over the base model's"] == ("0.60 / 0.30 = 2.00x", True)
+    assert rows["Spearman(lambda_conciseness, conciseness score) along the edge"] == ("1.00", True)
+    assert rows["top-1 at the instruction_following vertex vs DPO best-vs-worst"] == ("0.60 vs 0.50", True)
+    assert rows["correctness judge score at the centre lambda vs DPO"] == ("2.80 vs 3.00", False)  # 0.2 below
+    assert rows["steered front dominates the lambda-fixed point"][1]
+    rows = {t: (v, ok) for t, v, _, ok in targets(_fake_metrics([10, 20, 20, 40, 25], [10, 10, 10, 10, 20],
+                                                                top1_inf=0.7, dpo_if=0.7))}
+    assert not rows["mean words rise strictly with w (5 points)"][1]
+    assert rows["mean words, w=1 end / w=0 end"] == ("2.50x", False)
+    assert rows["word ratio over the base model's with the same text"] == ("2.50 / 2.00 = 1.25x", False)
+    assert rows["top-1 at the informativeness vertex"] == ("0.70", False)
+    assert rows["top-1 at the instruction_following vertex vs DPO best-vs-worst"] == ("0.60 vs 0.70", False)
 
 
 def test_ablation_reports_spread_over_seeds(micro, tiny_llama_dir, tmp_path, monkeypatch):

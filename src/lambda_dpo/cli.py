@@ -45,8 +45,8 @@ def _demo(args) -> int:
     from .demo import run_demo
 
     out = run_demo(args.preset, args.out, seed=args.seed)
-    print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'pareto.png'}, "
-          f"{out / 'controllability.png'}")
+    print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'steering.png'}, "
+          f"{out / 'pareto.png'}")
     return 0
 
 
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train DPO and lambda-DPO variants on the embedded data and compare them")
     p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
     p.add_argument("--out", help="run directory (default runs/demo-PRESET-TIME)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="one seed instead of the preset's (full: 0 1 2)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("ablation", help="lambda sources x conditioning modes, equal budget, several seeds")
