@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The steering study's rows, one after another (each appends to docs/steering/study.jsonl).
+# Rerun unattended: bash scripts/run_study.sh [ROW ...]   (default: every row). Logs in runs/study-logs/.
+set -u
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+mkdir -p runs/study-logs
+declare -A ROWS=(
+  [base-instructions]="--base lambda_text=instructions"
+  [base-weights]="--base lambda_text=weights"
+  [weights-dirichlet-tau1]="lambda_text=weights lambda_source=dirichlet rating_temperature=1.0"
+  [instructions-grid]=""
+  [instructions-grid-contrast]="lambda_contrast=true per_device_train_batch_size=1"
+  [instructions-grid-rpo]="rpo_alpha=0.2"
+  [instructions-dirichlet]="lambda_source=dirichlet"
+  [instructions-grid-tau1]="rating_temperature=1.0"
+  [instructions-grid-beta0.3]="beta=0.3"
+  [instructions-grid-lr1e-3]="learning_rate=1e-3"
+  [instructions-grid-mean]="score_type=mean beta=2.0"
+  [instructions-grid-k4]="aspects=[instruction_following,correctness,conciseness,informativeness]"
+  [instructions-grid-k4-contrast]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1"
+)
+ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
+       base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
+       instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean)
+[ $# -gt 0 ] && ORDER=("$@")
+while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
+for row in "${ORDER[@]}"; do
+  args=${ROWS[$row]-}
+  base=""; [[ $args == --base* ]] && { base="--base"; args=${args#--base}; }
+  echo "$(date +%T) start $row" >> runs/study-logs/queue.log
+  # shellcheck disable=SC2086
+  $PY scripts/steering_study.py $base "$row" $args > "runs/study-logs/$row.log" 2>&1
+  echo "$(date +%T) done $row rc=$?" >> runs/study-logs/queue.log
+done

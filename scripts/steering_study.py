@@ -1,0 +1,136 @@
+"""The steering study (issue 11): train one configuration, then measure how much lambda steers it.
+
+Every row trains on the shipped demo *training* file only, holding out a seeded dev split of it
+(`eval_fraction`); eval.jsonl is never read here. Rows append one JSON line to --out; `--table`
+renders them as the markdown table in docs/steering.md.
+
+    python scripts/steering_study.py ROW_NAME [key=value ...]   # one row: config overrides
+    python scripts/steering_study.py --base ROW_NAME [key=value ...]   # the untrained base model
+    python scripts/steering_study.py --table                      # print the table
+
+Measured per row, on the dev lists / prompts (pair = conciseness, informativeness):
+- top-1 of the implicit reward at each aspect's vertex (the trainer's held-out evaluation);
+- mean |Delta| and within-list Spearman of Delta = log pi(y | x, e_inf) - log pi(y | x, e_conc)
+  with r_inf - r_conc (Delta is 0 for a model that ignores lambda);
+- greedy replies to `gen_prompts` dev prompts at w = weight of informativeness in {0, 0.5, 1}
+  (5 points with --points 5): mean words, judge scores, end-to-end word ratio.
+`--base` scores the untrained model given exactly the same lambda text (learning rate 0 on a fresh
+LoRA adapter, whose B = 0, so the policy is the base model): steering by the prompt alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from lambda_dpo.demo_data import PromptSpec, demo_data_dir, judge_all
+from lambda_dpo.evaluation.steering_metrics import delta_summary, edge_sweep, lambda_deltas
+from lambda_dpo.generation import SteerableModel, generate
+from lambda_dpo.targets import ratings_tensor
+from lambda_dpo.training.config import load_config
+from lambda_dpo.training.run import lambda_text, train
+
+PAIR = ("conciseness", "informativeness")
+COMMON = dict(model_name_or_path="smollm2-135m-instruct", eval_fraction=0.15, max_eval_lists=24,
+              aspects=list(PAIR), max_steps=100, per_device_train_batch_size=2, learning_rate=5e-4, beta=0.1,
+              rating_temperature=0.5, conditioning="prompt", lambda_text="instructions", lambda_source="grid",
+              max_prompt_length=256, max_response_length=160, logging_steps=10, seed=0, report_to="none",
+              model_dtype="float32")  # pinned: rows must compare like with like
+
+
+def dev_specs(prompts: list[str]) -> list[PromptSpec]:
+    """The judge's PromptSpec of each dev prompt (train.jsonl carries them)."""
+    by_text = {}
+    with open(Path(str(demo_data_dir())) / "train.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            by_text[rec["spec"]["prompt"]] = PromptSpec(**rec["spec"])
+    return [by_text[p] for p in prompts]
+
+
+def measure(result, cfg, gen_prompts: int, points: int) -> dict:
+    trainer = result.trainer
+    model, collator = trainer.model, trainer.data_collator
+    items = trainer.eval_dataset.items
+    aspects = collator.aspects
+    e = {a: torch.nn.functional.one_hot(torch.tensor(aspects.index(a)), len(aspects)).float() for a in PAIR}
+    model.eval()
+    delta = lambda_deltas(model, collator, items, e[PAIR[1]], e[PAIR[0]], batch_size=4)
+    ratings, mask = ratings_tensor([it.tokens.source for it in items], aspects)
+    dsum = delta_summary(delta, ratings[..., aspects.index(PAIR[1])], ratings[..., aspects.index(PAIR[0])], mask)
+    prompts = [it.tokens.source.prompt[-1]["content"] for it in items[:gen_prompts]]
+    specs = dev_specs(prompts)
+    sm = SteerableModel(model, trainer.processing_class, aspects, cfg.conditioning, lambda_text(cfg))
+    ws = (0.0, 0.5, 1.0) if points == 3 else (0.0, 0.25, 0.5, 0.75, 1.0)
+    sweep = edge_sweep(lambda ps, lam: generate(sm, ps, lam, max_new_tokens=64, batch_size=12),
+                       prompts, specs, judge_all, aspects, PAIR, ws)
+    return {"eval": {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}, "delta": dsum,
+            "sweep": {"points": [{k: v for k, v in p.items() if k != "replies"} for p in sweep["points"]],
+                      "summary": sweep["summary"],
+                      "example": {str(p["w"]): p["replies"][0] for p in sweep["points"]}}}
+
+
+def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts: int, points: int) -> dict:
+    started = time.time()
+    extra = ["learning_rate=0", "max_steps=1"] if base else []
+    base_yaml = Path(f"runs/study/{name}.base.yaml")  # COMMON as a file, so command-line overrides win
+    base_yaml.parent.mkdir(parents=True, exist_ok=True)
+    base_yaml.write_text(yaml.safe_dump({**COMMON, "train_file": str(Path(str(demo_data_dir())) / "train.jsonl"),
+                                         "output_dir": f"runs/study/{name}"}))
+    cfg = load_config(base_yaml, [*overrides, *extra])
+    result = train(cfg)
+    log = [h for h in result.trainer.state.log_history if "loss" in h]
+    row = {"row": name, "base": base, "overrides": overrides,
+           "command": "python scripts/steering_study.py " + ("--base " if base else "") + shlex.join([name, *overrides]),
+           **measure(result, cfg, gen_prompts, points),
+           "train_loss": [round(h["loss"], 4) for h in log], "wall_s": round(time.time() - started, 1)}
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| row | top-1 conc | top-1 inf | mean abs Delta | Spearman Delta | words w=0 / 0.5 / 1 | ratio 1:0 "
+            "| loss first -> last | command |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        ev, d, s = r["eval"], r["delta"], r["sweep"]
+        words = " / ".join(f"{p['mean_words']:.0f}" for p in s["points"] if p["w"] in (0.0, 0.5, 1.0))
+        loss = f"{r['train_loss'][0]:.2f} -> {r['train_loss'][-1]:.2f}" if r["train_loss"] and not r["base"] else "-"
+        lines.append(f"| {r['row']} | {ev.get(f'{PAIR[0]}/top1', float('nan')):.2f} | "
+                     f"{ev.get(f'{PAIR[1]}/top1', float('nan')):.2f} | {d['mean_abs_delta']:.2f} | "
+                     f"{d['spearman']:.2f} | {words} | {s['summary']['end_ratio']:.2f} | {loss} | `{r['command']}` |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("name", nargs="?")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--base", action="store_true", help="score the untrained model given the same lambda text")
+    p.add_argument("--out", default="docs/steering/study.jsonl")
+    p.add_argument("--gen-prompts", type=int, default=16)
+    p.add_argument("--points", type=int, choices=(3, 5), default=3)
+    p.add_argument("--table", action="store_true")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.table:
+        print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    row = run_row(args.name, args.overrides, args.base, out, args.gen_prompts, args.points)
+    print(table([row]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
