@@ -143,7 +143,7 @@ def reference_logps(model, lists: Sequence[TokenizedList], cache_dir: str | os.P
     precision = precision_label(model)
     cached = _read_cache(path, key, lists, precision)
     if cached is not None:
-        logger.info("reference log-probs (%s) from cache %s", precision, path)
+        logger.info("reference log-probs from cache %s (%s)", path, precision)
         return cached
     result = compute_reference_logps(model, lists, batch_size=batch_size, layout=layout, chunk_size=chunk_size,
                                      desc=desc)
@@ -151,5 +151,5 @@ def reference_logps(model, lists: Sequence[TokenizedList], cache_dir: str | os.P
     tensors = {"logps": flat.contiguous()}
     atomic_save_file(tensors, path, {"key": key, "format": CACHE_FORMAT, "checksum": _checksum(tensors),
                                      "dtype": precision})
-    logger.info("reference log-probs (%s) cached at %s", precision, path)
+    logger.info("reference log-probs cached at %s (%s)", path, precision)
     return result
