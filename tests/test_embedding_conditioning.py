@@ -41,7 +41,8 @@ def test_embedding_trains_saves_reloads_and_steers(tiny_llama_dir, tmp_path):
 
     cfg = load_config(None, train_file="examples/tiny_listwise.jsonl", model_name_or_path=tiny_llama_dir,
                       output_dir=str(tmp_path / "m"), max_steps=3, eval_fraction=0.2, conditioning="embedding",
-                      embedding_tokens=3, reference_cache_dir=str(tmp_path / "c"), learning_rate=1e-2)
+                      embedding_tokens=3, reference_cache_dir=str(tmp_path / "c"), learning_rate=1e-2,
+                      model_dtype="float32")  # the raw forwards below feed fp32 soft prompts to the model
     result = train(cfg)
     trained = result.trainer.model.lambda_embedding
     fresh = LambdaEmbedding(**trained.config())
