@@ -29,7 +29,9 @@ for row in "${ORDER[@]}"; do
   args=${ROWS[$row]-}
   base=""; [[ $args == --base* ]] && { base="--base"; args=${args#--base}; }
   echo "$(date +%T) start $row" >> runs/study-logs/queue.log
+  # 2 threads on an idle 2-core machine; 1 when something else computes (spinning threads cost ~10x)
+  threads=2; pgrep -f "bench/|pytest" > /dev/null && threads=1
   # shellcheck disable=SC2086
-  $PY scripts/steering_study.py $base "$row" $args > "runs/study-logs/$row.log" 2>&1
+  OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$threads $PY scripts/steering_study.py $base "$row" $args > "runs/study-logs/$row.log" 2>&1
   echo "$(date +%T) done $row rc=$?" >> runs/study-logs/queue.log
 done
