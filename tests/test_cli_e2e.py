@@ -10,6 +10,7 @@ import yaml
 from lambda_dpo.cli import main
 from lambda_dpo.data import load_lists
 from lambda_dpo.generation import load_steerable, steered_prompt_ids
+from lambda_dpo.lambdas import parse_lambda
 from lambda_dpo.models import load_model, load_tokenizer
 from lambda_dpo.scoring import build_batch, score_batch
 from lambda_dpo.tokenization import tokenize_lists
@@ -66,7 +67,8 @@ def test_train_ultrafeedback_then_generate_under_two_lambdas(tiny_llama_dir, tmp
     dists = []
     for lam in ("helpfulness=1", "truthfulness=1"):
         ids = torch.tensor([steered_prompt_ids(sm, "Say hi", lam)])
-        assert "=1.00" in sm.tokenizer.decode(ids[0])
+        assert sm.lambda_text.render(parse_lambda(lam, sm.aspects)) in sm.tokenizer.decode(ids[0])
+        assert "(weight 1.00)" in sm.tokenizer.decode(ids[0])  # the default text: instructions with weights
         with torch.no_grad():
             dists.append(sm.model(input_ids=ids).logits[0, -1].softmax(-1))
     assert (dists[0] - dists[1]).abs().sum() > 1e-3

@@ -74,7 +74,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_llama_d
     cfg.write_text(yaml.safe_dump(dict(
         model_name_or_path=tiny_llama_dir, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), max_train_lists=8,
         eval_fraction=0.0, max_steps=4, save_strategy="steps", save_steps=4, logging_steps=1, learning_rate=1e-2,
-        lambda_source="dirichlet", conditioning="prompt", lora_r=4, seed=5,
+        lambda_source="dirichlet", conditioning="prompt", lora_r=4, seed=5, rating_temperature=1.0,  # the settings
+        lambda_text="weights",  # this equality was established with (sharper targets move weights more per step)
         model_dtype="float32")))  # exact agreement is an fp32 property; auto would pick bf16 on bf16 CPUs
     two, one, spy_dir = tmp_path / "two", tmp_path / "one", tmp_path / "spy"
     spy_dir.mkdir()

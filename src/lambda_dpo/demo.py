@@ -64,9 +64,9 @@ class Preset:
 # 3 seeds (the committed report), `quick` a smoke run. The ablation uses `quick` by default.
 PRESETS = {
     "quick": Preset(train_lists=None, max_steps=24, eval_lists=12, gen_prompts=12, max_new_tokens=48, full_grid=False),
-    "default": Preset(train_lists=None, max_steps=100, eval_lists=40, gen_prompts=24, max_new_tokens=64,
+    "default": Preset(train_lists=None, max_steps=60, eval_lists=40, gen_prompts=24, max_new_tokens=64,
                       full_grid=False),
-    "full": Preset(train_lists=None, max_steps=100, eval_lists=40, gen_prompts=24, max_new_tokens=64,
+    "full": Preset(train_lists=None, max_steps=60, eval_lists=40, gen_prompts=24, max_new_tokens=64,
                    full_grid=False, seeds=(0, 1, 2)),
 }
 

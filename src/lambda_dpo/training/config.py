@@ -73,13 +73,14 @@ class LambdaDPOConfig(TrainingArguments):
                 "plackett_luce | lipo_lambda. Baselines use the same data, targets and scores."})
     beta: float = field(default=0.1, metadata={
         "help": "DPO temperature on implicit rewards (nats). Use ~10-50x larger with score_type=mean."})
-    rating_temperature: float = field(default=1.0, metadata={
-        "help": "tau in p_k = softmax(ratings_k / tau), in rating units. Smaller = sharper targets."})
+    rating_temperature: float = field(default=0.5, metadata={
+        "help": "tau in p_k = softmax(ratings_k / tau), in rating units. Smaller = sharper targets "
+                "(0.5: one rating point is a factor e^2 in the target; docs/steering.md)."})
     score_type: str = field(default="sum", metadata={
         "help": "Implicit reward from summed response log-probs (sum, the paper's) or per-token mean."})
 
     # ---- lambda --------------------------------------------------------------------------
-    lambda_source: str = field(default="dirichlet", metadata={
+    lambda_source: str = field(default="grid", metadata={
         "help": "fixed (lambda_fixed, uniform if unset) | dirichlet (dirichlet_alpha, a fresh lambda "
                 "per list) | grid (uniform over simplex points in steps of 1/lambda_grid_steps, vertices "
                 "included) | table (lambda_table) | adaptive (candidates re-weighted from a held-out "
@@ -113,7 +114,7 @@ class LambdaDPOConfig(TrainingArguments):
         "help": "How the policy sees lambda: none (the authors' behaviour; lambda at inference does "
                 "nothing) | prompt (weights written in the system message) | embedding (a learned map "
                 "from lambda to embedding_tokens soft-prompt vectors, trained with the adapter)."})
-    lambda_text: str = field(default="weights", metadata={
+    lambda_text: str = field(default="instructions", metadata={
         "help": "conditioning=prompt: how lambda is written. instructions (one line per weighted aspect, "
                 "heaviest first: the aspect's instruction sentence and its weight) | weights (one line "
                 "'Preference weights ...: a=0.70, b=0.30.'). Exact format: docs/steering.md."})
@@ -148,7 +149,8 @@ class LambdaDPOConfig(TrainingArguments):
 
     # ---- Trainer defaults that differ from transformers' ------------------------------------
     output_dir: str | None = field(default="runs/lambda-dpo", metadata={"help": "Where to save."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate (5e-4 suits LoRA; "
+                                                         "lower it for full fine-tuning)."})
     per_device_train_batch_size: int = field(default=2, metadata={"help": "Lists per device per step."})
     per_device_eval_batch_size: int = field(default=4, metadata={"help": "Lists per eval forward."})
     logging_steps: float = field(default=5, metadata={"help": "Log every N optimiser steps."})
