@@ -16,7 +16,7 @@ from lambda_dpo.models import load_model, load_tokenizer
 from lambda_dpo.scoring import ScoringBatch, build_batch, score_batch
 from lambda_dpo.targets import aspect_targets, mix_targets, ratings_tensor
 from lambda_dpo.tokenization import encode_prompt, tokenize_list, tokenize_lists
-from lambda_dpo.training.collator import ListCollator, ScoredList
+from lambda_dpo.batching import ListCollator, ScoredList
 from lambda_dpo.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

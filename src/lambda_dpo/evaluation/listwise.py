@@ -16,7 +16,7 @@ from ..conditioning import lambda_prefix
 from ..losses import sequence_scores
 from ..scoring import ScoringBatch, score_batch
 from ..targets import ratings_tensor
-from ..training.collator import ListCollator, ScoredList, pad_lists
+from ..batching import ListCollator, ScoredList, pad_lists
 from .metrics import kendall_tau, ndcg, top1_accuracy
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..lambdas import parse_lambda
-from ..training.collator import ListCollator, ScoredList
+from ..batching import ListCollator, ScoredList
 from .listwise import implicit_rewards
 from .metrics import top1_accuracy
 from .steering import spearman

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from ..atomic import atomic_write_text
+from ..batching import ListCollator, ListDataset, ScoredList
 from ..conditioning import EMBEDDING_FILE, LAMBDA_HEADER, LambdaText, format_lambda, attach_lambda_embedding, load_lambda_embedding
 from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..data.schema import select_aspects
@@ -28,7 +29,6 @@ from ..models import (default_cache_dir, load_model, load_tokenizer, resolve_mod
 from ..reference import reference_logps
 from ..scoring import choose_layout
 from ..tokenization import TokenizedList, tokenize_lists
-from .collator import ListCollator, ListDataset, ScoredList
 from .config import LambdaDPOConfig
 from .trainer import LambdaDPOTrainer
 

@@ -19,12 +19,12 @@ from typing import Callable, Sequence
 import torch
 from transformers import TrainerCallback
 
+from ..batching import ListCollator, ScoredList
 from ..evaluation.listwise import implicit_rewards
 from ..evaluation.metrics import ndcg
 from ..lambdas import AdaptiveLambda
 from ..atomic import atomic_write_text
 from ..targets import ratings_tensor
-from .collator import ListCollator, ScoredList
 
 STATE_FILE = "lambda_scheduler.json"
 

@@ -13,11 +13,11 @@ from collections import defaultdict
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..batching import ListCollator
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..scoring import ScoringBatch, score_batch
-from .collator import ListCollator
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
 
