@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lambda_dpo.lambdas import AdaptiveLambda
-from lambda_dpo.training import scheduler as sched
+from lambda_dpo.training import adaptive_lambda as sched
 
 ASPECTS = ("a", "b", "c")
 

@@ -154,7 +154,7 @@ class AdaptiveLambda(LambdaSource):
 
     Candidates: the K simplex vertices, the centre, and `n_random` Dirichlet(alpha) draws (seeded).
     Every few steps the trainer measures, on a held-out slice, each candidate's signal (see
-    `training/scheduler.py`) and calls `update(signal)`. The rule is an EXP3-style softmax with
+    `training/adaptive_lambda.py`) and calls `update(signal)`. The rule is an EXP3-style softmax with
     a floor so no candidate starves:
 
         w = softmax(signal / temperature);  p = (1 - M * floor) * w + floor    (M candidates)

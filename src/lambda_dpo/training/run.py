@@ -130,8 +130,8 @@ def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], lay
 
 
 def adaptive_callback(cfg, trainer, source, collator, val_items):
-    """The adaptive scheduler's callback, restored from the checkpoint being resumed if any."""
-    from .scheduler import STATE_FILE, AdaptiveLambdaCallback
+    """The adaptive lambda source's callback, restored from the checkpoint being resumed if any."""
+    from .adaptive_lambda import STATE_FILE, AdaptiveLambdaCallback
 
     callback = AdaptiveLambdaCallback(source, collator, val_items, cfg.adaptive_every, cfg.adaptive_signal,
                                       log=trainer.log, batch_size=cfg.per_device_eval_batch_size,
@@ -223,15 +223,15 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
                             cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast)
     val_items = []
-    if cfg.lambda_source == "adaptive":  # the scheduler's signal comes from lists it never trains on
+    if cfg.lambda_source == "adaptive":  # the adaptive source's signal comes from lists it never trains on
         val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
         train_items = [ScoredList(it.tokens, it.ref_logps, i) for i, it in enumerate(train_items)]
     trainer = LambdaDPOTrainer(model=model, args=cfg, data_collator=collator, train_dataset=ListDataset(train_items),
                                eval_dataset=ListDataset(eval_items) if eval_items else None,
                                processing_class=tokenizer)
-    scheduler = adaptive_callback(cfg, trainer, source, collator, val_items) if val_items else None
-    if scheduler:
-        trainer.add_callback(scheduler)
+    adaptive = adaptive_callback(cfg, trainer, source, collator, val_items) if val_items else None
+    if adaptive:
+        trainer.add_callback(adaptive)
     for callback in callbacks:
         trainer.add_callback(callback)
     train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg)).metrics
@@ -242,8 +242,8 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         save_run_files(cfg, out, aspects, eval_metrics)
-        if scheduler:  # candidates and their probabilities over time
-            atomic_write_text(out / "lambda_schedule.json", json.dumps(scheduler.state_dict(), indent=1))
+        if adaptive:  # candidates and their probabilities over time
+            atomic_write_text(out / "lambda_schedule.json", json.dumps(adaptive.state_dict(), indent=1))
     return RunResult(out, aspects, train_metrics, eval_metrics, trainer)
 
 
