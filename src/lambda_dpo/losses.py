@@ -35,6 +35,7 @@ __all__ = [
     "plackett_luce_loss",
     "lipo_lambda_loss",
     "LOSSES",
+    "SCORE_TYPES",
     "sequence_scores",
     "listwise_stats",
 ]
@@ -181,6 +182,9 @@ LOSSES: dict[str, Callable[[Tensor, Tensor, Tensor, float], Tensor]] = {
     "plackett_luce": plackett_luce_loss,
     "lipo_lambda": lipo_lambda_loss,
 }
+
+# The implicit rewards `sequence_scores` computes: summed response log-probs or their per-token mean.
+SCORE_TYPES = ("sum", "mean")
 
 
 def sequence_scores(

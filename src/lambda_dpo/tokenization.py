@@ -24,6 +24,8 @@ from transformers import PreTrainedTokenizerBase
 
 from .data.schema import DataError, Message, PreferenceList
 
+TRUNCATIONS = ("cut", "reject")  # what happens to a list over the length limits (module docstring)
+
 
 @dataclass(frozen=True)
 class TokenizedList:
@@ -96,8 +98,8 @@ def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_p
                   max_response_length: int, report: TruncationReport | None = None,
                   truncation: str = "cut") -> TokenizedList:
     """Tokenise one list; raises DataError when it cannot fit the limits (see the module doc)."""
-    if truncation not in ("cut", "reject"):
-        raise ValueError(f"truncation={truncation!r} is not one of cut, reject")
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation={truncation!r} is not one of {', '.join(TRUNCATIONS)}")
     report = report if report is not None else TruncationReport()
     messages, prompt_ids, cut = _fit_prompt(tokenizer, [dict(m) for m in lst.prompt], max_prompt_length, lst.origin,
                                             truncation)

@@ -27,6 +27,7 @@ from ..atomic import atomic_write_text
 from ..targets import ratings_tensor
 
 STATE_FILE = "lambda_scheduler.json"
+ADAPTIVE_SIGNALS = ("progress", "deficit")  # module docstring
 
 
 def candidate_performance(model, collator: ListCollator, items: Sequence[ScoredList], candidates: torch.Tensor,
@@ -53,7 +54,7 @@ class AdaptiveLambdaCallback(TrainerCallback):
 
     def __init__(self, source: AdaptiveLambda, collator: ListCollator, val_items: Sequence[ScoredList], every: int,
                  signal: str = "progress", log: Callable[[dict], None] | None = None, **score_kwargs):
-        if signal not in ("progress", "deficit"):
+        if signal not in ADAPTIVE_SIGNALS:
             raise ValueError(f"adaptive_signal must be 'progress' or 'deficit', got {signal!r}")
         if not val_items:
             raise ValueError("the adaptive lambda source needs a validation slice (adaptive_val_lists >= 1)")
