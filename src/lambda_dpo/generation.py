@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -12,10 +11,9 @@ from tqdm.auto import tqdm
 
 from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda
+from .model_dir import base_model_source, read_model_meta, saved_dtype, saved_lambda_text
 from .models import load_model, load_tokenizer, precision_context
 from .tokenization import encode_prompt
-
-MODEL_META = "lambda_dpo.json"
 
 
 @dataclass
@@ -28,27 +26,22 @@ class SteerableModel:
 
 
 def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) -> SteerableModel:
-    """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning."""
+    """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning
+    (the directory's layout: `model_dir`)."""
     model_dir = Path(model_dir)
-    meta_path = model_dir / MODEL_META
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path} not found: {model_dir} is not a lambda-dpo model directory "
-                                "(train one with `lambda-dpo train CONFIG.yaml`)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_model_meta(model_dir)
     tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust_remote_code)
     if meta["adapter"]:
         from peft import PeftModel
 
-        base = load_model(meta["base_model_path"] if Path(meta["base_model_path"]).is_dir() else meta["base_model"],
-                          dtype=meta.get("model_dtype", "float32"), trust_remote_code=trust_remote_code)
+        base = load_model(base_model_source(meta), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
         model = PeftModel.from_pretrained(base, str(model_dir))
     else:
-        model = load_model(str(model_dir), dtype=meta.get("model_dtype", "float32"),
-                           trust_remote_code=trust_remote_code)
+        model = load_model(str(model_dir), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
     if meta["conditioning"] == "embedding":
         load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],
-                          LambdaText.from_dict(meta.get("lambda_text")))
+                          saved_lambda_text(meta))
 
 
 def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, str]],
