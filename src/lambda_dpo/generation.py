@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
-from .lambdas import parse_lambda
+from .lambdas import parse_lambda, uniform_lambda
 from .model_dir import base_model_source, read_model_meta, saved_dtype, saved_lambda_text
 from .models import load_model, load_tokenizer, precision_context
 from .tokenization import encode_prompt
@@ -44,10 +44,14 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) ->
                           saved_lambda_text(meta))
 
 
+def _weights(sm: SteerableModel, lam: str | Mapping[str, float] | None) -> dict[str, float]:
+    return parse_lambda(lam, sm.aspects) if lam else uniform_lambda(sm.aspects)
+
+
 def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, str]],
                        lam: str | Mapping[str, float] | None) -> list[int]:
     """The prompt ids the model sees under `lam` (uniform over its aspects when None), as in training."""
-    weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
+    weights = _weights(sm, lam)
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     return encode_prompt(sm.tokenizer, condition_prompt(messages, weights, sm.conditioning, sm.lambda_text))
 
@@ -73,7 +77,7 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
         inputs = {"input_ids": ids}
         if sm.conditioning == "embedding":  # [pad..., soft prompt, prompt], as in training
-            weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
+            weights = _weights(sm, lam)
             vec = torch.tensor([[weights[a] for a in sm.aspects]] * len(rows), device=device)
             prefix = lambda_prefix(sm.model, vec)
             embeds = sm.model.get_input_embeddings()(ids)

@@ -21,6 +21,11 @@ import torch
 LAMBDA_SOURCES = ("fixed", "dirichlet", "grid", "table", "adaptive")
 
 
+def uniform_lambda(aspects: Sequence[str]) -> dict[str, float]:
+    """Equal weight on every aspect, the centre of the simplex: lambda wherever none is given."""
+    return {a: 1.0 / len(aspects) for a in aspects}
+
+
 def parse_lambda(text_or_map: str | Mapping[str, float], aspects: Sequence[str]) -> dict[str, float]:
     """'helpfulness=0.7,honesty=0.3' (or a mapping) -> weights for every aspect, normalised to sum 1.
 
@@ -90,7 +95,7 @@ class FixedLambda(LambdaSource):
 
     def __init__(self, aspects, weights: Mapping[str, float] | str | None = None, seed: int = 0):
         super().__init__(aspects, seed)
-        w = parse_lambda(weights, aspects) if weights else {a: 1.0 / len(aspects) for a in aspects}
+        w = parse_lambda(weights, aspects) if weights else uniform_lambda(aspects)
         self.vector = torch.tensor([w[a] for a in self.aspects])
 
     def _one(self, generator: torch.Generator) -> torch.Tensor:
@@ -169,7 +174,8 @@ class AdaptiveLambda(LambdaSource):
         super().__init__(aspects, seed)
         k = len(self.aspects)
         rnd = DirichletLambda(aspects, alpha, seed + 1).draw([(-1, i) for i in range(n_random)])
-        self.candidates = torch.cat([torch.eye(k), torch.full((1, k), 1.0 / k), rnd])
+        centre = torch.tensor([list(uniform_lambda(self.aspects).values())])
+        self.candidates = torch.cat([torch.eye(k), centre, rnd])
         m = len(self.candidates)
         if not 0 <= floor * m < 1:
             raise ValueError(f"adaptive floor {floor} is too large for {m} candidates (need floor * M < 1)")

@@ -31,6 +31,7 @@ import yaml
 
 from .atomic import atomic_write_text
 from .conditioning import LAMBDA_HEADER, LambdaText, format_lambda
+from .lambdas import uniform_lambda
 from .models import resolve_model_path
 
 MODEL_META = "lambda_dpo.json"
@@ -99,7 +100,7 @@ def _plain(d: dict) -> dict:
 
 
 def model_card(meta: dict) -> str:
-    example = ",".join(f"{a}={1 / len(meta['aspects']):.2f}" for a in meta["aspects"])
+    example = ",".join(f"{a}={w:.2f}" for a, w in uniform_lambda(meta["aspects"]).items())
     half = {a: (0.5 if i < 2 else 0.0) for i, a in enumerate(meta["aspects"])}
     shown = saved_lambda_text(meta).render(half).replace("\n", "\n    ")
     steer = ("Pass lambda with `--lambda`; it is written into the system message exactly as in training "

@@ -22,7 +22,7 @@ from typing import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from .data.schema import DataError, Message, PreferenceList
+from .data.schema import DataError, Message, PreferenceList, RejectionCounts
 
 TRUNCATIONS = ("cut", "reject")  # what happens to a list over the length limits (module docstring)
 
@@ -43,15 +43,11 @@ class TokenizedList:
 
 
 @dataclass
-class TruncationReport:
+class TruncationReport(RejectionCounts):
     prompts_truncated: int = 0
     responses_truncated: int = 0
     rejected: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
-
-    def reject(self, err: DataError) -> None:
-        self.rejected[err.reason] += 1
-        self.examples.setdefault(err.reason, str(err))
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:

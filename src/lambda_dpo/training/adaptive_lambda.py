@@ -23,6 +23,7 @@ from ..batching import ListCollator, ScoredList
 from ..evaluation.listwise import implicit_rewards
 from ..evaluation.metrics import ndcg
 from ..lambdas import AdaptiveLambda
+from ..models import eval_mode
 from ..atomic import atomic_write_text
 from ..targets import ratings_tensor
 
@@ -34,18 +35,14 @@ def candidate_performance(model, collator: ListCollator, items: Sequence[ScoredL
                           batch_size: int = 8, chunk_size: int = 1024, score_type: str = "sum") -> torch.Tensor:
     """[M] lambda_c-weighted mean NDCG per candidate under its own conditioning."""
     ratings, mask = ratings_tensor([it.tokens.source for it in items], collator.aspects)
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         for lam in candidates:
             s = implicit_rewards(model, collator, items, lam, batch_size, chunk_size, score_type)
             per_aspect = torch.stack([torch.nanmean(ndcg(s, ratings[..., k], mask)) for k in range(len(lam))])
             rated = ~torch.isnan(per_aspect)
             weights = lam * rated
             out.append((weights * per_aspect.nan_to_num()).sum() / weights.sum().clamp(min=1e-12))
-    finally:
-        model.train(was_training)
     return torch.stack(out)
 
 
