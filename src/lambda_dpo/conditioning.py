@@ -1,4 +1,4 @@
-"""How the policy is told lambda (design.md section 4).
+"""How the policy is told lambda (docs/design.md, "How the policy sees lambda").
 
 - "none": the prompt is left as is. One model for one mixture; lambda at inference does nothing.
 - "prompt": lambda is written as text into the system message, so any chat model and any

@@ -248,7 +248,7 @@ ABLATION = {
 }
 ABLATION_SKIPPED = {
     "none + dirichlet/table/adaptive": "without conditioning the loss is linear in lambda, so sampling it is "
-                                       "only noise around the fixed mixture E[lambda] (design.md section 3)",
+                                       "only noise around the fixed mixture E[lambda] (docs/design.md, Objective)",
     "prompt/embedding + fixed": "the model would see one lambda only and cannot learn what lambda means",
 }
 

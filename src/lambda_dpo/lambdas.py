@@ -1,4 +1,4 @@
-"""Where lambda comes from during training (design.md section 3).
+"""Where lambda comes from during training (docs/design.md, "Where lambda comes from").
 
 Every source maps keys to weight vectors over a fixed, ordered set of K aspects: `draw(keys)`
 returns a [len(keys), K] float tensor whose rows lie on the simplex. Training keys a list's lambda

@@ -1,6 +1,7 @@
 """Listwise preference losses on implicit rewards: lambda-DPO and the baselines it is compared to.
 
-Pure functions on tensors: no model, no I/O (design notes sections 2 and 6).
+Pure functions on tensors: no model, no I/O (docs/design.md: "Objective"; a new loss:
+"Adding a loss").
 
 Batch layout shared by every function here:
     scores: ``[B, Nmax]`` float, implicit rewards s_i = log pi(y_i|x) - log pi_ref(y_i|x), in nats
