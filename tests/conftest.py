@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lambda_dpo.models import gpt2_tokenizer, tiny_model
+from lambda_dpo.data import load_lists
+from lambda_dpo.models import gpt2_tokenizer, load_tokenizer, tiny_model
+from lambda_dpo.tokenization import tokenize_lists
 
 
 def save_tiny(path, kind="llama"):
@@ -24,6 +26,24 @@ def tiny_llama_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory):
     return save_tiny(tmp_path_factory.mktemp("tiny_gpt2"), "gpt2")
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_llama_dir):
+    """The tiny Llama's tokenizer, loaded from disk as training loads it."""
+    return load_tokenizer(tiny_llama_dir)
+
+
+@pytest.fixture(scope="module")
+def lists():
+    """The example listwise file's lists (helpfulness, honesty, conciseness; some ratings missing)."""
+    return load_lists("examples/tiny_listwise.jsonl")[0]
+
+
+@pytest.fixture(scope="module")
+def tokenized(tok, lists):
+    """The first five example lists, tokenised."""
+    return tokenize_lists(tok, lists[:5], 256, 64)[0]
 
 
 @pytest.fixture

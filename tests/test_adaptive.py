@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lambda_dpo.lambdas import AdaptiveLambda
-from lambda_dpo.training import scheduler as sched
+from lambda_dpo.training import adaptive_lambda as sched
 
 ASPECTS = ("a", "b", "c")
 
@@ -49,7 +49,7 @@ def test_state_round_trip_and_bad_signals():
 def test_candidate_performance_is_lambda_weighted_ndcg(monkeypatch):
     """With implicit rewards that rank exactly by aspect a, the vertex e_a scores NDCG 1 on a."""
     from lambda_dpo.data.schema import make_list
-    from lambda_dpo.training.collator import ScoredList
+    from lambda_dpo.batching import ScoredList
 
     lists = [make_list([{"role": "user", "content": f"q{i}"}], ["x", "y", "z"],
                        {"a": [3, 1, 2], "b": [1, 3, 2], "c": [2, 2, 2]}, f"mem:{i}") for i in range(3)]

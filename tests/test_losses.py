@@ -1,4 +1,4 @@
-"""Losses against their formulas (design notes section 2), in float64 where values are compared."""
+"""Losses against their formulas (docs/design.md, "Objective"), in float64 where values are compared."""
 
 import math
 

@@ -1,7 +1,7 @@
 """Outputs are written atomically (temporary file, then rename), and lambda_dpo.json, written last,
 marks a complete model directory: a save that dies half-way leaves no marker, so `generate`
 refuses the directory instead of loading half-written weights. (The reference cache's atomic write
-and checksum are tested in test_pipeline.py::test_reference_cache_hit_stale_and_corrupt.)"""
+and checksum are tested in test_reference_cache.py::test_reference_cache_hit_stale_and_corrupt.)"""
 
 import os
 

@@ -14,7 +14,7 @@ from lambda_dpo.lambdas import FixedLambda
 from lambda_dpo.models import load_model, load_tokenizer
 from lambda_dpo.targets import ratings_tensor
 from lambda_dpo.tokenization import tokenize_lists
-from lambda_dpo.training.collator import ListCollator, ScoredList
+from lambda_dpo.batching import ListCollator, ScoredList
 
 ASPECTS = ("helpfulness", "honesty", "conciseness")
 NAN = float("nan")

@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 
+from .data import FORMATS  # light: the loaders import datasets / pyarrow only when they need them
+
 
 def _validate_data(args) -> int:
     from .data import format_summary, load_lists, summarize
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate-data", help="load a preference file and print what it holds and what was rejected")
     p.add_argument("file")
-    p.add_argument("--format", default="auto", help="auto | native | ultrafeedback | helpsteer2 | pairwise")
+    p.add_argument("--format", default="auto", help=" | ".join(("auto", *FORMATS)))
     p.add_argument("--skip-bad", action="store_true", help="count malformed records instead of stopping")
     p.add_argument("--aspects", help="comma-separated aspects the data may use (others are errors)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -1,4 +1,4 @@
-"""How the policy is told lambda (design.md section 4).
+"""How the policy is told lambda (docs/design.md, "How the policy sees lambda").
 
 - "none": the prompt is left as is. One model for one mixture; lambda at inference does nothing.
 - "prompt": lambda is written as text into the system message, so any chat model and any
@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from .atomic import atomic_save_file
 from .data.schema import Message
+from .models import unwrap_model
 from .tokenization import encode_prompt
 
 CONDITIONING_MODES = ("none", "prompt", "embedding")
@@ -156,14 +157,10 @@ class LambdaEmbedding(torch.nn.Module):
                 "width": self.width}
 
 
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4) -> LambdaEmbedding:
     """Create the map, initialised from the header's token embeddings, and register it on `model`
     (so the Trainer's optimiser trains it with the adapter)."""
-    embed = _base(model).get_input_embeddings()
+    embed = unwrap_model(model).get_input_embeddings()
     ids = tokenizer(LAMBDA_HEADER, add_special_tokens=False)["input_ids"][:n_tokens]
     ids = (ids * n_tokens)[:n_tokens]
     init = embed.weight[torch.tensor(ids)].detach()
@@ -174,9 +171,7 @@ def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4)
 
 def lambda_prefix(model, lam: torch.Tensor | None) -> torch.Tensor | None:
     """Soft-prompt vectors for `lam` [B, K], or None when the model has no lambda embedding."""
-    from accelerate.utils import extract_model_from_parallel
-
-    module = getattr(extract_model_from_parallel(model), "lambda_embedding", None)
+    module = getattr(unwrap_model(model, peft=False), "lambda_embedding", None)
     return None if module is None or lam is None else module(lam)
 
 
@@ -199,5 +194,5 @@ def load_lambda_embedding(model, model_dir: str | Path) -> LambdaEmbedding:
         config = json.loads(f.metadata()["config"])
     module = LambdaEmbedding(**config)
     module.load_state_dict(load_file(str(path)))
-    model.lambda_embedding = module.to(_base(model).get_input_embeddings().weight.device)
+    model.lambda_embedding = module.to(unwrap_model(model).get_input_embeddings().weight.device)
     return module

@@ -31,6 +31,7 @@ from .evaluation.steering import controllability, front_area, lambda_grid, lambd
 from .evaluation.steering_metrics import BASELINE_KINDS, baseline_top1, delta_summary, edge_sweep, lambda_deltas
 from .evaluation.steering_report import write_steering_report
 from .generation import SteerableModel, generate, load_steerable
+from .lambdas import uniform_lambda
 from .models import DEFAULT_MODEL, load_model, load_tokenizer
 from .targets import ratings_tensor
 from .training.config import load_config
@@ -133,7 +134,7 @@ def _steering_figures(model, collator, items, sm: SteerableModel, specs: list[Pr
                           batch_size=4)
     ratings, mask = ratings_tensor([it.tokens.source for it in items], aspects)
     r = {a: ratings[..., aspects.index(a)] for a in CONFLICT}
-    centre = gen(prompts, {a: 1 / len(aspects) for a in aspects})
+    centre = gen(prompts, uniform_lambda(aspects))
     return {"edge": sweep, "delta": delta_summary(delta, r[CONFLICT[1]], r[CONFLICT[0]], mask),
             "centre": {"scores": mean_judge_scores(specs, centre, judge_all), "replies": centre}}
 
@@ -247,7 +248,7 @@ ABLATION = {
 }
 ABLATION_SKIPPED = {
     "none + dirichlet/table/adaptive": "without conditioning the loss is linear in lambda, so sampling it is "
-                                       "only noise around the fixed mixture E[lambda] (design.md section 3)",
+                                       "only noise around the fixed mixture E[lambda] (docs/design.md, Objective)",
     "prompt/embedding + fixed": "the model would see one lambda only and cannot learn what lambda means",
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -11,11 +10,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
-from .lambdas import parse_lambda
+from .lambdas import parse_lambda, uniform_lambda
+from .model_dir import base_model_source, read_model_meta, saved_dtype, saved_lambda_text
 from .models import load_model, load_tokenizer, precision_context
 from .tokenization import encode_prompt
-
-MODEL_META = "lambda_dpo.json"
 
 
 @dataclass
@@ -28,33 +26,32 @@ class SteerableModel:
 
 
 def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) -> SteerableModel:
-    """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning."""
+    """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning
+    (the directory's layout: `model_dir`)."""
     model_dir = Path(model_dir)
-    meta_path = model_dir / MODEL_META
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path} not found: {model_dir} is not a lambda-dpo model directory "
-                                "(train one with `lambda-dpo train CONFIG.yaml`)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_model_meta(model_dir)
     tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust_remote_code)
     if meta["adapter"]:
         from peft import PeftModel
 
-        base = load_model(meta["base_model_path"] if Path(meta["base_model_path"]).is_dir() else meta["base_model"],
-                          dtype=meta.get("model_dtype", "float32"), trust_remote_code=trust_remote_code)
+        base = load_model(base_model_source(meta), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
         model = PeftModel.from_pretrained(base, str(model_dir))
     else:
-        model = load_model(str(model_dir), dtype=meta.get("model_dtype", "float32"),
-                           trust_remote_code=trust_remote_code)
+        model = load_model(str(model_dir), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
     if meta["conditioning"] == "embedding":
         load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],
-                          LambdaText.from_dict(meta.get("lambda_text")))
+                          saved_lambda_text(meta))
+
+
+def _weights(sm: SteerableModel, lam: str | Mapping[str, float] | None) -> dict[str, float]:
+    return parse_lambda(lam, sm.aspects) if lam else uniform_lambda(sm.aspects)
 
 
 def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, str]],
                        lam: str | Mapping[str, float] | None) -> list[int]:
     """The prompt ids the model sees under `lam` (uniform over its aspects when None), as in training."""
-    weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
+    weights = _weights(sm, lam)
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     return encode_prompt(sm.tokenizer, condition_prompt(messages, weights, sm.conditioning, sm.lambda_text))
 
@@ -80,7 +77,7 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
         inputs = {"input_ids": ids}
         if sm.conditioning == "embedding":  # [pad..., soft prompt, prompt], as in training
-            weights = parse_lambda(lam, sm.aspects) if lam else {a: 1 / len(sm.aspects) for a in sm.aspects}
+            weights = _weights(sm, lam)
             vec = torch.tensor([[weights[a] for a in sm.aspects]] * len(rows), device=device)
             prefix = lambda_prefix(sm.model, vec)
             embeds = sm.model.get_input_embeddings()(ids)

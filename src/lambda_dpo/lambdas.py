@@ -1,4 +1,4 @@
-"""Where lambda comes from during training (design.md section 3).
+"""Where lambda comes from during training (docs/design.md, "Where lambda comes from").
 
 Every source maps keys to weight vectors over a fixed, ordered set of K aspects: `draw(keys)`
 returns a [len(keys), K] float tensor whose rows lie on the simplex. Training keys a list's lambda
@@ -19,6 +19,11 @@ from typing import Mapping, Sequence
 import torch
 
 LAMBDA_SOURCES = ("fixed", "dirichlet", "grid", "table", "adaptive")
+
+
+def uniform_lambda(aspects: Sequence[str]) -> dict[str, float]:
+    """Equal weight on every aspect, the centre of the simplex: lambda wherever none is given."""
+    return {a: 1.0 / len(aspects) for a in aspects}
 
 
 def parse_lambda(text_or_map: str | Mapping[str, float], aspects: Sequence[str]) -> dict[str, float]:
@@ -90,7 +95,7 @@ class FixedLambda(LambdaSource):
 
     def __init__(self, aspects, weights: Mapping[str, float] | str | None = None, seed: int = 0):
         super().__init__(aspects, seed)
-        w = parse_lambda(weights, aspects) if weights else {a: 1.0 / len(aspects) for a in aspects}
+        w = parse_lambda(weights, aspects) if weights else uniform_lambda(aspects)
         self.vector = torch.tensor([w[a] for a in self.aspects])
 
     def _one(self, generator: torch.Generator) -> torch.Tensor:
@@ -154,7 +159,7 @@ class AdaptiveLambda(LambdaSource):
 
     Candidates: the K simplex vertices, the centre, and `n_random` Dirichlet(alpha) draws (seeded).
     Every few steps the trainer measures, on a held-out slice, each candidate's signal (see
-    `training/scheduler.py`) and calls `update(signal)`. The rule is an EXP3-style softmax with
+    `training/adaptive_lambda.py`) and calls `update(signal)`. The rule is an EXP3-style softmax with
     a floor so no candidate starves:
 
         w = softmax(signal / temperature);  p = (1 - M * floor) * w + floor    (M candidates)
@@ -169,7 +174,8 @@ class AdaptiveLambda(LambdaSource):
         super().__init__(aspects, seed)
         k = len(self.aspects)
         rnd = DirichletLambda(aspects, alpha, seed + 1).draw([(-1, i) for i in range(n_random)])
-        self.candidates = torch.cat([torch.eye(k), torch.full((1, k), 1.0 / k), rnd])
+        centre = torch.tensor([list(uniform_lambda(self.aspects).values())])
+        self.candidates = torch.cat([torch.eye(k), centre, rnd])
         m = len(self.candidates)
         if not 0 <= floor * m < 1:
             raise ValueError(f"adaptive floor {floor} is too large for {m} candidates (need floor * M < 1)")

@@ -1,6 +1,7 @@
 """Listwise preference losses on implicit rewards: lambda-DPO and the baselines it is compared to.
 
-Pure functions on tensors: no model, no I/O (design notes sections 2 and 6).
+Pure functions on tensors: no model, no I/O (docs/design.md: "Objective"; a new loss:
+"Adding a loss").
 
 Batch layout shared by every function here:
     scores: ``[B, Nmax]`` float, implicit rewards s_i = log pi(y_i|x) - log pi_ref(y_i|x), in nats
@@ -35,6 +36,7 @@ __all__ = [
     "plackett_luce_loss",
     "lipo_lambda_loss",
     "LOSSES",
+    "SCORE_TYPES",
     "sequence_scores",
     "listwise_stats",
 ]
@@ -181,6 +183,9 @@ LOSSES: dict[str, Callable[[Tensor, Tensor, Tensor, float], Tensor]] = {
     "plackett_luce": plackett_luce_loss,
     "lipo_lambda": lipo_lambda_loss,
 }
+
+# The implicit rewards `sequence_scores` computes: summed response log-probs or their per-token mean.
+SCORE_TYPES = ("sum", "mean")
 
 
 def sequence_scores(

@@ -54,6 +54,8 @@ __all__ = [
     "cpu_bf16_features",
     "resolve_model_dtype",
     "precision_context",
+    "unwrap_model",
+    "eval_mode",
     "precision_label",
     "gpt2_tokenizer",
     "tiny_model",
@@ -362,16 +364,31 @@ def resolve_model_dtype(requested: str, device: str | torch.device | None = None
     return "float32", f"auto: bf16 speed on {device.type} devices is not verified"
 
 
-def _base_weights(model) -> torch.nn.Module:
+def unwrap_model(model, *, peft: bool = True) -> torch.nn.Module:
+    """The model under its distributed wrappers (DDP, FSDP, DeepSpeed, torch.compile) and, with
+    `peft`, under PEFT's wrapper too: the transformers model whose weights, config and input
+    embeddings are the base ones (LoRA layers are injected in place). With peft=False the PEFT
+    model itself, where what we attach to it (the lambda embedding) lives."""
     from accelerate.utils import extract_model_from_parallel
 
     model = extract_model_from_parallel(model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    return model.get_base_model() if peft and hasattr(model, "get_base_model") else model
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Run the block with `model` in eval mode (no dropout), then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def precision_label(model) -> str:
     """"float32", or e.g. "bfloat16-mixed" (half-precision weights, autocast): what log-probs depend on."""
-    dtype = _base_weights(model).get_input_embeddings().weight.dtype
+    dtype = unwrap_model(model).get_input_embeddings().weight.dtype
     return "float32" if dtype == torch.float32 else f"{str(dtype).removeprefix('torch.')}-mixed"
 
 
@@ -383,7 +400,7 @@ def precision_context(model) -> contextlib.AbstractContextManager:
     autocast the fp32 LoRA weights are cast to bf16 once per forward (cached), the products run in
     bf16, and their gradients reach the fp32 weights. fp32 models: a no-op.
     """
-    weight = _base_weights(model).get_input_embeddings().weight
+    weight = unwrap_model(model).get_input_embeddings().weight
     if weight.dtype not in (torch.bfloat16, torch.float16):
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .atomic import atomic_save_file
-from .models import precision_label
+from .models import eval_mode, precision_label, unwrap_model
 from .scoring import Layout, build_batch, score_batch
 from .tokenization import TokenizedList
 
@@ -45,7 +45,7 @@ class ReferenceDtypeError(ValueError):
 def model_fingerprint(model) -> str:
     """blake2b of the config and every reference weight (LoRA parameters excluded)."""
     h = hashlib.blake2b(digest_size=20)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrap_model(model)
     h.update(base.config.to_json_string(use_diff=False).encode())
     for name, tensor in base.state_dict().items():
         if "lora_" in name:
@@ -79,19 +79,14 @@ def _reference_mode(model):
 def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size: int = 4, layout: Layout = "prompt_cache",
                             chunk_size: int = 1024, desc: str = "reference log-probs") -> list[torch.Tensor]:
     """Summed log-probs of each response under the reference, one [N] fp32 tensor per list."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
-    try:
-        with _reference_mode(model):
-            for start in tqdm(range(0, len(lists), batch_size), desc=desc, unit="batch", leave=False):
-                chunk = lists[start:start + batch_size]
-                batch = build_batch([l.prompt_ids for l in chunk], [l.response_ids for l in chunk], layout=layout)
-                logps, _ = score_batch(model, batch.to(device), chunk_size)
-                out.extend(logps[i, :l.source.n].float().cpu() for i, l in enumerate(chunk))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), _reference_mode(model):
+        for start in tqdm(range(0, len(lists), batch_size), desc=desc, unit="batch", leave=False):
+            chunk = lists[start:start + batch_size]
+            batch = build_batch([l.prompt_ids for l in chunk], [l.response_ids for l in chunk], layout=layout)
+            logps, _ = score_batch(model, batch.to(device), chunk_size)
+            out.extend(logps[i, :l.source.n].float().cpu() for i, l in enumerate(chunk))
     return out
 
 

@@ -27,11 +27,10 @@ from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import extract_model_from_parallel
 from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
-from .models import precision_context
+from .models import precision_context, unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -167,14 +166,8 @@ def block_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def _unwrap(model):
-    """The transformers CausalLM under DDP/FSDP and PEFT wrappers (LoRA layers are injected in place)."""
-    model = extract_model_from_parallel(model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def supports_packed(model) -> bool:
-    config = _unwrap(model).config
+    config = unwrap_model(model).config
     return config.model_type in PACKED_MODEL_TYPES and config._attn_implementation in PACKED_ATTENTION
 
 
@@ -254,7 +247,7 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
     prompt_mask = real[:n, :p_len].long()
     prompt_in = ({"inputs_embeds": embeds[:n, :p_len]} if embeds is not None
                  else {"input_ids": batch.input_ids[:n, :p_len]})
-    cache = DynamicCache(config=_unwrap(model).config)
+    cache = DynamicCache(config=unwrap_model(model).config)
     prompt_out = model(attention_mask=prompt_mask, position_ids=batch.position_ids[:n, :p_len], past_key_values=cache,
                        use_cache=True, output_hidden_states=True, logits_to_keep=_no_logits(batch), **prompt_in)
     cache = prompt_out.past_key_values
@@ -287,7 +280,7 @@ def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embed
 
 def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: torch.Tensor | None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    base = _unwrap(model)
+    base = unwrap_model(model)
     embeds = None
     if batch.n_prefix:
         if prefix_embeds is None or prefix_embeds.shape[1] != batch.n_prefix:
@@ -344,9 +337,9 @@ def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",
     if supports_packed(model):
         if preferred != "auto":
             return preferred
-        checkpointing = gradient_checkpointing or getattr(_unwrap(model), "is_gradient_checkpointing", False)
+        checkpointing = gradient_checkpointing or getattr(unwrap_model(model), "is_gradient_checkpointing", False)
         return "packed" if checkpointing else "prompt_cache"
-    config = _unwrap(model).config
+    config = unwrap_model(model).config
     key = f"{config.model_type}/{config._attn_implementation}"
     if key not in _warned:
         _warned.add(key)

@@ -1,6 +1,6 @@
 """Listwise targets: from ratings to a probability distribution over a list's responses.
 
-Design notes section 2: for one list with ratings r[i, k] (response i, aspect k),
+docs/design.md, "Objective": for one list with ratings r[i, k] (response i, aspect k),
 
     p_k      = softmax_i(r[:, k] / tau)          per-aspect target
     p_lambda = sum_k lambda_k p_k                mixed target, lambda on the simplex

@@ -22,7 +22,9 @@ from typing import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from .data.schema import DataError, Message, PreferenceList
+from .data.schema import DataError, Message, PreferenceList, RejectionCounts
+
+TRUNCATIONS = ("cut", "reject")  # what happens to a list over the length limits (module docstring)
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,11 @@ class TokenizedList:
 
 
 @dataclass
-class TruncationReport:
+class TruncationReport(RejectionCounts):
     prompts_truncated: int = 0
     responses_truncated: int = 0
     rejected: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
-
-    def reject(self, err: DataError) -> None:
-        self.rejected[err.reason] += 1
-        self.examples.setdefault(err.reason, str(err))
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
@@ -96,8 +94,8 @@ def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_p
                   max_response_length: int, report: TruncationReport | None = None,
                   truncation: str = "cut") -> TokenizedList:
     """Tokenise one list; raises DataError when it cannot fit the limits (see the module doc)."""
-    if truncation not in ("cut", "reject"):
-        raise ValueError(f"truncation={truncation!r} is not one of cut, reject")
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation={truncation!r} is not one of {', '.join(TRUNCATIONS)}")
     report = report if report is not None else TruncationReport()
     messages, prompt_ids, cut = _fit_prompt(tokenizer, [dict(m) for m in lst.prompt], max_prompt_length, lst.origin,
                                             truncation)

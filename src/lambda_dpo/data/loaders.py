@@ -87,9 +87,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .schema import DataError, LoadReport, Message, PreferenceList, check_rating, make_list
 
-__all__ = ["FORMATS", "load_lists", "detect_format", "SourceNotFoundError"]
+__all__ = ["FORMATS", "load_lists", "detect_format", "SourceNotFoundError"]  # FORMATS: at the end, from the parsers
 
-FORMATS = ("native", "ultrafeedback", "helpsteer2", "pairwise")
 
 ULTRAFEEDBACK_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 HELPSTEER2_ASPECTS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
@@ -631,3 +630,4 @@ _PARSERS: dict[str, Callable[[Mapping, str, tuple[str, ...] | None], Any]] = {
     "helpsteer2": _parse_helpsteer2,
     "pairwise": _parse_pairwise,
 }
+FORMATS = tuple(_PARSERS)  # the values of `format` besides "auto": one parser each

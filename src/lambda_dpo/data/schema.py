@@ -88,16 +88,13 @@ class DataError(ValueError):
         super().__init__(message.encode("utf-8", "backslashreplace").decode("utf-8"))  # printable, even for \ud800
 
 
-@dataclass
-class LoadReport:
-    """What a load produced and what it rejected, by reason (nothing is dropped silently)."""
+class RejectionCounts:
+    """Counting rejected records, shared by the reports that do it (`LoadReport`, the tokeniser's
+    `TruncationReport`): each declares `rejected: Counter` (reason -> count) and `examples`
+    (reason -> the first full message)."""
 
-    source: str
-    format: str
-    records_read: int = 0
-    lists: int = 0
-    rejected: Counter = field(default_factory=Counter)
-    examples: dict[str, str] = field(default_factory=dict)  # reason -> first full message
+    rejected: Counter
+    examples: dict[str, str]
 
     def reject(self, err: DataError) -> None:
         self.rejected[err.reason] += 1
@@ -106,6 +103,18 @@ class LoadReport:
     @property
     def n_rejected(self) -> int:
         return sum(self.rejected.values())
+
+
+@dataclass
+class LoadReport(RejectionCounts):
+    """What a load produced and what it rejected, by reason (nothing is dropped silently)."""
+
+    source: str
+    format: str
+    records_read: int = 0
+    lists: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> first full message
 
 
 def check_rating(value: object, origin: str, field_name: str) -> float | None:

@@ -14,9 +14,10 @@ import torch
 
 from ..conditioning import lambda_prefix
 from ..losses import sequence_scores
+from ..models import eval_mode
 from ..scoring import ScoringBatch, score_batch
 from ..targets import ratings_tensor
-from ..training.collator import ListCollator, ScoredList, pad_lists
+from ..batching import ListCollator, ScoredList, pad_lists
 from .metrics import kendall_tau, ndcg, top1_accuracy
 
 
@@ -41,12 +42,10 @@ def implicit_rewards(model, collator: ListCollator, items: Sequence[ScoredList],
 def evaluate_lists(model, collator: ListCollator, items: Sequence[ScoredList], *, batch_size: int = 8,
                    chunk_size: int = 1024, score_type: str = "sum") -> dict[str, float]:
     """Per-aspect {aspect}/top1, /ndcg, /kendall plus their means over aspects ("mean/...")."""
-    was_training = model.training
-    model.eval()
     aspects = collator.aspects
     ratings, mask = ratings_tensor([it.tokens.source for it in items], aspects)
     out: dict[str, float] = {}
-    try:
+    with eval_mode(model):
         for k, aspect in enumerate(aspects):
             vertex = torch.nn.functional.one_hot(torch.tensor(k), len(aspects)).float()
             s = implicit_rewards(model, collator, items, vertex, batch_size, chunk_size, score_type)
@@ -56,8 +55,6 @@ def evaluate_lists(model, collator: ListCollator, items: Sequence[ScoredList], *
                 continue
             for name, fn in (("top1", top1_accuracy), ("ndcg", ndcg), ("kendall", kendall_tau)):
                 out[f"{aspect}/{name}"] = torch.nanmean(fn(s[rated], r[rated], mask[rated])).item()
-    finally:
-        model.train(was_training)
     for name in ("top1", "ndcg", "kendall"):
         values = [v for key, v in out.items() if key.endswith(f"/{name}")]
         if values:

@@ -17,12 +17,13 @@ import itertools
 import math
 from typing import Callable, Mapping, Sequence
 
+from ..lambdas import uniform_lambda
+
 
 def lambda_grid(aspects: Sequence[str], pair: tuple[str, str] | None = None, edges: bool = True) -> list[dict]:
     """Lambda points on the simplex, each {aspect: weight} summing to 1, without duplicates."""
-    k = len(aspects)
     points = [{a: float(a == v) for a in aspects} for v in aspects]
-    points.append({a: 1.0 / k for a in aspects})
+    points.append(uniform_lambda(aspects))
     if edges:
         points += [{a: 0.5 * (a in (u, v)) for a in aspects} for u, v in itertools.combinations(aspects, 2)]
     if pair:

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 from ..lambdas import parse_lambda
-from ..training.collator import ListCollator, ScoredList
+from ..models import eval_mode
+from ..batching import ListCollator, ScoredList
 from .listwise import implicit_rewards
 from .metrics import top1_accuracy
 from .steering import spearman
@@ -78,13 +79,9 @@ def lambda_deltas(model, collator: ListCollator, items: Sequence[ScoredList],
         raise ValueError("lambda_deltas needs at least one list")
     vec_a, vec_b = (_lam_vector(lam, collator.aspects) for lam in (lam_a, lam_b))
     unreferenced = [dataclasses.replace(it, ref_logps=torch.zeros(len(it.tokens.response_ids))) for it in items]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         s_a = implicit_rewards(model, collator, unreferenced, vec_a, batch_size, chunk_size, score_type="sum")
         s_b = implicit_rewards(model, collator, unreferenced, vec_b, batch_size, chunk_size, score_type="sum")
-    finally:
-        model.train(was_training)
     return s_a - s_b
 
 

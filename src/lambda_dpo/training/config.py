@@ -17,6 +17,14 @@ from typing import Any, Sequence
 import yaml
 from transformers import TrainingArguments
 
+from ..conditioning import CONDITIONING_MODES, LAMBDA_TEXT_STYLES
+from ..data import FORMATS
+from ..lambdas import LAMBDA_SOURCES
+from ..losses import LOSSES, SCORE_TYPES
+from ..scoring import LAYOUTS
+from ..tokenization import TRUNCATIONS
+from .adaptive_lambda import ADAPTIVE_SIGNALS
+
 
 @dataclass
 class LambdaDPOConfig(TrainingArguments):
@@ -159,14 +167,15 @@ class LambdaDPOConfig(TrainingArguments):
     report_to: Any = field(default="none", metadata={"help": "Trackers: none, tensorboard, wandb, ..."})
 
     def __post_init__(self):
-        choices = {"loss_type": ("lambda_dpo", "dpo_best_worst", "dpo_all_pairs", "plackett_luce", "lipo_lambda"),
-                   "score_type": ("sum", "mean"), "lambda_source": ("fixed", "dirichlet", "grid", "table", "adaptive"),
-                   "lambda_text": ("instructions", "weights"),
-                   "adaptive_signal": ("progress", "deficit"),
-                   "conditioning": ("none", "prompt", "embedding"),
+        # Each option's values are defined by the module that implements them (model_dtype excepted).
+        choices = {"loss_type": tuple(LOSSES), "score_type": SCORE_TYPES, "lambda_source": LAMBDA_SOURCES,
+                   "lambda_text": LAMBDA_TEXT_STYLES,
+                   "adaptive_signal": ADAPTIVE_SIGNALS,
+                   "conditioning": CONDITIONING_MODES,
                    "model_dtype": ("auto", "float32", "bfloat16", "float16"),
-                   "data_format": ("auto", "native", "ultrafeedback", "helpsteer2", "pairwise"),
-                   "shared_prompt_layout": ("auto", "prompt_cache", "packed")}
+                   "data_format": ("auto", *FORMATS),
+                   # "naive" is not chosen here: it is what shared_prompt=False means
+                   "shared_prompt_layout": ("auto", *(layout for layout in LAYOUTS if layout != "naive"))}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
@@ -176,8 +185,8 @@ class LambdaDPOConfig(TrainingArguments):
             raise ValueError("config: aspect_instructions must be a mapping {aspect: sentence}")
         if self.beta <= 0 or self.rating_temperature <= 0:
             raise ValueError("config: beta and rating_temperature must be > 0")
-        if self.truncation not in ("cut", "reject"):
-            raise ValueError(f"config: truncation={self.truncation!r} is not one of cut, reject")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"config: truncation={self.truncation!r} is not one of {', '.join(TRUNCATIONS)}")
         for name in ("max_prompt_length", "max_response_length", "max_nonfinite_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} must be an integer >= 1")

@@ -15,20 +15,18 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
 
 from ..atomic import atomic_write_text
-from ..conditioning import EMBEDDING_FILE, LAMBDA_HEADER, LambdaText, format_lambda, attach_lambda_embedding, load_lambda_embedding
+from ..batching import ListCollator, ListDataset, ScoredList
+from ..conditioning import EMBEDDING_FILE, LambdaText, attach_lambda_embedding, load_lambda_embedding
 from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..data.schema import select_aspects
-from ..generation import MODEL_META
 from ..lambdas import build_lambda_source
-from ..models import (default_cache_dir, load_model, load_tokenizer, resolve_model_dtype,
-                      resolve_model_path)
+from ..model_dir import mark_incomplete, write_model_files
+from ..models import default_cache_dir, load_model, load_tokenizer, resolve_model_dtype
 from ..reference import reference_logps
 from ..scoring import choose_layout
 from ..tokenization import TokenizedList, tokenize_lists
-from .collator import ListCollator, ListDataset, ScoredList
 from .config import LambdaDPOConfig
 from .trainer import LambdaDPOTrainer
 
@@ -130,8 +128,8 @@ def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], lay
 
 
 def adaptive_callback(cfg, trainer, source, collator, val_items):
-    """The adaptive scheduler's callback, restored from the checkpoint being resumed if any."""
-    from .scheduler import STATE_FILE, AdaptiveLambdaCallback
+    """The adaptive lambda source's callback, restored from the checkpoint being resumed if any."""
+    from .adaptive_lambda import STATE_FILE, AdaptiveLambdaCallback
 
     callback = AdaptiveLambdaCallback(source, collator, val_items, cfg.adaptive_every, cfg.adaptive_signal,
                                       log=trainer.log, batch_size=cfg.per_device_eval_batch_size,
@@ -223,83 +221,25 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
                             cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast)
     val_items = []
-    if cfg.lambda_source == "adaptive":  # the scheduler's signal comes from lists it never trains on
+    if cfg.lambda_source == "adaptive":  # the adaptive source's signal comes from lists it never trains on
         val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
         train_items = [ScoredList(it.tokens, it.ref_logps, i) for i, it in enumerate(train_items)]
     trainer = LambdaDPOTrainer(model=model, args=cfg, data_collator=collator, train_dataset=ListDataset(train_items),
                                eval_dataset=ListDataset(eval_items) if eval_items else None,
                                processing_class=tokenizer)
-    scheduler = adaptive_callback(cfg, trainer, source, collator, val_items) if val_items else None
-    if scheduler:
-        trainer.add_callback(scheduler)
+    adaptive = adaptive_callback(cfg, trainer, source, collator, val_items) if val_items else None
+    if adaptive:
+        trainer.add_callback(adaptive)
     for callback in callbacks:
         trainer.add_callback(callback)
     train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg)).metrics
     eval_metrics = trainer.evaluate() if eval_items else {}
     out = Path(cfg.output_dir)
     if trainer.is_world_process_zero():  # lambda_dpo.json marks a complete model: none while the weights are written
-        (out / MODEL_META).unlink(missing_ok=True)
+        mark_incomplete(out)
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
-        save_run_files(cfg, out, aspects, eval_metrics)
-        if scheduler:  # candidates and their probabilities over time
-            atomic_write_text(out / "lambda_schedule.json", json.dumps(scheduler.state_dict(), indent=1))
+        write_model_files(out, cfg, aspects, eval_metrics, lambda_text(cfg))
+        if adaptive:  # candidates and their probabilities over time
+            atomic_write_text(out / "lambda_schedule.json", json.dumps(adaptive.state_dict(), indent=1))
     return RunResult(out, aspects, train_metrics, eval_metrics, trainer)
-
-
-def save_run_files(cfg: LambdaDPOConfig, out: Path, aspects: Sequence[str], eval_metrics: dict) -> None:
-    """lambda_dpo.json (what `generate` needs), config.yaml (the full run config) and a model card.
-
-    Each is written atomically; lambda_dpo.json last, so its presence means the directory is complete.
-    """
-    meta = {"format": "lambda-dpo-model-v1", "aspects": list(aspects), "conditioning": cfg.conditioning,
-            "lambda_header": LAMBDA_HEADER, "lambda_text": lambda_text(cfg).to_dict(), "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path,
-            "base_model_path": resolve_model_path(cfg.model_name_or_path), "model_dtype": cfg.model_dtype,
-            "loss_type": cfg.loss_type, "beta": cfg.beta, "score_type": cfg.score_type,
-            "lambda_source": cfg.lambda_source, "rating_temperature": cfg.rating_temperature,
-            "eval_metrics": eval_metrics}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(_plain(cfg.lambda_dpo_fields()), sort_keys=False))
-    atomic_write_text(out / "README.md", model_card(meta))
-    atomic_write_text(out / MODEL_META, json.dumps(meta, indent=2))
-
-
-def _plain(d: dict) -> dict:
-    return {k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)) for k, v in d.items()}
-
-
-def model_card(meta: dict) -> str:
-    example = ",".join(f"{a}={1 / len(meta['aspects']):.2f}" for a in meta["aspects"])
-    half = {a: (0.5 if i < 2 else 0.0) for i, a in enumerate(meta["aspects"])}
-    shown = LambdaText.from_dict(meta.get("lambda_text")).render(half).replace("\n", "\n    ")
-    steer = ("Pass lambda with `--lambda`; it is written into the system message exactly as in training "
-             f"(here for {format_lambda(half)}):\n\n    {shown}\n\n"
-             "Any serving stack can steer it by putting that text at the end of the system message (as the "
-             "whole system message when there is none)."
-             if meta["conditioning"] == "prompt" else
-             "This model was trained without lambda conditioning: it represents one fixed mixture, "
-             "and lambda passed at inference has no effect.")
-    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in meta["eval_metrics"].items() if isinstance(v, float))
-    return f"""---
-library_name: {"peft" if meta["adapter"] else "transformers"}
-base_model: {meta["base_model"]}
-tags: [lambda-dpo, dpo, preference-alignment]
----
-# lambda-DPO model
-
-Trained with [lambda-dpo](https://github.com/) ({meta["loss_type"]}, beta={meta["beta"]},
-scores: {meta["score_type"]} of response log-probs, lambda source: {meta["lambda_source"]}).
-
-**Aspects** (the order of lambda): {", ".join(meta["aspects"])}
-
-**Conditioning**: `{meta["conditioning"]}`. {steer}
-
-```bash
-lambda-dpo generate --model THIS_DIR --lambda {example} "Your prompt"
-```
-
-## Held-out metrics (implicit reward vs ratings, conditioned on each aspect's vertex)
-
-| metric | value |
-|---|---|
-{metrics or "| (no eval split) | |"}
-"""

@@ -13,11 +13,12 @@ from collections import defaultdict
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..batching import ListCollator
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_dpo_loss, listwise_stats, sequence_scores
+from ..models import unwrap_model
 from ..scoring import ScoringBatch, score_batch
-from .collator import ListCollator
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
 
@@ -95,7 +96,7 @@ class LambdaDPOTrainer(Trainer):
         self.nonfinite.check_weights(self.model, output_dir)  # never a NaN model on disk
         super().save_model(output_dir, _internal_call)
         if self.is_world_process_zero():
-            save_lambda_embedding(self.accelerator.unwrap_model(self.model), output_dir or self.args.output_dir)
+            save_lambda_embedding(unwrap_model(self.model, peft=False), output_dir or self.args.output_dir)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._metrics:

@@ -5,6 +5,9 @@ dataset index, so draws survive resumption and do not depend on the number of pr
 under its lambda (conditioning), builds the mixed target p_lambda from the ratings (missing
 aspects dropped, lambda renormalised), and lays the lists out for the shared-prompt forward.
 Response ids and reference log-probs were computed once, before training.
+
+It sits below both training (the Trainer's data collator) and evaluation (which renders the
+held-out lists under a chosen lambda through the same collator), so neither imports the other.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..conditioning import LambdaText, conditioned_prompt_ids
-from ..lambdas import LambdaSource
-from ..scoring import Layout, build_batch
-from ..targets import aspect_targets, mix_targets, ratings_tensor
-from ..tokenization import TokenizedList
+from .conditioning import LambdaText, conditioned_prompt_ids
+from .lambdas import LambdaSource
+from .scoring import Layout, build_batch
+from .targets import aspect_targets, mix_targets, ratings_tensor
+from .tokenization import TokenizedList
 
 
 @dataclass(frozen=True)

@@ -19,32 +19,30 @@ from typing import Callable, Sequence
 import torch
 from transformers import TrainerCallback
 
+from ..batching import ListCollator, ScoredList
 from ..evaluation.listwise import implicit_rewards
 from ..evaluation.metrics import ndcg
 from ..lambdas import AdaptiveLambda
+from ..models import eval_mode
 from ..atomic import atomic_write_text
 from ..targets import ratings_tensor
-from .collator import ListCollator, ScoredList
 
 STATE_FILE = "lambda_scheduler.json"
+ADAPTIVE_SIGNALS = ("progress", "deficit")  # module docstring
 
 
 def candidate_performance(model, collator: ListCollator, items: Sequence[ScoredList], candidates: torch.Tensor,
                           batch_size: int = 8, chunk_size: int = 1024, score_type: str = "sum") -> torch.Tensor:
     """[M] lambda_c-weighted mean NDCG per candidate under its own conditioning."""
     ratings, mask = ratings_tensor([it.tokens.source for it in items], collator.aspects)
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         for lam in candidates:
             s = implicit_rewards(model, collator, items, lam, batch_size, chunk_size, score_type)
             per_aspect = torch.stack([torch.nanmean(ndcg(s, ratings[..., k], mask)) for k in range(len(lam))])
             rated = ~torch.isnan(per_aspect)
             weights = lam * rated
             out.append((weights * per_aspect.nan_to_num()).sum() / weights.sum().clamp(min=1e-12))
-    finally:
-        model.train(was_training)
     return torch.stack(out)
 
 
@@ -53,7 +51,7 @@ class AdaptiveLambdaCallback(TrainerCallback):
 
     def __init__(self, source: AdaptiveLambda, collator: ListCollator, val_items: Sequence[ScoredList], every: int,
                  signal: str = "progress", log: Callable[[dict], None] | None = None, **score_kwargs):
-        if signal not in ("progress", "deficit"):
+        if signal not in ADAPTIVE_SIGNALS:
             raise ValueError(f"adaptive_signal must be 'progress' or 'deficit', got {signal!r}")
         if not val_items:
             raise ValueError("the adaptive lambda source needs a validation slice (adaptive_val_lists >= 1)")

@@ -1,0 +1,177 @@
+"""The package's shape: imports point one way, and pyproject declares exactly what src/ imports.
+
+Layers, lowest first (`LAYERS`). A module may import modules of strictly lower layers, and
+siblings inside its own package (data/, evaluation/, training/, demo_data/); nothing else. The
+order is the data flow (docs/design.md, "Layers"):
+
+0. `atomic`, `models`, `data`: foundations with no lambda-dpo imports: write-then-rename, loading
+   models and tokenizers (with the unwrap / eval-mode / precision helpers every later layer uses),
+   and preference records -> validated `PreferenceList`s.
+1. `tokenization`, `targets`, `losses`, `lambdas`, `scoring`: one step each of the computation on a
+   list: lists -> token ids, ratings -> target distributions, scores -> loss, where lambda comes
+   from, model + token ids -> log-probs. They need only layer 0 (targets and tokenization read
+   `data`, scoring reads `models`), not one another.
+2. `conditioning`, `reference`: built on layer 1: conditioning renders a prompt under lambda
+   through `tokenization`; the reference scores the unconditioned lists with `scoring`.
+3. `batching`, `model_dir`: the collator (tokenised lists + reference -> one batch) combines
+   conditioning, lambdas, targets and scoring; the model directory's files record the
+   conditioning (its lambda text) and the uniform lambda from `lambdas`.
+4. `evaluation`: held-out metrics and steering measurements; renders lists through `batching`.
+5. `training`: config, Trainer, the adaptive lambda source's callback (which reads evaluation's
+   metrics) and the run, which writes the model directory.
+6. `generation`: loads a model directory and generates under a lambda. It does not need
+   training; it sits above it because it serves what training produced, and nothing in the
+   library imports it.
+7. `demo_data`: the embedded dataset's prompts, judges and builder (uses tokenization, models).
+8. `demo`: the demo and the ablation: train, generate, judge, report (uses everything above).
+9. `cli`: the command line, the only entry point above the demo.
+
+So the demo is apart: no library module (layers 0-6) imports `demo` or `demo_data`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "lambda_dpo"
+
+LAYERS = [
+    {"atomic", "models", "data"},
+    {"tokenization", "targets", "losses", "lambdas", "scoring"},
+    {"conditioning", "reference"},
+    {"batching", "model_dir"},
+    {"evaluation"},
+    {"training"},
+    {"generation"},
+    {"demo_data"},
+    {"demo"},
+    {"cli"},
+]
+LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+PACKAGES = {"data", "evaluation", "training", "demo_data"}
+
+# Import name -> distribution name, where they differ.
+DISTRIBUTION = {"yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}
+# Declared and needed, but reached through another package rather than imported by name; each with
+# the file that uses it and a marker of that use (checked below, so an entry cannot go stale).
+INDIRECT = {
+    "numpy": ("reference.py", ".numpy()"),  # torch's Tensor.numpy(), which needs numpy installed (torch does not require it)
+    "gguf": ("models.py", "gguf_file="),  # transformers reads the embedded SmolLM2 GGUF file with it
+}
+# Imported only inside a function, for an optional feature, and declared as an extra.
+OPTIONAL = {"deepspeed": "DeepSpeed ZeRO-3 (training/run.py gathers partitioned weights)"}
+
+
+def _modules() -> dict[str, tuple[ast.Module, bool]]:
+    """'lambda_dpo.x.y' -> (parsed source, is a package's __init__), for every module under src/lambda_dpo."""
+    out = {}
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if is_package else parts)] = (ast.parse(path.read_text(), str(path)), is_package)
+    return out
+
+
+def _imports(name: str, tree: ast.Module, is_package: bool) -> list[tuple[str, int, bool]]:
+    """(absolute module imported, line, at module level) for every import in the module, functions included."""
+    top = {id(node) for node in tree.body}
+    package = name if is_package else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno, id(node) in top) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            if node.level and not node.module:  # from . import x: x is a submodule
+                found += [(f"{module}.{alias.name}", node.lineno, id(node) in top) for alias in node.names]
+            else:
+                found.append((module, node.lineno, id(node) in top))
+    return found
+
+
+def _unit(module: str) -> str | None:
+    """The layer unit of 'lambda_dpo.x...' ('x'), or None for the package root."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_module_has_a_layer():
+    units = {_unit(name) for name in _modules()} - {None}
+    assert units <= set(LAYER), f"place these modules in LAYERS (and justify it): {sorted(units - set(LAYER))}"
+    assert set(LAYER) <= units, f"LAYERS names modules that do not exist: {sorted(set(LAYER) - units)}"
+
+
+def test_no_import_points_up_or_sideways():
+    bad = []
+    for name, (tree, is_package) in _modules().items():
+        unit = _unit(name)
+        for module, line, _ in _imports(name, tree, is_package):
+            if module != "lambda_dpo" and not module.startswith("lambda_dpo."):
+                continue
+            target = _unit(module)
+            if unit is None or target is None:
+                bad.append(f"{name}:{line} imports {module} (the package root imports nothing, and nothing imports it)")
+            elif target == unit and unit in PACKAGES:
+                continue  # siblings inside one package
+            elif LAYER[target] >= LAYER[unit]:
+                bad.append(f"{name}:{line} (layer {LAYER[unit]}) imports {module} (layer {LAYER[target]})")
+    assert not bad, "imports against the layer order (see this file's docstring):\n" + "\n".join(bad)
+
+
+def test_the_library_never_imports_the_demo():
+    for name, (tree, is_package) in _modules().items():
+        if _unit(name) in (None, "demo", "demo_data", "cli"):
+            continue
+        for module, line, _ in _imports(name, tree, is_package):
+            assert not (module.startswith("lambda_dpo.") and _unit(module) in ("demo", "demo_data")), (name, line)
+
+
+def _declared() -> tuple[set[str], dict[str, set[str]]]:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(reqs):
+        return {re.match(r"[A-Za-z0-9._-]+", r).group(0).lower().replace("_", "-") for r in reqs}
+
+    return names(project["dependencies"]), {k: names(v) for k, v in project["optional-dependencies"].items()}
+
+
+def _third_party() -> dict[str, set[bool]]:
+    """Distribution name -> {at module level?} for each third-party import of src/."""
+    out: dict[str, set[bool]] = {}
+    for name, (tree, is_package) in _modules().items():
+        for module, _, top in _imports(name, tree, is_package):
+            root = module.split(".")[0]
+            if root == "lambda_dpo" or root in sys.stdlib_module_names or root == "__future__":
+                continue
+            out.setdefault(DISTRIBUTION.get(root, root).lower().replace("_", "-"), set()).add(top)
+    return out
+
+
+def test_declared_dependencies_equal_the_imported_ones():
+    runtime, extras = _declared()
+    imported = _third_party()
+    optional = set(OPTIONAL)
+    assert runtime == (set(imported) - optional) | set(INDIRECT), (
+        f"declared but not imported: {sorted(runtime - set(imported) - set(INDIRECT))}; "
+        f"imported but not declared: {sorted(set(imported) - optional - runtime)}")
+    for dist in optional:
+        assert imported.get(dist) == {False}, f"{dist} must only be imported inside the function that needs it"
+        assert any(dist in reqs for reqs in extras.values()), f"{dist} ({OPTIONAL[dist]}) must be an extra"
+
+
+def test_indirect_dependencies_are_still_used():
+    for dist, (path, marker) in INDIRECT.items():
+        assert marker in (SRC / path).read_text(), (
+            f"{dist} is declared for {marker!r} in {path}, which is gone: drop it from pyproject.toml and INDIRECT")

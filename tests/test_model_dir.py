@@ -1,0 +1,38 @@
+"""The model directory's files: written by training, read back by generation (no model needed)."""
+
+import json
+
+import pytest
+import yaml
+
+from lambda_dpo.conditioning import LambdaText
+from lambda_dpo.model_dir import (CONFIG_FILE, MODEL_CARD, MODEL_FORMAT, MODEL_META, base_model_source, mark_incomplete,
+                                  read_model_meta, saved_dtype, saved_lambda_text, write_model_files)
+from lambda_dpo.training.config import load_config
+
+
+def test_written_files_read_back(tmp_path):
+    cfg = load_config(None, output_dir=str(tmp_path), model_name_or_path=str(tmp_path), conditioning="prompt",
+                      model_dtype="float32", lambda_text="instructions")
+    text = LambdaText("instructions", {"a": "Say a."})
+    write_model_files(tmp_path, cfg, ("a", "b"), {"eval_mean/ndcg": 0.5}, text)
+    meta = read_model_meta(tmp_path)
+    assert meta["format"] == MODEL_FORMAT and meta["aspects"] == ["a", "b"] and meta["conditioning"] == "prompt"
+    assert saved_lambda_text(meta) == text and saved_dtype(meta) == "float32"
+    assert base_model_source(meta) == str(tmp_path)  # the resolved path still exists
+    assert yaml.safe_load((tmp_path / CONFIG_FILE).read_text())["lambda_text"] == "instructions"
+    card = (tmp_path / MODEL_CARD).read_text()
+    assert "Say a. (weight 0.50)" in card and "--lambda a=0.50,b=0.50" in card and "| eval_mean/ndcg | 0.5000 |" in card
+
+    mark_incomplete(tmp_path)
+    assert not (tmp_path / MODEL_META).exists() and (tmp_path / CONFIG_FILE).exists()
+    with pytest.raises(FileNotFoundError, match="not a lambda-dpo model directory"):
+        read_model_meta(tmp_path)
+
+
+def test_files_from_before_a_field_existed_get_its_default(tmp_path):
+    (tmp_path / MODEL_META).write_text(json.dumps({"aspects": ["a"], "base_model": "m",
+                                                   "base_model_path": str(tmp_path / "gone")}))
+    meta = read_model_meta(tmp_path)
+    assert saved_dtype(meta) == "float32" and saved_lambda_text(meta) == LambdaText()
+    assert base_model_source(meta) == "m"

@@ -1,0 +1,34 @@
+"""Tokenisation on a tiny saved model: response ids as the chat template's tail, truncation counted,
+lists that cannot fit rejected with their reason."""
+
+import pytest
+
+from lambda_dpo.data.schema import DataError, make_list
+from lambda_dpo.tokenization import tokenize_list, tokenize_lists
+
+
+def test_response_ids_are_the_template_tail(tok, lists):
+    tl = tokenize_list(tok, lists[0], 256, 64)
+    for text, ids in zip(lists[0].responses, tl.response_ids):
+        full = tok.apply_chat_template([*tl.prompt, {"role": "assistant", "content": text}], tokenize=True,
+                                       return_dict=False)
+        assert list(tl.prompt_ids) + list(ids) == list(full)
+        assert text in tok.decode(ids)
+
+
+def test_truncation_is_counted_and_keeps_the_end_of_the_request(tok):
+    long_prompt = "filler " * 300 + "QUESTION: what is 2+2?"
+    lst = make_list([{"role": "user", "content": long_prompt}], ["four " * 100, "4"], {"a": [1, 5]}, "mem:1")
+    out, report = tokenize_lists(tok, [lst], max_prompt_length=40, max_response_length=16)
+    assert report.prompts_truncated == 1 and report.responses_truncated == 1
+    assert len(out[0].prompt_ids) <= 40 and len(out[0].response_ids[0]) == 16
+    assert "what is 2+2?" in tok.decode(out[0].prompt_ids)
+
+
+def test_prompt_that_cannot_fit_is_rejected_with_reason(tok):
+    lst = make_list([{"role": "system", "content": "rule " * 200}, {"role": "user", "content": "hi"}],
+                    ["a", "b"], {"a": [1, 2]}, "data.jsonl:7")
+    out, report = tokenize_lists(tok, [lst], max_prompt_length=30, max_response_length=16)
+    assert out == [] and report.rejected == {"prompt_too_long": 1}
+    with pytest.raises(DataError, match="data.jsonl:7.*prompt"):
+        tokenize_lists(tok, [lst], 30, 16, skip_bad=False)

@@ -1,0 +1,39 @@
+"""Which scoring layout training picks, and that every layout trains alike."""
+
+import logging
+import math
+from pathlib import Path
+
+import pytest
+
+from lambda_dpo.training.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_llama_dir, tmp_path, caplog):
+    """Same seed, data and lambda draws: the first two logged losses agree whichever layout scores them."""
+    from lambda_dpo.training.run import train
+
+    cases = [({}, "prompt_cache"), ({"gradient_checkpointing": True}, "packed"),  # checkpointing drops caches
+             ({"shared_prompt_layout": "packed"}, "packed"), ({"shared_prompt": False}, "naive")]
+    losses = []
+    for i, (overrides, layout) in enumerate(cases):
+        cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), max_train_lists=4,
+                          model_name_or_path=tiny_llama_dir, output_dir=str(tmp_path / f"o{i}"), max_steps=2,
+                          eval_fraction=0.0, reference_cache_dir=None, lambda_source="dirichlet",
+                          save_strategy="no", logging_steps=1, learning_rate=0.1,
+                          model_dtype="float32", **overrides)  # 5e-6 agreement is fp32's, not bf16's
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="lambda_dpo.training.run"):
+            result = train(cfg)
+        assert f"scoring layout: {layout}" in caplog.text
+        losses.append([h["loss"] for h in result.trainer.state.log_history if "loss" in h])
+    assert len(losses[0]) == 2 and all(math.isfinite(x) for x in losses[0])
+    for other in losses[1:]:
+        assert other == pytest.approx(losses[0], abs=5e-6)
+
+
+def test_config_refuses_an_unknown_layout():
+    with pytest.raises(ValueError, match="shared_prompt_layout='fast' is not one of auto, prompt_cache, packed"):
+        load_config(None, ["shared_prompt_layout=fast"])
