@@ -99,15 +99,17 @@ def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts:
 
 def table(rows: list[dict]) -> str:
     head = ("| row | top-1 conc | top-1 inf | mean abs Delta | Spearman Delta | words w=0 / 0.5 / 1 | ratio 1:0 "
-            "| loss first -> last | command |\n|---|---|---|---|---|---|---|---|---|")
+            "| longer at w=1 (sign test) | loss first -> last | command |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         ev, d, s = r["eval"], r["delta"], r["sweep"]
+        sign = s["summary"]["sign_test"]["words"]
         words = " / ".join(f"{p['mean_words']:.0f}" for p in s["points"] if p["w"] in (0.0, 0.5, 1.0))
         loss = f"{r['train_loss'][0]:.2f} -> {r['train_loss'][-1]:.2f}" if r["train_loss"] and not r["base"] else "-"
         lines.append(f"| {r['row']} | {ev.get(f'{PAIR[0]}/top1', float('nan')):.2f} | "
                      f"{ev.get(f'{PAIR[1]}/top1', float('nan')):.2f} | {d['mean_abs_delta']:.2f} | "
-                     f"{d['spearman']:.2f} | {words} | {s['summary']['end_ratio']:.2f} | {loss} | `{r['command']}` |")
+                     f"{d['spearman']:.2f} | {words} | {s['summary']['end_ratio']:.2f} | {sign['up']}/{sign['up'] + sign['down']} "
+                     f"(p={sign['p_value']:.1g}) | {loss} | `{r['command']}` |")
     return "\n".join(lines)
 
 
