@@ -36,3 +36,13 @@ def test_files_from_before_a_field_existed_get_its_default(tmp_path):
     meta = read_model_meta(tmp_path)
     assert saved_dtype(meta) == "float32" and saved_lambda_text(meta) == LambdaText()
     assert base_model_source(meta) == "m"
+
+
+@pytest.mark.parametrize("conditioning, says", [("embedding", "soft-prompt vectors"),
+                                                ("none", "trained without lambda conditioning")])
+def test_model_card_says_how_each_conditioning_is_steered(tmp_path, conditioning, says):
+    cfg = load_config(None, output_dir=str(tmp_path), model_name_or_path=str(tmp_path), conditioning=conditioning,
+                      model_dtype="float32")
+    write_model_files(tmp_path, cfg, ("a", "b"), {}, LambdaText())
+    card = (tmp_path / MODEL_CARD).read_text()
+    assert says in card and ("(weight" not in card)

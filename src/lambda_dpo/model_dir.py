@@ -103,13 +103,15 @@ def model_card(meta: dict) -> str:
     example = ",".join(f"{a}={w:.2f}" for a, w in uniform_lambda(meta["aspects"]).items())
     half = {a: (0.5 if i < 2 else 0.0) for i, a in enumerate(meta["aspects"])}
     shown = saved_lambda_text(meta).render(half).replace("\n", "\n    ")
-    steer = ("Pass lambda with `--lambda`; it is written into the system message exactly as in training "
-             f"(here for {format_lambda(half)}):\n\n    {shown}\n\n"
-             "Any serving stack can steer it by putting that text at the end of the system message (as the "
-             "whole system message when there is none)."
-             if meta["conditioning"] == "prompt" else
-             "This model was trained without lambda conditioning: it represents one fixed mixture, "
-             "and lambda passed at inference has no effect.")
+    steer = {
+        "prompt": "Pass lambda with `--lambda`; it is written into the system message exactly as in training "
+                  f"(here for {format_lambda(half)}):\n\n    {shown}\n\n"
+                  "Any serving stack can steer it by putting that text at the end of the system message (as the "
+                  "whole system message when there is none).",
+        "embedding": "Pass lambda with `--lambda`; it reaches the model as learned soft-prompt vectors "
+                     "(`lambda_embedding.safetensors`), so steering needs lambda-dpo's `generate`, not plain text.",
+    }.get(meta["conditioning"], "This model was trained without lambda conditioning: it represents one fixed "
+                                "mixture, and lambda passed at inference has no effect.")
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in meta["eval_metrics"].items() if isinstance(v, float))
     return f"""---
 library_name: {"peft" if meta["adapter"] else "transformers"}
