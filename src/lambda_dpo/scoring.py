@@ -21,6 +21,7 @@ activation checkpointing, so no [batch, length, vocab] tensor, fp32 or otherwise
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -234,6 +235,13 @@ def _no_logits(batch: ScoringBatch) -> torch.Tensor:
     return torch.zeros(0, dtype=torch.long, device=batch.input_ids.device)
 
 
+def _cache_argument(model) -> str:
+    """The forward's key/value cache argument: `cache` in transformers >= 5.24 (where `past_key_values`
+    is deprecated and warns on every call), `past_key_values` before."""
+    params = inspect.signature(unwrap_model(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None) -> torch.Tensor:
     """Final hidden states [rows, L, d] of the prompt_cache layout: two forwards through `model`.
 
@@ -247,18 +255,18 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
     prompt_mask = real[:n, :p_len].long()
     prompt_in = ({"inputs_embeds": embeds[:n, :p_len]} if embeds is not None
                  else {"input_ids": batch.input_ids[:n, :p_len]})
-    cache = DynamicCache(config=unwrap_model(model).config)
-    prompt_out = model(attention_mask=prompt_mask, position_ids=batch.position_ids[:n, :p_len], past_key_values=cache,
-                       use_cache=True, output_hidden_states=True, logits_to_keep=_no_logits(batch), **prompt_in)
-    cache = prompt_out.past_key_values
-    if cache is None or cache.get_seq_length() != p_len:  # e.g. checkpointed layers in training mode drop it
+    cache = DynamicCache(config=unwrap_model(model).config)  # filled in place by the prompt call
+    cache_kw = _cache_argument(model)
+    prompt_out = model(attention_mask=prompt_mask, position_ids=batch.position_ids[:n, :p_len], use_cache=True,
+                       output_hidden_states=True, logits_to_keep=_no_logits(batch), **{cache_kw: cache}, **prompt_in)
+    if cache.get_seq_length() != p_len:  # e.g. checkpointed layers in training mode drop it
         raise RuntimeError("the model returned no key/value cache for the prompts (gradient checkpointing?); "
                            "use shared_prompt_layout=packed")
     owner = batch.row_list[n:]
     cache.reorder_cache(owner)
     resp_out = model(input_ids=batch.input_ids[n:, :r_len], position_ids=batch.position_ids[n:, :r_len],
                      attention_mask=torch.cat([prompt_mask[owner], real[n:, :r_len].long()], dim=1),
-                     past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=_no_logits(batch))
+                     use_cache=True, output_hidden_states=True, logits_to_keep=_no_logits(batch), **{cache_kw: cache})
     length = batch.input_ids.shape[1]
     pad = lambda h: F.pad(h, (0, 0, 0, length - h.shape[1]))  # noqa: E731
     return torch.cat([pad(prompt_out.hidden_states[-1]), pad(resp_out.hidden_states[-1])])
@@ -337,7 +345,10 @@ def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",
     if supports_packed(model):
         if preferred != "auto":
             return preferred
-        checkpointing = gradient_checkpointing or getattr(unwrap_model(model), "is_gradient_checkpointing", False)
+        base = unwrap_model(model)  # transformers >= 5.24 renamed the flag (the old name warns)
+        checkpointing = gradient_checkpointing or getattr(
+            base, "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing")
+            else "is_gradient_checkpointing", False)
         return "packed" if checkpointing else "prompt_cache"
     config = unwrap_model(model).config
     key = f"{config.model_type}/{config._attn_implementation}"
