@@ -13,7 +13,7 @@ Data: synthetic lists of exactly P random prompt ids and N responses of exactly 
 (fixed seed), P + N*R = 2048 tokens per list by default (the cut-off of the efficiency issue).
 Modes (each on a freshly built model):
 
-  lora   peft LoRA r=16, alpha=32, all linear layers (bench_throughput.add_lora), AdamW on the adapter:
+  lora   peft LoRA r=16, alpha=32, all linear layers (workload.add_lora), AdamW on the adapter:
          lambda-dpo's mixed mode (model_dtype: bfloat16): bf16 frozen weights, fp32 adapter and AdamW
          states, products under autocast (lambda_dpo.models.precision_context, applied by score_batch);
   full   every weight trainable, AdamW (fused, states in bf16 like the weights).
@@ -22,7 +22,7 @@ Both use lambda-dpo's training step: a shared-prompt forward of P + N*R tokens, 
 lambda-dpo would pick (lambda_dpo.scoring.choose_layout: prompt_cache, or packed when the decoder is
 checkpointed) (lambda_dpo.scoring.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
 a rank target, backward, optimizer step; the reference log-probs are computed once before timing
-(bench_throughput.precompute_reference), as lambda-dpo does. One list per step. Timed with
+(listwise_steps.precompute_reference), as lambda-dpo does. One list per step. Timed with
 torch.cuda.synchronize() around each step, after untimed warm-up steps; peak memory is
 torch.cuda.max_memory_allocated(), reset after the warm-up (so it covers the timed steps, with the
 optimizer state already allocated). Compared with the paper's 20 GB and the 8 GB LoRA target.
@@ -52,9 +52,15 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import bench_throughput as bt  # noqa: E402  (also puts src/ on sys.path)
+ROOT = HERE.parent
+if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))  # works without `pip install -e .` / PYTHONPATH=src
+
 import torch  # noqa: E402
 from lambda_dpo.models import precision_label  # noqa: E402
+from listwise_steps import precompute_reference  # noqa: E402
+from throughput_report import cpu_model, fmt  # noqa: E402
+from workload import BETA, LR, SEED, add_lora, make_lists, rank_target  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 MODES = ("lora", "full")
@@ -76,7 +82,7 @@ def build_model(shape: dict, dtype: torch.dtype, device: torch.device, gradient_
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     config = LlamaConfig(**shape)
-    torch.manual_seed(bt.SEED)
+    torch.manual_seed(SEED)
     with device:
         model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
     if gradient_checkpointing:  # every decoder layer, non-reentrant (transformers >= 5.x renamed the method)
@@ -103,7 +109,7 @@ def memory(device: torch.device) -> dict:
 def time_steps(model, lists, device: torch.device, warmup: int, steps: int, chunk_size: int = 1024, log=print) -> dict:
     """lambda-dpo training steps (shared-prompt forward, cached reference, lambda_dpo_loss, AdamW), synchronised.
 
-    bench_throughput.time_listwise_steps is the CPU version of this loop; it is not reused because on
+    listwise_steps.time_listwise_steps is the CPU version of this loop; it is not reused because on
     a GPU its timer would stop before the queued kernels ran (no synchronize) and it has no point at
     which to reset the peak-memory counter after the warm-up.
     """
@@ -111,18 +117,18 @@ def time_steps(model, lists, device: torch.device, warmup: int, steps: int, chun
     from lambda_dpo.scoring import build_batch, choose_layout, score_batch
 
     n = len(lists[0][1])
-    target, mask = bt.rank_target(n).to(device), torch.ones(1, n, dtype=torch.bool, device=device)
+    target, mask = rank_target(n).to(device), torch.ones(1, n, dtype=torch.bool, device=device)
     layout = choose_layout(model)
     log(f"  layout {layout}")
     batches = [build_batch([p], [rs], layout=layout).to(device) for p, rs in lists]
     sync(device)
-    refs, precompute_s = bt.precompute_reference(model, lists, chunk_size, layout)  # reference once, before training
+    refs, precompute_s = precompute_reference(model, lists, chunk_size, layout)  # reference once, before training
     refs = [r[None].to(device) for r in refs]
     log(f"  reference precompute {precompute_s:.3f} s/list")
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt_kwargs = {"fused": True} if device.type == "cuda" else {}
-    opt = torch.optim.AdamW(params, lr=bt.LR, weight_decay=0.0, **opt_kwargs)
+    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0, **opt_kwargs)
     step_s, losses = [], []
     for i in range(warmup + steps):
         if i == warmup and device.type == "cuda":
@@ -132,7 +138,7 @@ def time_steps(model, lists, device: torch.device, warmup: int, steps: int, chun
         sync(device)
         t0 = time.perf_counter()
         logps, n_tok = score_batch(model, batch, chunk_size)
-        loss = lambda_dpo_loss(sequence_scores(logps, ref, n_tok, "sum"), target, mask, bt.BETA).mean()
+        loss = lambda_dpo_loss(sequence_scores(logps, ref, n_tok, "sum"), target, mask, BETA).mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -161,13 +167,13 @@ def run_mode(mode: str, args, shape: dict, dtype: torch.dtype, device: torch.dev
         model = build_model(shape, dtype, device, args.gradient_checkpointing)
         rec["total_params"] = sum(p.numel() for p in model.parameters())
         if mode == "lora":
-            model = bt.add_lora(model, args.lora_r)
+            model = add_lora(model, args.lora_r)
         rec["precision"] = precision_label(model)  # lora on bf16 weights: "bfloat16-mixed"
         rec["trainable_dtypes"] = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
                                           if p.requires_grad})
         rec["weights_gib"] = memory(device).get("allocated_gib")
-        lists = bt.make_lists(args.prompt_len, args.response_len, args.n, max(args.warmup + args.steps, 1),
-                              vocab_size=shape["vocab_size"])
+        lists = make_lists(args.prompt_len, args.response_len, args.n, max(args.warmup + args.steps, 1),
+                           vocab_size=shape["vocab_size"])
         rec.update(time_steps(model, lists, device, args.warmup, args.steps, args.chunk_size, log))
         rec["tokens_per_s"] = rec["tokens_per_list"] / rec["median_step_s"]
         rec["lists_per_s"] = 1 / rec["median_step_s"]
@@ -204,7 +210,7 @@ def count(x: int) -> str:
 
 
 def table(records: list[dict]) -> list[list[str]]:
-    f = bt.fmt
+    f = fmt
     rows = [["mode", "P/R/N", "tokens/list", "trainable", "weights GiB", "peak GiB", "peak GB", "s/step",
              "tokens/s", "ref s/list", "vs 20 GB"]]
     for r in records:
@@ -296,7 +302,7 @@ def main(argv=None) -> int:
 
     env = {"command": "python bench/bench_gpu.py" + "".join(" " + shlex.quote(a) for a in argv),
            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({bt.cpu_model()})",
+           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()})",
            "smoke": smoke, "torch": torch.__version__, "cuda": torch.version.cuda,
            "transformers": transformers.__version__, "peft": peft.__version__, "python": platform.python_version(),
            "model": "Llama-3.2-1B shape, random weights" if not smoke else "tiny Llama, random weights",
@@ -304,8 +310,8 @@ def main(argv=None) -> int:
            "prompt_len": args.prompt_len, "response_len": args.response_len, "n": args.n, "tokens_per_list": tokens,
            "warmup": args.warmup, "steps": args.steps, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r,
                                                                  "dropout": 0.0, "target_modules": "all-linear"},
-           "optimizer": {"name": "AdamW", "lr": bt.LR, "weight_decay": 0.0, "fused": device.type == "cuda"},
-           "beta": bt.BETA, "seed": bt.SEED, "gradient_checkpointing": args.gradient_checkpointing,
+           "optimizer": {"name": "AdamW", "lr": LR, "weight_decay": 0.0, "fused": device.type == "cuda"},
+           "beta": BETA, "seed": SEED, "gradient_checkpointing": args.gradient_checkpointing,
            "chunk_size": args.chunk_size}
     print(f"bench_gpu: {env['device']}, {env['model']}, {env['dtype']}, P={args.prompt_len} R={args.response_len} "
           f"N={args.n} ({tokens} tokens/list), modes {modes}"

@@ -11,7 +11,7 @@ states in fp32, products under autocast (lambda_dpo.models.precision_context), r
 log-softmax and the listwise loss in fp32. Tasks, each (dtype, task, config) in a fresh process so
 its peak RSS is its own:
 
-  train      one list per AdamW step (bench_throughput.time_listwise_steps), for the layouts
+  train      one list per AdamW step (listwise_steps.time_listwise_steps), for the layouts
              prompt_cache (lambda-dpo's default, reference precomputed) and naive (one row per
              response, reference forward every step);
   reference  lambda_dpo.reference.compute_reference_logps over --ref-lists lists in batches of
@@ -46,10 +46,9 @@ if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
 
 import torch  # noqa: E402
 
-from bench_throughput import (  # noqa: E402  (reused, not copied)
-    add_lora, current_rss_mib, make_lists, peak_rss_mib, reset_peak_rss, ru_maxrss_mib, time_listwise_steps,
-    touch_weights,
-)
+from listwise_steps import time_listwise_steps  # noqa: E402  (reused, not copied)
+from peak_memory import current_rss_mib, peak_rss_mib, reset_peak_rss, ru_maxrss_mib, touch_weights  # noqa: E402
+from workload import add_lora, make_lists  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 DTYPES = ("float32", "bfloat16")

@@ -23,7 +23,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench_throughput as bt  # noqa: E402
+from cost_model import flop_model, predicted_speedup, predicted_speedup_flops, token_counts  # noqa: E402
+from throughput_report import RESULTS_DIR, environment, fmt  # noqa: E402
+from worker_process import run_worker  # noqa: E402
 
 N_SWEEP = (2, 4, 8, 16)
 P_SWEEP = (64, 256, 512, 1024)
@@ -70,14 +72,14 @@ def plot(records: list[dict], path: Path, title: str) -> None:
             xs = [r[key] for r in rs]
             ax_t.plot(xs, [r["median_step_s"] for r in rs], "o-", color=COLORS[m], label=NAMES[m])
             ax_m.plot(xs, [r["peak_increment_mib"] for r in rs], "s-", color=COLORS[m], label=NAMES[m])
-        # FLOP model (bench_throughput.flop_model: body + output layer + attention), scaled to ours' first point
+        # FLOP model (cost_model.flop_model: body + output layer + attention), scaled to ours' first point
         ours = by_method["ours"]
         if ours:
             first = ours[0]
-            scale = first["median_step_s"] / bt.flop_model("ours", first["prompt_len"], R, first["n"])
+            scale = first["median_step_s"] / flop_model("ours", first["prompt_len"], R, first["n"])
             for m in METHODS:
                 xs = [r[key] for r in by_method["ours"]]
-                pred = [scale * bt.flop_model(m, r["prompt_len"], R, r["n"]) for r in by_method["ours"]]
+                pred = [scale * flop_model(m, r["prompt_len"], R, r["n"]) for r in by_method["ours"]]
                 ax_t.plot(xs, pred, ":", color=COLORS[m], alpha=0.7,
                           label=f"{m}: FLOP model, scaled to ours at {xs[0]}")
         naive = {r[key]: r for r in by_method["naive"]}
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--chunk-size", type=int, default=1024)
-    parser.add_argument("--out", default=str(bt.RESULTS_DIR))
+    parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from an existing scaling.json")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
@@ -139,7 +141,7 @@ def main(argv=None) -> int:
         print(f"wrote {png_path}")
         return 0
 
-    env = bt.environment(args, [])
+    env = environment(args, [])
     env["command"] = "python bench/bench_scaling.py" + "".join(" " + a for a in argv)
     methods = [m for m in args.methods.split(",") if m]
     pts = points(args.sweep)
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
     for p, r, n in pts:
         for m in methods:
             print(f"[{time.perf_counter() - start:6.0f} s] P={p} R={r} N={n} {NAMES[m]}", flush=True)
-            rec = bt.run_worker(m, p, r, n, args)
+            rec = run_worker(m, p, r, n, args)
             if rec.get("error"):
                 print(f"    FAILED: {rec['error']}", flush=True)
             else:
@@ -168,16 +170,16 @@ def main(argv=None) -> int:
         ot, vt = o.get("median_step_s"), v.get("median_step_s")
         row = {"prompt_len": p, "response_len": r, "n": n, "ours_s": ot, "naive_s": vt,
                "speedup": (vt / ot) if (ot and vt) else None,
-               "predicted_k2": bt.predicted_speedup("naive", p, r, n, 2.0),
-               "predicted_k3": bt.predicted_speedup("naive", p, r, n, 3.0),
-               "predicted_flops": bt.predicted_speedup_flops("naive", p, r, n),
+               "predicted_k2": predicted_speedup("naive", p, r, n, 2.0),
+               "predicted_k3": predicted_speedup("naive", p, r, n, 3.0),
+               "predicted_flops": predicted_speedup_flops("naive", p, r, n),
                "ours_peak_increment_mib": o.get("peak_increment_mib"),
                "naive_peak_increment_mib": v.get("peak_increment_mib"),
-               "ours_tokens": bt.token_counts("ours", p, r, n)["policy_tokens"],
-               "naive_tokens": bt.token_counts("naive", p, r, n)["policy_tokens"]}
+               "ours_tokens": token_counts("ours", p, r, n)["policy_tokens"],
+               "naive_tokens": token_counts("naive", p, r, n)["policy_tokens"]}
         rows.append(row)
-        print(f"{p:5d} {r:4d} {n:3d}  {bt.fmt(ot):>7} {bt.fmt(vt):>8} {bt.fmt(row['speedup'], '.1f'):>5}  "
-              f"{bt.fmt(row['ours_peak_increment_mib'], '.0f'):>9} {bt.fmt(row['naive_peak_increment_mib'], '.0f'):>10}"
+        print(f"{p:5d} {r:4d} {n:3d}  {fmt(ot):>7} {fmt(vt):>8} {fmt(row['speedup'], '.1f'):>5}  "
+              f"{fmt(row['ours_peak_increment_mib'], '.0f'):>9} {fmt(row['naive_peak_increment_mib'], '.0f'):>10}"
               f"   (token model: {row['predicted_k2']:.1f}x k=2, {row['predicted_k3']:.1f}x k=3; "
               f"FLOP model {row['predicted_flops']:.1f}x)")
     json_path.write_text(json.dumps({"environment": env, "title": title, "summary": rows, "workers": records},

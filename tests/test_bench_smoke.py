@@ -1,8 +1,7 @@
-"""Smoke test of the benchmark's step functions (bench/bench_throughput.py) on a tiny model.
+"""Smoke test of the throughput benchmark's modules (bench/) on a tiny model.
 
 No TRL and no SmolLM2 here: the full benchmark is `python bench/bench_throughput.py`.
 """
-
 
 import pytest
 from conftest import load_bench
@@ -11,36 +10,51 @@ import torch
 from lambda_dpo.models import tiny_model
 
 
+@pytest.fixture(scope="module")
+def workload():
+    return load_bench("workload")
+
 
 @pytest.fixture(scope="module")
-def bench():
-    return load_bench("bench_throughput")
+def costs():
+    return load_bench("cost_model")
 
 
-def test_make_lists_exact_lengths_and_deterministic(bench):
-    lists = bench.make_lists(7, 5, 3, 2, vocab_size=1000)
-    assert lists == bench.make_lists(7, 5, 3, 2, vocab_size=1000)
+@pytest.fixture(scope="module")
+def listwise():
+    return load_bench("listwise_steps")
+
+
+def test_entry_point_loads_with_its_modules():
+    entry = load_bench("bench_throughput")
+    args = entry.build_parser().parse_args([])
+    assert args.methods.split(",") == list(entry.METHODS) and args.configs == "64x64,256x128,512x128"
+
+
+def test_make_lists_exact_lengths_and_deterministic(workload):
+    lists = workload.make_lists(7, 5, 3, 2, vocab_size=1000)
+    assert lists == workload.make_lists(7, 5, 3, 2, vocab_size=1000)
     for prompt, responses in lists:
         assert len(prompt) == 7 and len(responses) == 3 and all(len(r) == 5 for r in responses)
         assert all(100 <= t < 999 for t in prompt + [t for r in responses for t in r])
 
 
-def test_token_counts_and_predicted_ratios(bench):
+def test_token_counts_and_predicted_ratios(costs):
     p, r, n = 256, 128, 4
-    assert bench.token_counts("ours", p, r, n)["policy_tokens"] == p + n * r
-    assert bench.token_counts("naive", p, r, n)["policy_tokens"] == n * (p + r)
-    assert bench.token_counts("trl_all", p, r, n)["policy_tokens"] == 2 * 6 * (p + r)
-    assert bench.token_counts("trl_bw", p, r, n)["reference_tokens"] == 2 * (p + r)
+    assert costs.token_counts("ours", p, r, n)["policy_tokens"] == p + n * r
+    assert costs.token_counts("naive", p, r, n)["policy_tokens"] == n * (p + r)
+    assert costs.token_counts("trl_all", p, r, n)["policy_tokens"] == 2 * 6 * (p + r)
+    assert costs.token_counts("trl_bw", p, r, n)["reference_tokens"] == 2 * (p + r)
     # k=3: naive = (3*1536 + 1536) / (3*768) = 8/3
-    assert bench.predicted_speedup("naive", p, r, n, 3.0) == pytest.approx(8 / 3)
+    assert costs.predicted_speedup("naive", p, r, n, 3.0) == pytest.approx(8 / 3)
 
 
 @pytest.mark.parametrize("method", ["ours", "ours_packed", "naive"])
-def test_time_listwise_steps_on_tiny_model(bench, method):
-    model = bench.add_lora(tiny_model("llama", vocab_size=512), r=4)
-    lists = bench.make_lists(12, 6, 3, 2, vocab_size=512)
+def test_time_listwise_steps_on_tiny_model(workload, listwise, method):
+    model = workload.add_lora(tiny_model("llama", vocab_size=512), r=4)
+    lists = workload.make_lists(12, 6, 3, 2, vocab_size=512)
     before = {k: v.clone() for k, v in model.named_parameters() if v.requires_grad}
-    out = bench.time_listwise_steps(model, lists, method, warmup=1, steps=1)
+    out = listwise.time_listwise_steps(model, lists, method, warmup=1, steps=1)
     assert len(out["step_s"]) == 1 and out["step_s"][0] > 0 and out["cpu_s"][0] >= 0
     assert torch.isfinite(torch.tensor(out["loss"]))
     if method != "naive":
@@ -51,12 +65,12 @@ def test_time_listwise_steps_on_tiny_model(bench, method):
     assert changed, "the AdamW step should have updated the LoRA weights"
 
 
-def test_flop_model_sits_between_one_and_token_counts(bench):
+def test_flop_model_sits_between_one_and_token_counts(costs):
     # the response-only output layer (and, packed, the dense block mask's attention) make the real
     # saving smaller than the token counts say, but the shared-prompt step is still the cheaper one
     for p, r in [(64, 64), (256, 128), (512, 128)]:
-        flops = bench.predicted_speedup_flops("naive", p, r, 4)
-        assert 1 < flops < bench.predicted_speedup("naive", p, r, 4, 2.0)
+        flops = costs.predicted_speedup_flops("naive", p, r, 4)
+        assert 1 < flops < costs.predicted_speedup("naive", p, r, 4, 2.0)
         # prompt_cache skips the masked blocks the packed row pays for
-        assert bench.flop_model("ours", p, r, 4) < bench.flop_model("ours_packed", p, r, 4)
-    assert bench.flop_model("trl_all", 256, 128, 4) == pytest.approx(6 * bench.flop_model("trl_bw", 256, 128, 4))
+        assert costs.flop_model("ours", p, r, 4) < costs.flop_model("ours_packed", p, r, 4)
+    assert costs.flop_model("trl_all", 256, 128, 4) == pytest.approx(6 * costs.flop_model("trl_bw", 256, 128, 4))
