@@ -19,9 +19,9 @@ order is the data flow (docs/design.md, "Layers"):
 4. `evaluation`: held-out metrics and steering measurements; renders lists through `batching`.
 5. `training`: config, Trainer, the adaptive lambda source's callback (which reads evaluation's
    metrics) and the run, which writes the model directory.
-6. `generation`: loads a model directory and generates under a lambda. It does not need
-   training; it sits above it because it serves what training produced, and nothing in the
-   library imports it.
+6. `generation`, `export`: load a model directory and generate under a lambda, or write it out as a
+   standalone checkpoint. They do not need training; they sit above it because they serve what
+   training produced, and nothing in the library imports them.
 7. `demo_data`: the embedded dataset's prompts, judges and builder (uses tokenization, models).
 8. `demo`: the demo and the ablation: train, generate, judge, report (uses everything above).
 9. `cli`: the command line, the only entry point above the demo.
@@ -48,7 +48,7 @@ LAYERS = [
     {"batching", "model_dir"},
     {"evaluation"},
     {"training"},
-    {"generation"},
+    {"generation", "export"},
     {"demo_data"},
     {"demo"},
     {"cli"},

@@ -43,6 +43,15 @@ def _generate(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export_model
+
+    out = export_model(args.model_dir, args.out_dir, dtype=args.dtype, overwrite=args.overwrite,
+                       trust_remote_code=args.trust_remote_code)
+    print(f"standalone checkpoint written to {out} (how to pass lambda: {out / 'README.md'})")
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import run_demo
 
@@ -94,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("export", help="write a standalone transformers checkpoint (LoRA merged) with a model card "
+                                      "that says how to write lambda")
+    p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
+    p.add_argument("out_dir", help="where the checkpoint goes (must not exist, or be empty)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="dtype of the saved weights (default float32: the merge is exact)")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty out_dir")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("demo", help="train DPO and lambda-DPO variants on the embedded data and compare them")
     p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
