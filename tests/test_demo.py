@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from lambda_dpo import demo
-from lambda_dpo.demo_data.build import build_demo_dataset
+from lambda_dpo.demo import run as demo
+from lambda_dpo.demo.data.build import build_demo_dataset
 
 MICRO = demo.Preset(train_lists=None, max_steps=2, eval_lists=3, gen_prompts=2, max_new_tokens=4, full_grid=False)
 

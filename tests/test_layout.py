@@ -1,7 +1,7 @@
 """The package's shape: imports point one way, and pyproject declares exactly what src/ imports.
 
 Layers, lowest first (`LAYERS`). A module may import modules of strictly lower layers, and
-siblings inside its own package (data/, evaluation/, training/, demo_data/); nothing else. The
+siblings inside its own package (data/, evaluation/, training/, demo/); nothing else. The
 order is the data flow (docs/design.md, "Layers"):
 
 0. `atomic`, `models`, `data`: foundations with no lambda-dpo imports: write-then-rename, loading
@@ -22,11 +22,12 @@ order is the data flow (docs/design.md, "Layers"):
 6. `generation`, `export`: load a model directory and generate under a lambda, or write it out as a
    standalone checkpoint. They do not need training; they sit above it because they serve what
    training produced, and nothing in the library imports them.
-7. `demo_data`: the embedded dataset's prompts, judges and builder (uses tokenization, models).
-8. `demo`: the demo and the ablation: train, generate, judge, report (uses everything above).
-9. `cli`: the command line, the only entry point above the demo.
+7. `demo`: a sub-package apart from the library: `demo.data` (the embedded dataset's prompts,
+   judges and builder) and `demo.run` (the demo and the ablation: train, generate, judge, report;
+   uses everything above).
+8. `cli`: the command line, the only entry point above the demo.
 
-So the demo is apart: no library module (layers 0-6) imports `demo` or `demo_data`.
+So the demo is apart: no library module (layers 0-6) imports `demo`.
 """
 
 from __future__ import annotations
@@ -49,12 +50,11 @@ LAYERS = [
     {"evaluation"},
     {"training"},
     {"generation", "export"},
-    {"demo_data"},
     {"demo"},
     {"cli"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
-PACKAGES = {"data", "evaluation", "training", "demo_data"}
+PACKAGES = {"data", "evaluation", "training", "demo"}
 
 # Import name -> distribution name, where they differ.
 DISTRIBUTION = {"yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}
@@ -131,10 +131,10 @@ def test_no_import_points_up_or_sideways():
 
 def test_the_library_never_imports_the_demo():
     for name, (tree, is_package) in _modules().items():
-        if _unit(name) in (None, "demo", "demo_data", "cli"):
+        if _unit(name) in (None, "demo", "cli"):
             continue
         for module, line, _ in _imports(name, tree, is_package):
-            assert not (module.startswith("lambda_dpo.") and _unit(module) in ("demo", "demo_data")), (name, line)
+            assert not (module.startswith("lambda_dpo.") and _unit(module) == "demo"), (name, line)
 
 
 def _declared() -> tuple[set[str], dict[str, set[str]]]:

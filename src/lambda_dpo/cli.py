@@ -53,7 +53,7 @@ def _export(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .demo.run import run_demo
 
     out = run_demo(args.preset, args.out, seed=args.seed)
     print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'steering.png'}, "
@@ -62,7 +62,7 @@ def _demo(args) -> int:
 
 
 def _ablation(args) -> int:
-    from .demo import run_ablation
+    from .demo.run import run_ablation
 
     out = run_ablation(args.preset, args.out, seeds=args.seeds)
     print(f"ablation report: {out / 'ablation.md'}\nmetrics: {out / 'metrics.json'}")
@@ -70,7 +70,7 @@ def _ablation(args) -> int:
 
 
 def _build_data(args) -> int:
-    from .demo_data.build import main as build_main
+    from .demo.data.build import main as build_main
 
     return build_main(args.args) or 0
 

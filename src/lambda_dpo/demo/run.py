@@ -24,18 +24,18 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .demo_data import ASPECTS, PromptSpec, demo_data_dir, judge_all
-from .evaluation.listwise import evaluate_lists
-from .evaluation.report import write_ablation_report
-from .evaluation.steering import controllability, front_area, lambda_grid, lambda_key, mean_judge_scores
-from .evaluation.steering_metrics import BASELINE_KINDS, baseline_top1, delta_summary, edge_sweep, lambda_deltas
-from .evaluation.steering_report import write_steering_report
-from .generation import SteerableModel, generate, load_steerable
-from .lambdas import uniform_lambda
-from .models import DEFAULT_MODEL, load_model, load_tokenizer
-from .targets import ratings_tensor
-from .training.config import load_config
-from .training.run import train
+from .data import ASPECTS, PromptSpec, demo_data_dir, judge_all
+from ..evaluation.listwise import evaluate_lists
+from ..evaluation.report import write_ablation_report
+from ..evaluation.steering import controllability, front_area, lambda_grid, lambda_key, mean_judge_scores
+from ..evaluation.steering_metrics import BASELINE_KINDS, baseline_top1, delta_summary, edge_sweep, lambda_deltas
+from ..evaluation.steering_report import write_steering_report
+from ..generation import SteerableModel, generate, load_steerable
+from ..lambdas import uniform_lambda
+from ..models import DEFAULT_MODEL, load_model, load_tokenizer
+from ..targets import ratings_tensor
+from ..training.config import load_config
+from ..training.run import train
 
 logger = logging.getLogger(__name__)
 CONFLICT = ("conciseness", "informativeness")  # the pair the judges put in real conflict
