@@ -75,8 +75,10 @@ class AdaptiveLambdaCallback(TrainerCallback):
         self.last = perf
         probs = self.source.update(signal, state.global_step)
         if self.log is not None:
+            should_log = control.should_log  # Trainer.log clears it, which would drop this step's loss log
             self.log({f"lambda_prob/{i}": p for i, p in enumerate(probs.tolist())}
                      | {"lambda_perf/mean": perf.mean().item()})
+            control.should_log = should_log
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE
