@@ -28,3 +28,17 @@ def test_tensorboard_event_files_hold_per_aspect_losses_lambdas_and_schedule(tin
     steps = [e.step for e in events.Scalars(sorted(prob_tags)[0])]
     assert steps and all(s in (2, 4) for s in steps)
     assert len(events.Scalars("train/loss")) == 4
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(tiny_llama_dir, tmp_path, one_thread, capsys):
+    """Under pytest stderr is captured (not a TTY): reference scoring, training and generation stay quiet."""
+    from lambda_dpo.generation import generate, load_steerable
+
+    cfg = load_config(None, model_name_or_path=tiny_llama_dir, train_file="examples/tiny_listwise.jsonl",
+                      eval_fraction=0, output_dir=str(tmp_path / "m"), reference_cache_dir=None, max_steps=1,
+                      reference_batch_size=1, model_dtype="float32")
+    assert cfg.disable_tqdm
+    result = train(cfg)
+    generate(load_steerable(result.output_dir), ["hi"] * 3, max_new_tokens=2, batch_size=1)
+    err = capsys.readouterr().err
+    assert "reference log-probs" not in err and "generating" not in err and "it/s" not in err, err[-500:]

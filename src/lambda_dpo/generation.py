@@ -70,7 +70,7 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
     sample = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
     outputs = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=f"generating ({len(prompts)} prompts)", unit="batch",
-                      leave=False, disable=len(prompts) <= batch_size):
+                      leave=False, disable=True if len(prompts) <= batch_size else None):  # None: not on a non-TTY
         rows = [steered_prompt_ids(sm, p, lam) for p in prompts[start:start + batch_size]]
         width = max(map(len, rows))
         ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)

@@ -444,9 +444,25 @@ def load_model(
     kwargs: dict = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code, "use_safetensors": True}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    with _quiet_unless_terminal():
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
     contiguous_head_inputs(model)
     return model
+
+
+@contextlib.contextmanager
+def _quiet_unless_terminal():
+    """No transformers progress bar ("Loading weights") when stderr is not a terminal (logs, CI)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled and not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 # --------------------------------------------------------------------------- offline test helpers

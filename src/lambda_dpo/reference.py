@@ -82,7 +82,8 @@ def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
     with eval_mode(model), _reference_mode(model):
-        for start in tqdm(range(0, len(lists), batch_size), desc=desc, unit="batch", leave=False):
+        for start in tqdm(range(0, len(lists), batch_size), desc=desc, unit="batch", leave=False,
+                          disable=None):  # None: no bar when stderr is not a terminal
             chunk = lists[start:start + batch_size]
             batch = build_batch([l.prompt_ids for l in chunk], [l.response_ids for l in chunk], layout=layout)
             logps, _ = score_batch(model, batch.to(device), chunk_size)

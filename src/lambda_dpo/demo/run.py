@@ -201,7 +201,7 @@ def judge_generations(sm: SteerableModel, specs: list[PromptSpec], grid: list[di
     prompts = [s.prompt for s in specs]
     per_point = {}
     points = grid if sm.conditioning != "none" else [None]
-    for lam in tqdm(points, desc="judging generations per lambda", unit="lambda", disable=len(points) == 1):
+    for lam in tqdm(points, desc="judging generations per lambda", unit="lambda", disable=True if len(points) == 1 else None):
         replies = generate(sm, prompts, lam, max_new_tokens=p.max_new_tokens, batch_size=12)
         per_point[lambda_key(lam) if lam else "any"] = {
             "lambda": lam, "scores": mean_judge_scores(specs, replies, judge_all),

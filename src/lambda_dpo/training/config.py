@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -193,6 +194,8 @@ class LambdaDPOConfig(TrainingArguments):
         if isinstance(self.aspects, str):
             self.aspects = [a.strip() for a in self.aspects.split(",") if a.strip()]
         self.remove_unused_columns = False
+        if self.disable_tqdm is None:  # progress bars on a terminal, none in logs and CI
+            self.disable_tqdm = not sys.stderr.isatty()
         super().__post_init__()
 
     def lambda_dpo_fields(self) -> dict:

@@ -156,7 +156,7 @@ def _sample_all(model, tokenizer, specs: Sequence[PromptSpec], n_responses: int,
                 yield ks[j:j + batch_size]
 
     out: dict[tuple[int, int], tuple[str, int, bool, float]] = {}
-    bar = tqdm(total=len(specs) * n_responses, desc="sampling responses", unit="resp", disable=not progress,
+    bar = tqdm(total=len(specs) * n_responses, desc="sampling responses", unit="resp", disable=None if progress else True,
                file=sys.stderr)
     for b, keys in enumerate(batches(sorted(ids))):
         res = _generate_batch(model, tokenizer, [ids[k] for k in keys], [temps[k] for k in keys], max_new_tokens,
