@@ -48,25 +48,12 @@ import torch  # noqa: E402
 
 from listwise_steps import time_listwise_steps  # noqa: E402  (reused, not copied)
 from peak_memory import current_rss_mib, peak_rss_mib, reset_peak_rss, ru_maxrss_mib, touch_weights  # noqa: E402
-from workload import add_lora, make_lists  # noqa: E402
+from workload import add_lora, make_lists, tokenized_lists  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 DTYPES = ("float32", "bfloat16")
 TASKS = ("train", "reference", "generate")
 LAYOUT_METHOD = {"prompt_cache": "ours", "naive": "naive"}
-
-
-def _tokenized(lists):
-    from lambda_dpo.data.schema import PreferenceList
-    from lambda_dpo.tokenization import TokenizedList
-
-    out = []
-    for prompt, responses in lists:
-        src = PreferenceList(prompt=({"role": "user", "content": "synthetic"},),
-                             responses=tuple(f"r{i}" for i in range(len(responses))), ratings={})
-        out.append(TokenizedList(source=src, prompt=src.prompt, prompt_ids=tuple(prompt),
-                                 response_ids=tuple(tuple(r) for r in responses)))
-    return out
 
 
 def gen_prompts(n: int) -> list[str]:
@@ -106,7 +93,7 @@ def worker(args) -> dict:
     elif args.task == "reference":
         from lambda_dpo.reference import compute_reference_logps
 
-        tls = _tokenized(make_lists(args.prompt_len, args.response_len, args.n, args.ref_lists,
+        tls = tokenized_lists(make_lists(args.prompt_len, args.response_len, args.n, args.ref_lists,
                                     model.config.vocab_size, seed=1))
         compute_reference_logps(model, tls[:args.ref_batch], batch_size=args.ref_batch)  # warm-up
         t0, c0 = time.perf_counter(), time.process_time()

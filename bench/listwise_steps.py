@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # bench/ is not a package: siblings import by name from any directory
 
-from workload import BETA, LR, rank_target  # noqa: E402
+from workload import BETA, LR, rank_target, tokenized_lists  # noqa: E402
 
 LISTWISE_LAYOUTS = {"ours": "prompt_cache", "ours_packed": "packed", "naive": "naive"}
 
@@ -36,16 +36,9 @@ def precompute_reference(model, lists, chunk_size: int = 1024, layout: str = "pr
 
     Returns (per-list [N] tensors, seconds per list). This is what training reads from the cache.
     """
-    from lambda_dpo.data.schema import PreferenceList
     from lambda_dpo.reference import compute_reference_logps
-    from lambda_dpo.tokenization import TokenizedList
 
-    tls = []
-    for prompt, responses in lists:
-        src = PreferenceList(prompt=({"role": "user", "content": "synthetic"},),
-                             responses=tuple(f"r{i}" for i in range(len(responses))), ratings={})
-        tls.append(TokenizedList(source=src, prompt=src.prompt, prompt_ids=tuple(prompt),
-                                 response_ids=tuple(tuple(r) for r in responses)))
+    tls = tokenized_lists(lists)
     start = time.perf_counter()
     refs = compute_reference_logps(model, tls, batch_size=1, layout=layout, chunk_size=chunk_size,
                                    desc="bench reference")

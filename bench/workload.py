@@ -58,3 +58,17 @@ def add_lora(model, r: int = 16):
 
     torch.manual_seed(SEED)  # same LoRA init for every method
     return get_peft_model(model, lora_config(r))
+
+
+def tokenized_lists(lists) -> list:
+    """`make_lists` output -> lambda-dpo TokenizedLists (a placeholder prompt text; ids as given)."""
+    from lambda_dpo.data.schema import PreferenceList
+    from lambda_dpo.tokenization import TokenizedList
+
+    out = []
+    for prompt, responses in lists:
+        src = PreferenceList(prompt=({"role": "user", "content": "synthetic"},),
+                             responses=tuple(f"r{i}" for i in range(len(responses))), ratings={})
+        out.append(TokenizedList(source=src, prompt=src.prompt, prompt_ids=tuple(prompt),
+                                 response_ids=tuple(tuple(r) for r in responses)))
+    return out
