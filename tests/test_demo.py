@@ -71,6 +71,20 @@ def _fake_metrics(words, base_words, top1_conc=0.95, top1_inf=0.8, dpo_if=0.5):
             "base_with_text": {"edge": edge(base_words), "delta": {"spearman": 0.3}}}
 
 
+def test_a_preset_without_the_fixed_model_reports_without_its_target(tmp_path):
+    from lambda_dpo.evaluation.steering_report import targets, write_steering_report
+
+    m = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
+    del m["runs"]["lambda_dpo_fixed"]
+    assert not any("lambda-fixed" in t for t, *_ in targets(m))
+    m.update(preset="default", budget={"max_steps": 40, "eval_lists": 40, "gen_prompts": 16, "max_new_tokens": 64},
+             model="m", torch_threads=2, wall_seconds=1.0, recipe={"lambda_text": "instructions"},
+             baselines={"random": {f"{a}/top1": 0.4 for a in m["aspects"]}})
+    m["base_with_text"].update(listwise={}, delta={"spearman": 0.3, "mean_abs_delta": 4.0})
+    text = write_steering_report(m, tmp_path).read_text()
+    assert "lambda_dpo_fixed" not in text and (tmp_path / "steering.png").exists()
+
+
 def test_targets_are_computed_from_the_numbers():
     from lambda_dpo.evaluation.steering_report import targets
 

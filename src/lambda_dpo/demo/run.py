@@ -58,15 +58,17 @@ class Preset:
     max_new_tokens: int
     full_grid: bool
     seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = tuple(METHODS)  # which of METHODS the demo trains
 
 
-# Budgets on 2 CPU cores (measured, idle machine): default 33 min (make demo), quick a few minutes, full more steps.
-# Budgets on 2 CPU cores: `default` is `make demo` (one seed; timed in README), `full` the same budget for
-# 3 seeds (the committed report), `quick` a smoke run. The ablation uses `quick` by default.
+# Budgets on 2 CPU cores (bf16 mixed mode, ~5.5 s per step of 2 lists here). `full` is the committed report
+# (3 seeds, all three methods, 60 steps; its seed-0 part took 32 min). `default` (`make demo`) is cut to fit
+# about 20 minutes: the steered model and DPO only, 40 steps, 16 prompts. `quick` is a smoke run; the ablation
+# uses it by default.
 PRESETS = {
     "quick": Preset(train_lists=None, max_steps=24, eval_lists=12, gen_prompts=12, max_new_tokens=48, full_grid=False),
-    "default": Preset(train_lists=None, max_steps=60, eval_lists=40, gen_prompts=24, max_new_tokens=64,
-                      full_grid=False),
+    "default": Preset(train_lists=None, max_steps=40, eval_lists=40, gen_prompts=16, max_new_tokens=64,
+                      full_grid=False, methods=(STEERED, "dpo_best_worst")),
     "full": Preset(train_lists=None, max_steps=60, eval_lists=40, gen_prompts=24, max_new_tokens=64,
                    full_grid=False, seeds=(0, 1, 2)),
 }
@@ -83,10 +85,11 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
     started = time.time()
     data = Path(str(demo_data_dir()))
     specs = _read_specs(data / "eval.jsonl")[: p.gen_prompts]
-    runs: dict[str, dict[int, dict]] = {name: {} for name in METHODS}
+    methods = {name: METHODS[name] for name in p.methods}
+    runs: dict[str, dict[int, dict]] = {name: {} for name in methods}
     base = baselines = recipe = None
     for s in seeds:
-        for name, overrides in METHODS.items():
+        for name, overrides in methods.items():
             result = _train(name, overrides, p, out, s, model, data)
             runs[name][s] = measure_model(result, specs, p, steered=result.trainer.args.conditioning != "none")
             if base is None and name == STEERED:  # the base model given the same lambda text, and rating-blind picks
@@ -95,7 +98,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                 baselines = listwise_baselines(result.trainer.eval_dataset.items, result.aspects)
             del result
     metrics = {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
-               "conflict": list(CONFLICT), "edge_ws": list(EDGE_WS), "methods": METHODS,
+               "conflict": list(CONFLICT), "edge_ws": list(EDGE_WS), "methods": methods,
                "recipe": recipe, "runs": runs, "base_with_text": base,
                "baselines": baselines, "example_prompt": specs[0].prompt if specs else "", "wall_seconds": round(time.time() - started, 1),
                "torch_threads": torch.get_num_threads()}

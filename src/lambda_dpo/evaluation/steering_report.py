@@ -51,7 +51,6 @@ def targets(m: dict) -> list[tuple[str, str, str, bool]]:
     d_rho, d_base = _nanmean([r["delta"]["spearman"] for r in runs]), base["delta"]["spearman"]
     centre = {a: _nanmean([r["centre"]["scores"][a] for r in runs]) for a in m["aspects"]}
     dpo_single = {a: _nanmean([r["single"]["scores"][a] for r in dpo]) for a in m["aspects"]}
-    fixed_pt = tuple(_nanmean([r["single"]["scores"][a] for r in _seeds(m, "lambda_dpo_fixed")]) for a in (a0, a1))
     dpo_pt = (dpo_single[a0], dpo_single[a1])
     front = [(x, y) for x, y in zip(curves["steered"][a0], curves["steered"][a1])]
     rows = [
@@ -73,10 +72,12 @@ def targets(m: dict) -> list[tuple[str, str, str, bool]]:
                          ">= DPO", top1[a] >= dpo_top1[a]))
             rows.append((f"{a} judge score at the centre lambda vs DPO", f"{_f(centre[a])} vs {_f(dpo_single[a])}",
                          ">= DPO - 0.1", centre[a] >= dpo_single[a] - 0.1))
-    dominates = any(x >= fixed_pt[0] and y >= fixed_pt[1] for x, y in front)
+    if "lambda_dpo_fixed" in m["runs"]:  # the `default` preset does not train it
+        fixed_pt = tuple(_nanmean([r["single"]["scores"][a] for r in _seeds(m, "lambda_dpo_fixed")]) for a in (a0, a1))
+        rows.append(("steered front dominates the lambda-fixed point",
+                     f"fixed at ({_f(fixed_pt[0])}, {_f(fixed_pt[1])})", "some edge point >= on both",
+                     any(x >= fixed_pt[0] and y >= fixed_pt[1] for x, y in front)))
     not_dominated = any(not (dpo_pt[0] >= x and dpo_pt[1] >= y and dpo_pt != (x, y)) for x, y in front)
-    rows.append(("steered front dominates the lambda-fixed point", f"fixed at ({_f(fixed_pt[0])}, {_f(fixed_pt[1])})",
-                 "some edge point >= on both", dominates))
     rows.append(("steered front not dominated by the DPO point", f"DPO at ({_f(dpo_pt[0])}, {_f(dpo_pt[1])})",
                  "some edge point not dominated", not_dominated))
     return rows
@@ -94,6 +95,8 @@ def plot_edge(m: dict, path: Path) -> None:
         ax.errorbar(ws, s, yerr=err, marker="o", label=f"lambda-DPO steered ({len(m['seeds'])} seeds)")
         ax.plot(ws, curves["base"][key], marker="s", linestyle="--", label="base model, same lambda text")
         for name, style in (("dpo_best_worst", ":"), ("lambda_dpo_fixed", "-.")):
+            if name not in m["runs"]:
+                continue
             vals = [r["single"]["mean_words" if key == "words" else "scores"] for r in _seeds(m, name)]
             y = _nanmean([v if key == "words" else v[key] for v in vals])
             ax.axhline(y, linestyle=style, color="grey", label=f"{name} (lambda not seen)")
@@ -121,6 +124,8 @@ def plot_pareto(m: dict, path: Path) -> None:
         sc = ax.scatter(xs, ys, c=m["edge_ws"], cmap="viridis", marker=marker, s=50, label=label, zorder=3)
     fig.colorbar(sc, ax=ax, label=f"w = lambda_{a1}")
     for name, marker in (("dpo_best_worst", "D"), ("lambda_dpo_fixed", "X")):
+        if name not in m["runs"]:
+            continue
         pts = [r["single"]["scores"] for r in _seeds(m, name)]
         ax.scatter(_nanmean([p[a0] for p in pts]), _nanmean([p[a1] for p in pts]), marker=marker, s=80,
                    color="black" if marker == "D" else "red", label=name, zorder=4)
