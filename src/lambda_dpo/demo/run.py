@@ -76,7 +76,7 @@ PRESETS = {
 
 def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: int | None = None,
              model: str = DEFAULT_MODEL) -> Path:
-    """Train the three methods for each seed of the preset (or `seed` alone), measure steering on the
+    """Train the preset's methods for each of its seeds (or `seed` alone), measure steering on the
     held-out split, write metrics.json, report.md and plots; returns the run directory."""
     p = PRESETS[preset]
     seeds = p.seeds if seed is None else (seed,)
@@ -100,8 +100,8 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
     metrics = {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
                "conflict": list(CONFLICT), "edge_ws": list(EDGE_WS), "methods": methods,
                "recipe": recipe, "runs": runs, "base_with_text": base,
-               "baselines": baselines, "example_prompt": specs[0].prompt if specs else "", "wall_seconds": round(time.time() - started, 1),
-               "torch_threads": torch.get_num_threads()}
+               "baselines": baselines, "example_prompt": specs[0].prompt if specs else "",
+               "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_steering_report(metrics, out)
     return out
@@ -186,13 +186,7 @@ def _read_specs(path: Path) -> list[PromptSpec]:
 def evaluate_method(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: str,
                     specs: list[PromptSpec], grid: list[dict]) -> dict:
     """Train one method, then its listwise metrics and judged generations over the grid."""
-    data = Path(str(demo_data_dir()))
-    common = dict(model_name_or_path=model, train_file=str(data / "train.jsonl"), eval_file=str(data / "eval.jsonl"),
-                  aspects=list(ASPECTS), max_train_lists=p.train_lists, max_eval_lists=p.eval_lists,
-                  max_steps=p.max_steps, per_device_train_batch_size=2, learning_rate=5e-4, beta=0.1,
-                  max_prompt_length=256, max_response_length=160, logging_steps=10, seed=seed)
-    logger.info("training %s (seed %d, %d steps)", name, seed, p.max_steps)
-    result = train(load_config(None, output_dir=str(out / "models" / f"{name}-seed{seed}"), **{**common, **overrides}))
+    result = _train(name, overrides, p, out, seed, model, Path(str(demo_data_dir())))
     listwise = {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}
     sm = load_steerable(result.output_dir)
     del result
