@@ -36,7 +36,8 @@ from lambda_dpo.evaluation.steering_metrics import delta_summary, edge_sweep, la
 from lambda_dpo.generation import SteerableModel, generate
 from lambda_dpo.targets import ratings_tensor
 from lambda_dpo.training.config import load_config
-from lambda_dpo.training.run import lambda_text, train
+from lambda_dpo.training.prepare import lambda_text
+from lambda_dpo.training.run import train
 
 PAIR = ("conciseness", "informativeness")
 COMMON = dict(model_name_or_path="smollm2-135m-instruct", eval_fraction=0.15, max_eval_lists=24,

@@ -123,7 +123,7 @@ def test_zero3_weights_are_gathered_on_every_process_for_the_reference(tiny_llam
 
     import transformers.integrations
 
-    import lambda_dpo.training.run as run
+    import lambda_dpo.training.prepare as prepare
 
     events = []
 
@@ -148,7 +148,7 @@ def test_zero3_weights_are_gathered_on_every_process_for_the_reference(tiny_llam
         events.append(("score", len(list(model.parameters()))))
         raise Stop
 
-    monkeypatch.setattr(run, "score_reference", score_reference)
+    monkeypatch.setattr(prepare, "score_reference", score_reference)
     cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), model_name_or_path=tiny_llama_dir,
                       output_dir=str(tmp_path / "o"), eval_fraction=0.0)
     with pytest.raises(Stop):

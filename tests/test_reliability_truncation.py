@@ -70,7 +70,7 @@ def test_training_counts_rejections_under_reject(tiny_llama_dir, tmp_path, caplo
     cfg = load_config(None, train_file=str(data), model_name_or_path=tiny_llama_dir, output_dir=str(tmp_path / "o"),
                       max_steps=1, eval_fraction=0.0, truncation="reject", max_prompt_length=40,
                       max_response_length=16, reference_cache_dir=None, lambda_source="fixed", conditioning="none")
-    with caplog.at_level(logging.INFO, logger="lambda_dpo.training.run"):
+    with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
         result = train(cfg)
     assert len(result.trainer.train_dataset) == 1
     assert "train: 1 lists tokenised; 0 prompts and 0 responses truncated; rejected: " \

@@ -25,7 +25,7 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
                           save_strategy="no", logging_steps=1, learning_rate=0.1,
                           model_dtype="float32", **overrides)  # 5e-6 agreement is fp32's, not bf16's
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="lambda_dpo.training.run"):
+        with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
             result = train(cfg)
         assert f"scoring layout: {layout}" in caplog.text
         losses.append([h["loss"] for h in result.trainer.state.log_history if "loss" in h])

@@ -83,7 +83,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .schema import DataError, LoadReport, Message, PreferenceList, check_rating, make_list
 
@@ -117,7 +117,7 @@ class SourceNotFoundError(DataError, FileNotFoundError):
 
 
 def load_lists(
-    source: str | os.PathLike,
+    source: str | os.PathLike | Iterable[Mapping],
     format: str = "auto",
     *,
     skip_bad: bool = False,
@@ -127,7 +127,9 @@ def load_lists(
     """Load preference lists from `source` (see the module docstring for sources and formats).
 
     Args:
-        source: a .jsonl/.json/.parquet file, a ``save_to_disk`` directory, or a hub dataset name.
+        source: a .jsonl/.json/.parquet file, a ``save_to_disk`` directory, a hub dataset name, or
+            records in memory (a ``datasets.Dataset`` or any iterable of dicts; origins read
+            "<dataset>:row N", counting from 1).
         format: one of `FORMATS`, or "auto" to detect it from the first record (all records
             must then be that format).
         skip_bad: if False the first bad record raises `DataError`; if True bad records are
@@ -142,7 +144,8 @@ def load_lists(
     """
     if format != "auto" and format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; use 'auto' or one of {', '.join(FORMATS)}")
-    src = os.fspath(source)
+    in_memory = not isinstance(source, (str, os.PathLike))
+    src = "<dataset>" if in_memory else os.fspath(source)
     aspects = None if aspects is None else tuple(aspects)
     report = LoadReport(source=src, format=format)
     if format != "auto":
@@ -150,7 +153,9 @@ def load_lists(
 
     lists: list[PreferenceList] = []
     groups: dict[str, _Group] = {}  # helpsteer2: prompt text -> rows so far
-    for origin, record in _read_source(src, split):
+    records = (((f"{src}:row {i}", row) for i, row in enumerate(source, start=1)) if in_memory
+               else _read_source(src, split))
+    for origin, record in records:
         report.records_read += 1
         if report.format == "auto" and isinstance(record, Mapping):
             report.format = detect_format(record, origin=origin)  # never skipped

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
 
-from ..batching import ListCollator
+from ..batching import ListCollator, ListDataset
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_dpo_loss, listwise_stats, sequence_scores
-from ..models import unwrap_model
+from ..model_dir import write_model_files
+from ..models import load_model, load_tokenizer, resolve_model_dtype, unwrap_model
 from ..scoring import ScoringBatch, score_batch
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
+from .prepare import adaptive_callback, lambda_text, prepare
 
 
 class _EpochToCollator(TrainerCallback):
@@ -34,11 +37,49 @@ class _EpochToCollator(TrainerCallback):
 
 
 class LambdaDPOTrainer(Trainer):
+    """transformers' Trainer for listwise lambda-DPO, called as TRL's DPOTrainer is:
+
+        LambdaDPOTrainer(model=model, args=LambdaDPOConfig(...), train_dataset=ds, eval_dataset=ds_eval,
+                         processing_class=tokenizer)
+
+    model: a causal LM (LoRA is added when `args.use_lora`; an existing adapter is kept) or a name /
+    path (loaded in `args.model_dtype`); datasets: a `datasets.Dataset` or records in any supported
+    layout (native listwise, UltraFeedback, HelpSteer2 rows, TRL pairwise `prompt`/`chosen`/`rejected`),
+    or loaded `PreferenceList`s; processing_class: the tokenizer (loaded with the model when None).
+    The lists are validated, tokenised and scored by the reference once, here (`prepare.prepare`).
+    `save_model(dir)` then writes a lambda-dpo model directory that `generate` and `export` read.
+    Passing `data_collator` instead skips all that: the datasets must then be scored lists.
+    """
+
     args: LambdaDPOConfig
     data_collator: ListCollator
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model=None, args: LambdaDPOConfig | None = None, data_collator=None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, **kwargs):
+        self.prepared = None
+        if data_collator is None:
+            args = args if args is not None else LambdaDPOConfig()
+            if model is not None and not isinstance(model, str):  # the saved model directory names its base
+                args.model_name_or_path = getattr(model.config, "_name_or_path", None) or args.model_name_or_path
+            if model is None or isinstance(model, str):
+                args.model_name_or_path = model or args.model_name_or_path
+                args.model_dtype, _ = resolve_model_dtype(args.model_dtype, args.device, trains_base_weights=not args.use_lora)
+                model = load_model(args.model_name_or_path, dtype=args.model_dtype,
+                                   trust_remote_code=args.trust_remote_code)
+            if processing_class is None:
+                processing_class = load_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+            self.prepared = prepare(args, model, processing_class, train_dataset, eval_dataset)
+            model, data_collator = self.prepared.model, self.prepared.collator
+            train_dataset = ListDataset(self.prepared.train_items)
+            eval_dataset = ListDataset(self.prepared.eval_items) if self.prepared.eval_items else None
+        super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+        self.eval_metrics: dict[str, float] = {}
+        self.adaptive = None
+        if self.prepared is not None and self.prepared.val_items:  # the adaptive lambda source's scheduler
+            self.adaptive = adaptive_callback(self.args, self.log, self.prepared.source, data_collator,
+                                              self.prepared.val_items)
+            self.add_callback(self.adaptive)
         self.loss_fn = LOSSES[self.args.loss_type]
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self.add_callback(_EpochToCollator(self.data_collator))
@@ -95,8 +136,12 @@ class LambdaDPOTrainer(Trainer):
         """The adapter/model as usual, plus the lambda embedding when conditioning is 'embedding'."""
         self.nonfinite.check_weights(self.model, output_dir)  # never a NaN model on disk
         super().save_model(output_dir, _internal_call)
+        out = Path(output_dir or self.args.output_dir)
         if self.is_world_process_zero():
-            save_lambda_embedding(unwrap_model(self.model, peft=False), output_dir or self.args.output_dir)
+            save_lambda_embedding(unwrap_model(self.model, peft=False), out)
+            if self.prepared is not None and not _internal_call:  # a model directory generate/export can read
+                write_model_files(out, self.args, self.prepared.aspects, self.eval_metrics,
+                                  lambda_text(self.args))
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._metrics:
@@ -115,5 +160,6 @@ class LambdaDPOTrainer(Trainer):
                                  batch_size=self.args.per_device_eval_batch_size,
                                  chunk_size=self.args.logprob_chunk_size, score_type=self.args.score_type)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
+        self.eval_metrics = metrics
         self.log(metrics)
         return metrics

@@ -1,0 +1,200 @@
+"""From data to what the Trainer needs: lists -> tokens -> reference -> a collator and scored lists.
+
+`prepare` is what `LambdaDPOTrainer` runs when it is given data (TRL's shape:
+`LambdaDPOTrainer(model=..., args=LambdaDPOConfig(...), train_dataset=..., processing_class=tok)`);
+`run.train` (the CLI) reaches it the same way. Data may be a `datasets.Dataset` or any iterable of
+records in a supported layout (native listwise, UltraFeedback, HelpSteer2 rows, TRL pairwise), or
+lists already loaded (`PreferenceList`s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..batching import ListCollator, ScoredList
+from ..conditioning import EMBEDDING_FILE, LambdaText, attach_lambda_embedding, load_lambda_embedding
+from ..data import PreferenceList, format_summary, load_lists, summarize
+from ..data.schema import select_aspects
+from ..lambdas import LambdaSource, build_lambda_source
+from ..models import default_cache_dir
+from ..reference import reference_logps
+from ..scoring import choose_layout
+from ..tokenization import TokenizedList, tokenize_lists
+from .config import LambdaDPOConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """model: the policy (LoRA-wrapped when `use_lora`); items: scored lists for training, evaluation
+    and (adaptive source only) the scheduler's held-out validation; aspects: lambda's order."""
+
+    model: Any
+    collator: ListCollator
+    source: LambdaSource
+    aspects: tuple[str, ...]
+    train_items: list[ScoredList]
+    eval_items: list[ScoredList]
+    val_items: list[ScoredList]
+
+
+def lambda_text(cfg: LambdaDPOConfig) -> LambdaText:
+    return LambdaText(cfg.lambda_text, dict(cfg.aspect_instructions or {}))
+
+
+def infer_aspects(lists: Sequence[PreferenceList]) -> tuple[str, ...]:
+    """Aspects in order of first appearance."""
+    seen: dict[str, None] = {}
+    for lst in lists:
+        seen.update(dict.fromkeys(lst.aspects))
+    return tuple(seen)
+
+
+def as_lists(data, cfg: LambdaDPOConfig, name: str) -> list[PreferenceList]:
+    """PreferenceLists from a Dataset / records (loaded and validated like a file) or as given;
+    restricted to `cfg.aspects` when set (the data's other aspects ignored with one log line)."""
+    rows = [] if data is None else data if hasattr(data, "column_names") else list(data)
+    if not len(rows):
+        return []
+    if all(isinstance(r, PreferenceList) for r in rows):
+        lists = list(rows)
+    else:
+        lists, report = load_lists(rows, cfg.data_format, skip_bad=cfg.skip_bad_records)
+        logger.info("%s data\n%s", name, format_summary(summarize(lists, report)))
+    if not cfg.aspects:
+        return lists
+    lists, ignored, dropped = select_aspects(lists, cfg.aspects, name)
+    if ignored:
+        logger.info("%s data: aspects %s are not in `aspects` and are ignored", name, ", ".join(ignored))
+    if dropped:
+        logger.warning("%s data: %d lists dropped (no_usable_aspect among %s)", name, dropped, cfg.aspects)
+    return lists
+
+
+def with_lora(model, cfg: LambdaDPOConfig):
+    """The model with a fresh LoRA adapter when `use_lora` (unless it already has one)."""
+    if not cfg.use_lora or hasattr(model, "peft_config"):
+        return model
+    from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the adapter's initial weights depend on the seed only, not on earlier RNG use
+    targets = cfg.lora_target_modules
+    targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+    return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                            target_modules=targets, task_type="CAUSAL_LM"))
+
+
+def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], layout: str, name: str) -> list[ScoredList]:
+    cache = None if cfg.reference_cache_dir is None else (
+        default_cache_dir() / "reference" if cfg.reference_cache_dir == "auto" else Path(cfg.reference_cache_dir))
+    ref = reference_logps(model, lists, cache, settings={"dtype": cfg.model_dtype, "layout": layout},
+                          batch_size=cfg.reference_batch_size, layout=layout, chunk_size=cfg.logprob_chunk_size,
+                          desc=f"reference log-probs ({name})")
+    return [ScoredList(tl, r, i) for i, (tl, r) in enumerate(zip(lists, ref))]
+
+
+def resume_checkpoint(cfg: LambdaDPOConfig) -> str | None:
+    """`resume_from_checkpoint`: a checkpoint dir, or 'latest' for the newest complete one in output_dir.
+
+    Complete = its trainer_state.json (the Trainer writes it after the weights, optimizer, scheduler
+    and RNG states) reads as JSON: a run killed while saving leaves a newer, incomplete checkpoint,
+    which is skipped with a warning.
+    """
+    value = cfg.resume_from_checkpoint
+    if value in (None, "", False):
+        return None
+    if str(value).lower() not in {"latest", "true", "auto"}:
+        return str(value)
+    out = Path(cfg.output_dir)
+    found = [p for p in out.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)] if out.is_dir() else []
+    for ckpt in sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        try:
+            if "global_step" in json.loads((ckpt / "trainer_state.json").read_text()):
+                return str(ckpt)
+        except (OSError, ValueError):
+            pass
+        logger.warning("skipping incomplete checkpoint %s (no readable trainer_state.json; the run was probably "
+                       "stopped while saving it)", ckpt)
+    return None
+
+
+def adaptive_callback(cfg, log, source, collator, val_items):
+    """The adaptive lambda source's callback, restored from the checkpoint being resumed if any."""
+    from .adaptive_lambda import STATE_FILE, AdaptiveLambdaCallback
+
+    callback = AdaptiveLambdaCallback(source, collator, val_items, cfg.adaptive_every, cfg.adaptive_signal,
+                                      log=log, batch_size=cfg.per_device_eval_batch_size,
+                                      chunk_size=cfg.logprob_chunk_size, score_type=cfg.score_type)
+    checkpoint = resume_checkpoint(cfg)
+    if checkpoint and (Path(checkpoint) / STATE_FILE).exists():
+        callback.load_state_dict(json.loads((Path(checkpoint) / STATE_FILE).read_text()))
+    return callback
+
+
+def _whole_weights(model):
+    """DeepSpeed ZeRO-3 partitions the weights as the model loads (zero.Init); the reference needs
+    them whole. Every process must enter this (the gather is a collective)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+
+
+def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) -> Prepared:
+    """Lists, the policy, its reference log-probs (scored once, cached) and the collator for `cfg`."""
+    train_lists, eval_lists = as_lists(train_data, cfg, "training"), as_lists(eval_data, cfg, "eval")
+    if not train_lists:
+        raise ValueError("no usable training lists (see the rejection summary above)")
+    aspects = tuple(cfg.aspects) if cfg.aspects else infer_aspects(train_lists)
+    if cfg.model_dtype == "auto":  # a model loaded by the caller: record the dtype it has
+        cfg.model_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    model = with_lora(model, cfg)
+    if not getattr(cfg, "deepspeed", None):  # score the reference on the training device (DeepSpeed places it itself)
+        model.to(cfg.device)
+    layout = choose_layout(model, cfg.shared_prompt, cfg.shared_prompt_layout, cfg.gradient_checkpointing)
+    logger.info("scoring layout: %s", layout)
+
+    tokenized = {}
+    for name, lists in (("train", train_lists), ("eval", eval_lists)):
+        tokenized[name], trunc = tokenize_lists(tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
+                                                skip_bad=True, truncation=cfg.truncation)
+        logger.info("%s: %d lists tokenised; %d prompts and %d responses truncated; rejected: %s", name,
+                    len(tokenized[name]), trunc.prompts_truncated, trunc.responses_truncated,
+                    dict(trunc.rejected) or "none")
+        for reason, example in trunc.examples.items():
+            logger.warning("rejected (%s), e.g. %s", reason, example)
+    # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
+    # With several processes the main one computes and caches it; the others then read the cache.
+    # Under ZeRO-3 every process first gathers the partitioned weights.
+    with _whole_weights(model), cfg.main_process_first(desc="reference log-probs"):
+        train_items = score_reference(cfg, model, tokenized["train"], layout, "train")
+        eval_items = score_reference(cfg, model, tokenized["eval"], layout, "eval") if tokenized["eval"] else []
+
+    source = build_lambda_source(cfg.lambda_source, aspects, fixed=cfg.lambda_fixed, alpha=cfg.dirichlet_alpha,
+                                 table=cfg.lambda_table, seed=cfg.seed, grid_steps=cfg.lambda_grid_steps, adaptive=dict(
+                                     n_random=cfg.adaptive_candidates, temperature=cfg.adaptive_temperature,
+                                     floor=cfg.adaptive_floor))
+    if cfg.conditioning == "embedding":  # after the reference: it never sees the soft prompt
+        checkpoint = resume_checkpoint(cfg)
+        if checkpoint and (Path(checkpoint) / EMBEDDING_FILE).exists():
+            load_lambda_embedding(model, checkpoint)
+        else:
+            attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens)
+    collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
+                            cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast)
+    val_items = []
+    if cfg.lambda_source == "adaptive":  # the adaptive source's signal comes from lists it never trains on
+        val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
+        train_items = [ScoredList(it.tokens, it.ref_logps, i) for i, it in enumerate(train_items)]
+    return Prepared(model, collator, source, aspects, train_items, eval_items, val_items)
