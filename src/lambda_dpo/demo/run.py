@@ -9,7 +9,8 @@ Then on the held-out split (eval.jsonl): greedy replies along the conciseness-in
 judged; Delta = log pi(y | x, informativeness) - log pi(y | x, conciseness) on the held-out lists;
 top-1 of the implicit reward at every aspect's vertex beside random / shortest / longest picks;
 the replies at the centre lambda. Writes metrics.json, report.md (targets first) and PNG plots.
-`--preset full` repeats every training for 3 seeds (the committed report in docs/demo-default).
+`--preset full` repeats every training for 3 seeds (the committed report in docs/demo-full;
+docs/demo-default is the earlier demo, from before lambda was written as instructions).
 """
 
 from __future__ import annotations
