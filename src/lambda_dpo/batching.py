@@ -61,7 +61,8 @@ class ListCollator:
 
     Keys: policy_* (ScoringBatch fields for the conditioned prompts), ref_logps [B, Nmax],
     mask [B, Nmax] bool, target [B, Nmax] (p_lambda), valid [B] bool (lists with a target under
-    their lambda), lam [B, K], aspect_target [B, Nmax, K], aspect_usable [B, K].
+    their lambda), lam [B, K], aspect_target [B, Nmax, K], aspect_usable [B, K]. With `contrast`,
+    B is twice the number of lists given (each list under two lambdas).
     """
 
     def __init__(self, tokenizer, aspects: Sequence[str], lambda_source: LambdaSource, conditioning: str,
