@@ -63,7 +63,7 @@ class Preset:
 
 
 # Budgets on 2 CPU cores (bf16 mixed mode, ~5.5 s per step of 2 lists here). `full` is the committed report
-# (3 seeds, all three methods, 60 steps; its seed-0 part took 32 min). `default` (`make demo`) is cut to fit
+# (3 seeds, all three methods, 60 steps; its seed-0 part took 33 min). `default` (`make demo`) is cut to fit
 # about 20 minutes: the steered model and DPO only, 40 steps, 16 prompts. `quick` is a smoke run; the ablation
 # uses it by default.
 PRESETS = {
