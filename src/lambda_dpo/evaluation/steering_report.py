@@ -6,7 +6,6 @@ every target of issue 11 is computed here from those numbers, with its verdict.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
