@@ -31,6 +31,16 @@ demo-full: install
 	$(VENV)/bin/lambda-dpo demo --preset full
 
 test: install
+	@# the playground's browser test drives the system Chromium (tests/test_playground.py skips, saying
+	@# why, without it): as root on Debian, install it when missing; a failed apt-get never stops the tests
+	@if [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null \
+	    && ! { command -v chromium && command -v chromedriver; } >/dev/null; then \
+	  echo "installing chromium and chromium-driver for tests/test_playground.py"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	         chromium chromium-driver; }; } >/dev/null 2>&1 \
+	    || echo "apt-get could not install chromium: the playground's browser test will skip"; \
+	fi
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install

@@ -22,12 +22,14 @@ order is the data flow (docs/design.md, "Layers"):
 6. `generation`, `export`: load a model directory and generate under a lambda, or write it out as a
    standalone checkpoint. They do not need training; they sit above it because they serve what
    training produced, and nothing in the library imports them.
-7. `demo`: a sub-package apart from the library: `demo.data` (the embedded dataset's prompts,
+7. `demo`, `playground`: apps apart from the library: `demo.data` (the embedded dataset's prompts,
    judges and builder) and `demo.run` (the demo and the ablation: train, generate, judge, report;
-   uses everything above).
+   uses everything above); `playground`, the web page that steers a model directory (on
+   `generation`).
 8. `cli`: the command line, the only entry point above the demo.
 
-So the demo is apart: no library module (layers 0-6) imports `demo`.
+So the demo is apart: no library module (layers 0-6) imports `demo` (nor `playground`: the layers
+forbid it).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ LAYERS = [
     {"evaluation"},
     {"training"},
     {"generation", "export"},
-    {"demo"},
+    {"demo", "playground"},
     {"cli"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
@@ -65,7 +67,8 @@ INDIRECT = {
     "gguf": ("models.py", "gguf_file="),  # transformers reads the embedded SmolLM2 GGUF file with it
 }
 # Imported only inside a function, for an optional feature, and declared as an extra.
-OPTIONAL = {"deepspeed": "DeepSpeed ZeRO-3 (training/run.py gathers partitioned weights)"}
+OPTIONAL = {"deepspeed": "DeepSpeed ZeRO-3 (training/run.py gathers partitioned weights)",
+            "gradio": "the browser playground (playground.py, `lambda-dpo playground`)"}
 
 
 def _modules() -> dict[str, tuple[ast.Module, bool]]:

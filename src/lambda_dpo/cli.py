@@ -52,6 +52,18 @@ def _export(args) -> int:
     return 0
 
 
+def _playground(args) -> int:
+    from .playground import launch_playground
+
+    try:
+        launch_playground(args.model_dir, host=args.host, port=args.port, references=(args.ref_a, args.ref_b),
+                          max_new_tokens=args.max_new_tokens, trust_remote_code=args.trust_remote_code)
+    except ImportError as err:  # gradio missing: the message says which extra to install
+        print(f"lambda-dpo: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _demo(args) -> int:
     from .demo.run import run_demo
 
@@ -113,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty out_dir")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("playground", help="a local web page: sliders for lambda, a prompt, replies beside two "
+                                          "reference lambdas (needs the playground extra)")
+    p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
+    p.add_argument("--ref-a", help="reference lambda A, e.g. conciseness=1 (default: the first aspect's vertex)")
+    p.add_argument("--ref-b", help="reference lambda B (default: the second aspect's vertex)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=_playground)
 
     p = sub.add_parser("demo", help="train DPO and lambda-DPO variants on the embedded data and compare them")
     p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
