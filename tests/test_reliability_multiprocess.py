@@ -4,7 +4,8 @@ the main process writes the outputs, and it alone computes the reference (the ot
 
 On a machine without GPUs, `accelerate launch --cpu --num_processes 2` starts ONE process (its
 multi-CPU path goes through mpirun). What starts 2 gloo processes is the torchrun launcher
-(`--multi_gpu`) plus `use_cpu=true` in the config (or ACCELERATE_USE_CPU=true), as below.
+(`--multi_gpu`, here through configs/accelerate/ddp.yaml) plus `use_cpu=true` in the config (or
+ACCELERATE_USE_CPU=true), as below.
 """
 
 import json
@@ -82,9 +83,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_llama_d
     (tmp_path / "spy.py").write_text(SPY)
 
     launcher = Path(sys.executable).parent / "accelerate"
-    cmd = [str(launcher) if launcher.exists() else "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()), str(tmp_path / "spy.py"),
+    cmd = [str(launcher) if launcher.exists() else "accelerate", "launch",
+           "--config_file", str(ROOT / "configs/accelerate/ddp.yaml"), "--num_processes", "2",
+           "--mixed_precision", "no", "--main_process_port", str(free_port()), str(tmp_path / "spy.py"),
            "train", str(cfg), f"output_dir={two}", "per_device_train_batch_size=1", "use_cpu=true",
            f"reference_cache_dir={tmp_path / 'cache2'}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SPY_DIR": str(spy_dir), "OMP_NUM_THREADS": "1"}
@@ -150,7 +151,8 @@ def test_zero3_weights_are_gathered_on_every_process_for_the_reference(tiny_llam
 
     monkeypatch.setattr(prepare, "score_reference", score_reference)
     cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), model_name_or_path=tiny_llama_dir,
-                      output_dir=str(tmp_path / "o"), eval_fraction=0.0)
+                      output_dir=str(tmp_path / "o"), eval_fraction=0.0,
+                      shared_prompt=False)  # the shared-prompt layouts are refused under ZeRO-3 (tests/test_fsdp.py)
     with pytest.raises(Stop):
         train(cfg)
     (_, n_gathered, rank), (_, n_params), release = events

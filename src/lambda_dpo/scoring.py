@@ -14,17 +14,25 @@ Three layouts of the same computation (`Layout`):
   tests, for architectures the shared-prompt layouts are not verified on, and in the benchmark.
 
 Either way the model runs through its own forward (so distributed wrappers sync gradients),
-asked for the logits of one position only; the positions that predict response tokens then go
-through the vocabulary projection and an fp32 log-softmax in chunks of `chunk_size` tokens under
+asked for the logits of no position; the positions that predict response tokens then go through
+the vocabulary projection and an fp32 log-softmax in chunks of `chunk_size` tokens under
 activation checkpointing, so no [batch, length, vocab] tensor, fp32 or otherwise, is ever held.
+
+That projection runs after the forward, on the output layer's weights. Under FSDP2 they are
+gathered for it (`_gathered`) and regathered before each model call's backward
+(`_regather_before_backward`); tests/test_fsdp.py checks both shared-prompt layouts against one
+process. DeepSpeed ZeRO-3 holds them only inside the forward: there, only the per-response layout
+runs, on the model's own logits (`ZERO3_LAYOUT_ERROR`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -172,8 +180,83 @@ def supports_packed(model) -> bool:
     return config.model_type in PACKED_MODEL_TYPES and config._attn_implementation in PACKED_ATTENTION
 
 
-def _token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
-    """[c, d] hidden states -> [c] fp32 log-probs of `targets` under the vocabulary projection."""
+ZERO3_LAYOUT_ERROR = (
+    "DeepSpeed ZeRO-3 partitions the output layer's weights and gathers them only inside the model's forward, "
+    "while the shared-prompt layouts (prompt_cache and packed alike) apply that layer after the forward, to the "
+    "response positions only; set `shared_prompt: false` under ZeRO-3 (one row per response, the model's own "
+    "logits), or shard with FSDP instead (configs/accelerate/fsdp.yaml, tested with both shared-prompt layouts)")
+
+
+def zero3_partitioned(param: torch.Tensor) -> bool:
+    """True for a parameter DeepSpeed ZeRO-3 has partitioned (it then carries a `ds_id`)."""
+    return hasattr(param, "ds_id")
+
+
+@functools.cache
+def _fsdp_module_class() -> type | None:
+    """torch's FSDPModule (the class `fully_shard` mixes into every module it shards), or None."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch build without torch.distributed
+        return None
+    return FSDPModule
+
+
+def _is_dtensor(t: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def _fsdp_unit(model, module: torch.nn.Module) -> torch.nn.Module | None:
+    """The FSDP2 unit holding `module`'s parameters: the innermost `fully_shard`-ed module containing
+    it (Accelerate makes the output layer and the final norm one unit). None when `model` (the
+    outermost module, which FSDP2 always shards) is not under FSDP2."""
+    fsdp = _fsdp_module_class()
+    if fsdp is None or not isinstance(model, fsdp):
+        return None
+    units = [m for m in model.modules() if isinstance(m, fsdp) and any(s is module for s in m.modules())]
+    return min(units, key=lambda m: sum(1 for _ in m.modules()))
+
+
+def _regather_before_backward(hidden: torch.Tensor, unit: torch.nn.Module | None) -> torch.Tensor:
+    """Final hidden states [rows, L, d] of one model call, unchanged; under FSDP2, its unit
+    (`_fsdp_unit` of the output layer) is all-gathered again just before this call's final-norm
+    backward.
+
+    FSDP2 all-gathers a unit for backward from a hook on the unit's forward output, here the output
+    layer's logits, which scoring never uses (no position is kept). When the final norm shares the
+    unit, its post-backward hook (on the norm's input) reshards the unit after the first call's norm
+    backward; prompt_cache's other call would then run its norm backward on freed weights.
+    """
+    if unit is not None and hidden.requires_grad:
+        hidden.register_hook(lambda grad: unit.unshard())  # a no-op while the unit is unsharded
+    return hidden
+
+
+@contextlib.contextmanager
+def _gathered(unit: torch.nn.Module | None, head: torch.nn.Module, backward_follows: bool):
+    """The block runs with `head`'s own (unsharded) weights.
+
+    After the model calls Accelerate's FSDP2 units still hold the output layer unsharded (it is not
+    resharded after forward); a unit that was resharded is all-gathered here. Its gradient, accumulated
+    on the unsharded weights, is then reduce-scattered once by the unit's post-backward (or the root's
+    end-of-backward callback), which also reshards it; without a backward to follow, it is resharded
+    on exit.
+    """
+    resharded = unit is not None and _is_dtensor(head.weight)
+    if resharded:
+        unit.unshard()
+    try:
+        yield
+    finally:
+        if resharded and not backward_follows:
+            unit.reshard()
+
+
+def _token_logps(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor
+                 ) -> torch.Tensor:
+    """[c, d] hidden states -> [c] fp32 log-probs of `targets` under the vocabulary projection `head`."""
     logits = head(hidden).float()
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
@@ -203,9 +286,17 @@ class _FrozenHeadTokenLogps(torch.autograd.Function):
         return (grad[:, None] * dlogp_dh).to(ctx.hidden_dtype), None, None, None
 
 
-def _frozen_linear(head: torch.nn.Module) -> bool:
-    return (type(head) is torch.nn.Linear and not head.weight.requires_grad
-            and (head.bias is None or not head.bias.requires_grad))
+def _plain_linear(head: torch.nn.Module) -> bool:
+    """An nn.Linear (not a subclass such as a LoRA or quantised layer), also once FSDP2's `fully_shard`
+    has swapped its class for the generated `FSDPLinear(FSDPModule, Linear)`."""
+    cls = type(head)
+    if _fsdp_module_class() is not None and isinstance(head, _fsdp_module_class()):
+        cls = cls.__bases__[-1]
+    return cls is torch.nn.Linear
+
+
+def _frozen(head: torch.nn.Module) -> bool:
+    return not head.weight.requires_grad and (head.bias is None or not head.bias.requires_grad)
 
 
 def chunked_token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor,
@@ -214,17 +305,21 @@ def chunked_token_logps(hidden: torch.Tensor, head: torch.nn.Module, targets: to
 
     With grad enabled, a frozen linear head (LoRA) goes through `_FrozenHeadTokenLogps`; a
     trainable one is recomputed in backward (activation checkpointing). Either way peak extra
-    memory is one chunk's [chunk_size, vocab] fp32 logits.
+    memory is one chunk's [chunk_size, vocab] fp32 logits. A linear head is applied as F.linear on
+    its weights, not called: a module call would fire FSDP2's per-call hooks once per chunk, and
+    their post-backward reshards (frees) the weights while later chunks still need them.
     """
+    linear = _plain_linear(head)
+    project = functools.partial(F.linear, weight=head.weight, bias=head.bias) if linear else head
     out = []
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
-        if torch.is_grad_enabled() and h.requires_grad and _frozen_linear(head):
+        if torch.is_grad_enabled() and h.requires_grad and linear and _frozen(head):
             out.append(_FrozenHeadTokenLogps.apply(h, head.weight, head.bias, t))
         elif torch.is_grad_enabled() and h.requires_grad:
-            out.append(checkpoint(_token_logps, h, head, t, use_reentrant=False))
+            out.append(checkpoint(_token_logps, h, project, t, use_reentrant=False))
         else:
-            out.append(_token_logps(h, head, t))
+            out.append(_token_logps(h, project, t))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
@@ -242,7 +337,8 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None) -> torch.Tensor:
+def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None, unit: torch.nn.Module | None
+                         ) -> torch.Tensor:
     """Final hidden states [rows, L, d] of the prompt_cache layout: two forwards through `model`.
 
     The prompt rows' key/value cache keeps its autograd graph, so the responses' loss reaches the
@@ -269,7 +365,7 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
                      use_cache=True, output_hidden_states=True, logits_to_keep=_no_logits(batch), **{cache_kw: cache})
     length = batch.input_ids.shape[1]
     pad = lambda h: F.pad(h, (0, 0, 0, length - h.shape[1]))  # noqa: E731
-    return torch.cat([pad(prompt_out.hidden_states[-1]), pad(resp_out.hidden_states[-1])])
+    return torch.cat([pad(_regather_before_backward(out.hidden_states[-1], unit)) for out in (prompt_out, resp_out)])
 
 
 def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embeds: torch.Tensor | None = None
@@ -297,26 +393,32 @@ def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: tor
         rows = batch.n_lists if batch.layout == "prompt_cache" else batch.input_ids.shape[0]
         token_embeds = base.get_input_embeddings()(batch.input_ids[:rows, batch.n_prefix:])
         embeds = torch.cat([prefix_embeds[batch.row_list[:rows]].to(token_embeds.dtype), token_embeds], dim=1)
+    head = base.get_output_embeddings()
+    if zero3_partitioned(head.weight) and batch.layout != "naive":
+        raise ValueError(ZERO3_LAYOUT_ERROR)
     if batch.layout != "naive" and not supports_packed(model):
         raise ValueError(f"{batch.layout} layout requested for a model that does not support it; use choose_layout()")
-    if supports_packed(model):
+    if supports_packed(model) and not zero3_partitioned(head.weight):
         # Through the model's own forward (so DDP/FSDP wrappers see it and sync gradients), asking
-        # for hidden states and the logits of one position only; the vocabulary projection of the
-        # response positions happens below, in fp32 chunks.
+        # for hidden states and the logits of no position; the vocabulary projection of the
+        # response positions happens below, in fp32 chunks, on the output layer's (gathered) weights.
+        unit = _fsdp_unit(model, head)
         if batch.layout == "prompt_cache":
-            hidden = _prompt_cache_hidden(model, batch, embeds)
+            hidden = _prompt_cache_hidden(model, batch, embeds, unit)
         else:
             dtype = base.get_input_embeddings().weight.dtype
             mask = (block_attention_mask(batch.segment_ids, dtype) if batch.layout == "packed"
                     else (batch.segment_ids >= 0).long())
             kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}
-            hidden = model(attention_mask=mask, position_ids=batch.position_ids, use_cache=False,
-                           output_hidden_states=True, logits_to_keep=_no_logits(batch), **kwargs).hidden_states[-1]
-        token_logps = chunked_token_logps(hidden[batch.tgt_row, batch.tgt_pos], base.get_output_embeddings(),
-                                          batch.tgt_id, chunk_size)
+            out = model(attention_mask=mask, position_ids=batch.position_ids, use_cache=False,
+                        output_hidden_states=True, logits_to_keep=_no_logits(batch), **kwargs)
+            hidden = _regather_before_backward(out.hidden_states[-1], unit)
+        with _gathered(unit, head, backward_follows=torch.is_grad_enabled() and hidden.requires_grad):
+            token_logps = chunked_token_logps(hidden[batch.tgt_row, batch.tgt_pos], head, batch.tgt_id, chunk_size)
     else:
         # Unverified architecture: its CausalLM forward may post-process logits (soft-capping,
-        # scaling), so take the model's own logits rather than body + head.
+        # scaling), so take the model's own logits rather than body + head. Under ZeRO-3 too: the
+        # output layer's weights exist only inside the forward.
         kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}
         logits = model(attention_mask=(batch.segment_ids >= 0).long(), position_ids=batch.position_ids,
                        use_cache=False, **kwargs).logits

@@ -24,7 +24,7 @@ from ..data.schema import select_aspects
 from ..lambdas import LambdaSource, build_lambda_source
 from ..models import default_cache_dir
 from ..reference import reference_logps
-from ..scoring import choose_layout
+from ..scoring import ZERO3_LAYOUT_ERROR, choose_layout
 from ..tokenization import TokenizedList, tokenize_lists
 from .config import LambdaDPOConfig
 
@@ -151,6 +151,14 @@ def _whole_weights(model):
     return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
+def _check_zero3(layout: str) -> None:
+    """Refuse, before the reference pass, a shared-prompt layout under DeepSpeed ZeRO-3 (see ZERO3_LAYOUT_ERROR)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if layout != "naive" and is_deepspeed_zero3_enabled():
+        raise ValueError(f"config: {ZERO3_LAYOUT_ERROR}")
+
+
 def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) -> Prepared:
     """Lists, the policy, its reference log-probs (scored once, cached) and the collator for `cfg`."""
     train_lists, eval_lists = as_lists(train_data, cfg, "training"), as_lists(eval_data, cfg, "eval")
@@ -163,6 +171,7 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     if not getattr(cfg, "deepspeed", None):  # score the reference on the training device (DeepSpeed places it itself)
         model.to(cfg.device)
     layout = choose_layout(model, cfg.shared_prompt, cfg.shared_prompt_layout, cfg.gradient_checkpointing)
+    _check_zero3(layout)
     logger.info("scoring layout: %s", layout)
 
     tokenized = {}
