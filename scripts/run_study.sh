@@ -14,6 +14,7 @@ declare -A ROWS=(
   [instructions-grid-rpo]="rpo_alpha=0.2"
   [instructions-grid-rpo1]="rpo_alpha=1.0"
   [instructions-grid-k4-lr1e-3]="aspects=[instruction_following,correctness,conciseness,informativeness] learning_rate=1e-3"
+  [instructions-grid-k4-delta]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0"
   [instructions-grid-k4-rpo1]="aspects=[instruction_following,correctness,conciseness,informativeness] rpo_alpha=1.0"
   [instructions-dirichlet]="lambda_source=dirichlet"
   [instructions-grid-tau1]="rating_temperature=1.0"
@@ -26,7 +27,8 @@ declare -A ROWS=(
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
-       instructions-grid-k4-rpo1 instructions-grid-k4-lr1e-3)
+       instructions-grid-k4-rpo1 instructions-grid-k4-lr1e-3
+       instructions-grid-k4-delta)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 for row in "${ORDER[@]}"; do

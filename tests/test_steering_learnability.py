@@ -18,7 +18,7 @@ from lambda_dpo.data.schema import make_list, select_aspects
 from lambda_dpo.evaluation.listwise import evaluate_lists
 from lambda_dpo.generation import load_steerable, steered_prompt_ids
 from lambda_dpo.lambdas import GridLambda, TableLambda
-from lambda_dpo.losses import best_reply_nll
+from lambda_dpo.losses import best_reply_nll, lambda_contrast_loss, lambda_dpo_loss
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import train
 
@@ -159,3 +159,47 @@ def test_training_on_a_subset_logs_the_ignored_aspects(tmp_path, tiny_llama_dir,
     result = train_pair(tmp_path, tiny_llama_dir, max_steps=1)
     assert result.aspects == PAIR
     assert any("aspects correctness are not in `aspects` and are ignored" in r.message for r in caplog.records)
+
+
+def test_contrast_loss_is_the_listwise_loss_of_delta_against_the_target_ratio():
+    s_a, s_b = torch.tensor([[1.0, -2.0, 0.5, 9.0]]), torch.tensor([[0.0, 1.0, 3.0, -9.0]])
+    p_a, p_b = torch.tensor([[0.5, 0.3, 0.2, 0.0]]), torch.tensor([[0.2, 0.2, 0.6, 0.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    q = torch.tensor([0.5 / 0.2, 0.3 / 0.2, 0.2 / 0.6])
+    q = q / q.sum()
+    delta = torch.tensor([1.0, -3.0, -2.5])
+    expected = -(q * torch.log_softmax(0.5 * delta, dim=-1)).sum()
+    assert torch.allclose(lambda_contrast_loss(s_a, s_b, p_a, p_b, mask, 0.5), expected.reshape(1))
+    # What both lambdas share cancels: the same function of y added to both scores changes nothing.
+    shared = torch.tensor([[4.0, -7.0, 2.0, 100.0]])
+    assert torch.allclose(lambda_contrast_loss(s_a + shared, s_b + shared, p_a, p_b, mask, 0.5), expected.reshape(1))
+    # Same minimiser as lambda-DPO's two terms: at beta * s = log p + c under each lambda, the
+    # gradient of the relative term is 0 too.
+    beta = 0.5
+    opt_a = ((p_a[:, :3].log() + 1.3) / beta).requires_grad_()
+    opt_b = ((p_b[:, :3].log() - 0.4) / beta).requires_grad_()
+    lambda_contrast_loss(opt_a, opt_b, p_a[:, :3], p_b[:, :3], mask[:, :3], beta).sum().backward()
+    assert opt_a.grad.abs().max() < 1e-6 and opt_b.grad.abs().max() < 1e-6
+    for s in (opt_a, opt_b):  # and the listwise terms are at their minimum there as well
+        s.grad = None
+    (lambda_dpo_loss(opt_a, p_a[:, :3], mask[:, :3], beta) + lambda_dpo_loss(opt_b, p_b[:, :3], mask[:, :3], beta)
+     ).sum().backward()
+    assert opt_a.grad.abs().max() < 1e-6 and opt_b.grad.abs().max() < 1e-6
+
+
+def test_contrast_loss_is_zero_where_a_target_has_no_ratio():
+    s = torch.randn(2, 3)
+    p_a = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])  # first list: a real reply with p_a = 0
+    p_b = torch.tensor([[0.2, 0.3, 0.5], [0.0, 0.0, 0.0]])  # second list: no target under b
+    loss = lambda_contrast_loss(s, -s, p_a, p_b, torch.ones(2, 3, dtype=torch.bool), 1.0)
+    assert torch.equal(loss, torch.zeros(2))
+
+
+def test_contrast_alpha_needs_lambda_contrast_and_trains(tmp_path, tiny_llama_dir, one_thread):
+    with pytest.raises(ValueError, match="contrast_alpha=1.0 needs lambda_contrast: true"):
+        load_config(None, contrast_alpha=1.0)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        load_config(None, contrast_alpha=-1.0, lambda_contrast=True)
+    result = train_pair(tmp_path, tiny_llama_dir, lambda_contrast=True, contrast_alpha=1.0, max_steps=2, logging_steps=1)
+    logged = [h["loss/contrast"] for h in result.trainer.state.log_history if "loss/contrast" in h]
+    assert len(logged) == 2 and all(v > 0 for v in logged)

@@ -35,6 +35,7 @@ __all__ = [
     "dpo_all_pairs_loss",
     "plackett_luce_loss",
     "lipo_lambda_loss",
+    "lambda_contrast_loss",
     "LOSSES",
     "SCORE_TYPES",
     "sequence_scores",
@@ -230,6 +231,38 @@ def best_reply_nll(policy_logps: Tensor, n_tokens: Tensor, target: Tensor, mask:
     best = target.masked_fill(~mask, float("-inf")).argmax(dim=-1, keepdim=True)
     n = n_tokens.gather(-1, best).squeeze(-1).to(policy_logps.dtype).clamp(min=1)
     return -policy_logps.gather(-1, best).squeeze(-1) / n
+
+
+def lambda_contrast_loss(scores_a: Tensor, scores_b: Tensor, target_a: Tensor, target_b: Tensor, mask: Tensor,
+                         beta: float) -> Tensor:
+    """The relative term of lambda-contrast: each list under two lambdas, a and b, fitted on what
+    differs between them only.
+
+        Delta_i = s_i(a) - s_i(b) = log pi(y_i | x, c(a)) - log pi(y_i | x, c(b))   (the reference cancels)
+        q_i     = p_a,i / p_b,i, normalised over the list's real responses
+        L       = - sum_i q_i log softmax(beta * Delta)_i
+
+    Why this target: lambda-DPO's loss under lambda is minimised by beta * s(lambda) = log p_lambda + c,
+    so at both optima beta * Delta = log p_a - log p_b + c: this term has the same minimiser as the
+    two listwise terms, but its gradient carries nothing that a and b share (adding the same
+    function of y to s(a) and s(b) leaves it unchanged), e.g. a pull towards short replies that
+    most lambdas agree on. A list where either target is zero at a real response (an aspect with no
+    usable rating) has no ratio there: such lists get loss 0 (see `valid` below).
+
+    Args:
+        scores_a, scores_b: ``[B, Nmax]`` implicit rewards of the same B lists under a and b (nats).
+        target_a, target_b: ``[B, Nmax]`` p_a and p_b (each sums to 1 over the real responses).
+        mask: ``[B, Nmax]`` bool, real responses.
+        beta: as in `lambda_dpo_loss`.
+
+    Returns: ``[B]`` loss per list (nats).
+    """
+    mask = mask.bool()
+    valid = ((target_a > 0) & (target_b > 0) | ~mask).all(dim=-1)  # a ratio at every real response
+    log_ratio = torch.where(mask & valid[:, None], target_a.clamp(min=1e-30).log() - target_b.clamp(min=1e-30).log(),
+                            float("-inf"))
+    q = torch.where(valid[:, None], torch.softmax(log_ratio, dim=-1).nan_to_num(0.0), 0.0)
+    return lambda_dpo_loss(scores_a - scores_b, q, mask, beta)
 
 
 @torch.no_grad()

@@ -99,6 +99,10 @@ class LambdaDPOConfig(TrainingArguments):
     lambda_contrast: bool = field(default=False, metadata={
         "help": "Put every list in the batch twice, under two different lambdas, so within a step only "
                 "lambda changes the target (doubles the responses scored per step)."})
+    contrast_alpha: float = field(default=0.0, metadata={
+        "help": "With lambda_contrast: weight of the relative term, a listwise loss on Delta = log pi(y | x, "
+                "lambda a) - log pi(y | x, lambda b) against p_a / p_b (losses.lambda_contrast_loss); it "
+                "trains only what differs between the two lambdas. 0 disables."})
     rpo_alpha: float = field(default=0.0, metadata={
         "help": "Weight of a conditioned likelihood term: per-token NLL of the reply that is best under "
                 "the list's lambda, given lambda's text (RPO; TRL's rpo_alpha). 0 disables."})
@@ -180,8 +184,12 @@ class LambdaDPOConfig(TrainingArguments):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        if self.rpo_alpha < 0:
-            raise ValueError(f"config: rpo_alpha={self.rpo_alpha!r} must be >= 0")
+        if self.rpo_alpha < 0 or self.contrast_alpha < 0:
+            raise ValueError(f"config: rpo_alpha={self.rpo_alpha!r} and contrast_alpha={self.contrast_alpha!r} "
+                             "must be >= 0")
+        if self.contrast_alpha and not self.lambda_contrast:
+            raise ValueError(f"config: contrast_alpha={self.contrast_alpha!r} needs lambda_contrast: true (the "
+                             "relative term compares each list under the two lambdas lambda_contrast draws)")
         if self.aspect_instructions is not None and not isinstance(self.aspect_instructions, dict):
             raise ValueError("config: aspect_instructions must be a mapping {aspect: sentence}")
         if self.beta <= 0 or self.rating_temperature <= 0:

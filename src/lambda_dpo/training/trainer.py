@@ -17,7 +17,7 @@ from transformers import Trainer, TrainerCallback
 from ..batching import ListCollator, ListDataset
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
-from ..losses import LOSSES, best_reply_nll, lambda_dpo_loss, listwise_stats, sequence_scores
+from ..losses import LOSSES, best_reply_nll, lambda_contrast_loss, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..model_dir import write_model_files
 from ..models import load_model, load_tokenizer, resolve_model_dtype, unwrap_model
 from ..scoring import ScoringBatch, score_batch
@@ -109,6 +109,11 @@ class LambdaDPOTrainer(Trainer):
             nll = best_reply_nll(policy_logps, n_tokens, inputs["target"], inputs["mask"])
             per_list = per_list + cfg.rpo_alpha * nll
             self._metrics["nll_best"].append(nll.detach().mean().item())
+        if cfg.contrast_alpha:  # lambda_contrast: the batch is the lists under lambda a, then under lambda b
+            half, target, mask = scores.shape[0] // 2, inputs["target"], inputs["mask"]
+            rel = lambda_contrast_loss(scores[:half], scores[half:], target[:half], target[half:], mask[:half], cfg.beta)
+            per_list = per_list + cfg.contrast_alpha * rel.repeat(2) / 2  # each copy carries half
+            self._metrics["loss/contrast"].append(rel.detach().mean().item())
         valid = inputs["valid"].to(per_list.dtype)
         loss = (per_list * valid).sum() / valid.sum().clamp(min=1)
         self._record(scores.detach(), inputs)
