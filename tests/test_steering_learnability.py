@@ -195,9 +195,20 @@ def test_contrast_loss_is_zero_where_a_target_has_no_ratio():
     assert torch.equal(loss, torch.zeros(2))
 
 
+def test_contrast_is_on_by_default_where_lambda_varies_and_the_policy_sees_it():
+    on = load_config(None, conditioning="prompt")
+    assert on.loss_type == "lambda_dpo" and on.lambda_source == "grid"
+    assert on.lambda_contrast is True and on.contrast_alpha == 1.0
+    for off in (dict(conditioning="none"), dict(lambda_source="fixed"), dict(loss_type="dpo_best_worst")):
+        cfg = load_config(None, **{"conditioning": "prompt", **off})
+        assert cfg.lambda_contrast is False and cfg.contrast_alpha == 0.0, off
+    explicit = load_config(None, conditioning="prompt", lambda_contrast=True, contrast_alpha=0.0)
+    assert explicit.lambda_contrast is True and explicit.contrast_alpha == 0.0
+
+
 def test_contrast_alpha_needs_lambda_contrast_and_trains(tmp_path, tiny_llama_dir, one_thread):
     with pytest.raises(ValueError, match="contrast_alpha=1.0 needs lambda_contrast: true"):
-        load_config(None, contrast_alpha=1.0)
+        load_config(None, contrast_alpha=1.0, lambda_contrast=False)
     with pytest.raises(ValueError, match="must be >= 0"):
         load_config(None, contrast_alpha=-1.0, lambda_contrast=True)
     result = train_pair(tmp_path, tiny_llama_dir, lambda_contrast=True, contrast_alpha=1.0, max_steps=2, logging_steps=1)

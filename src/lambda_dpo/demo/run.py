@@ -44,7 +44,9 @@ EDGE_WS = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of informativeness along the edg
 STEERED = "lambda_dpo_steered"
 
 METHODS = {
-    STEERED: {},  # the defaults of `lambda-dpo train`: the steering recipe
+    # The defaults of `lambda-dpo train`: the steering recipe. lambda-contrast scores each list under two
+    # lambdas, so 1 list per step gives the same responses scored per step as the others' 2 lists.
+    STEERED: {"per_device_train_batch_size": 1},
     "dpo_best_worst": {"loss_type": "dpo_best_worst", "lambda_source": "fixed", "conditioning": "none"},
     "lambda_dpo_fixed": {"loss_type": "lambda_dpo", "lambda_source": "fixed", "conditioning": "none"},
 }
@@ -118,7 +120,7 @@ def _train(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: s
 
 
 RECIPE_KEYS = ("loss_type", "beta", "rating_temperature", "score_type", "lambda_source", "lambda_grid_steps",
-               "lambda_contrast", "rpo_alpha", "conditioning", "lambda_text", "learning_rate", "lora_r", "model_dtype")
+               "lambda_contrast", "contrast_alpha", "rpo_alpha", "conditioning", "lambda_text", "learning_rate", "lora_r", "model_dtype")
 
 
 def _vertex(aspects: Sequence[str], aspect: str) -> torch.Tensor:

@@ -96,13 +96,17 @@ class LambdaDPOConfig(TrainingArguments):
                 "signal; adaptive_* fields)."})
     lambda_grid_steps: int = field(default=4, metadata={
         "help": "lambda_source=grid: weights are multiples of 1/steps (4: 0, 0.25, ..., 1)."})
-    lambda_contrast: bool = field(default=False, metadata={
+    lambda_contrast: bool | None = field(default=None, metadata={
         "help": "Put every list in the batch twice, under two different lambdas, so within a step only "
-                "lambda changes the target (doubles the responses scored per step)."})
-    contrast_alpha: float = field(default=0.0, metadata={
+                "lambda changes the target (doubles the responses scored per step: halve "
+                "per_device_train_batch_size for the same compute). None (default): on for loss_type "
+                "lambda_dpo with a lambda the policy sees (conditioning not none) drawn from more than one "
+                "value (lambda_source not fixed), off otherwise."})
+    contrast_alpha: float | None = field(default=None, metadata={
         "help": "With lambda_contrast: weight of the relative term, a listwise loss on Delta = log pi(y | x, "
                 "lambda a) - log pi(y | x, lambda b) against p_a / p_b (losses.lambda_contrast_loss); it "
-                "trains only what differs between the two lambdas. 0 disables."})
+                "trains only what differs between the two lambdas. 0 disables; None (default): 1.0 with "
+                "lambda_contrast, else 0."})
     rpo_alpha: float = field(default=0.0, metadata={
         "help": "Weight of a conditioned likelihood term: per-token NLL of the reply that is best under "
                 "the list's lambda, given lambda's text (RPO; TRL's rpo_alpha). 0 disables."})
@@ -184,6 +188,11 @@ class LambdaDPOConfig(TrainingArguments):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.lambda_contrast is None:  # the steering recipe (docs/steering.md) where it applies
+            self.lambda_contrast = (self.loss_type == "lambda_dpo" and self.conditioning != "none"
+                                    and self.lambda_source != "fixed")
+        if self.contrast_alpha is None:
+            self.contrast_alpha = 1.0 if self.lambda_contrast else 0.0
         if self.rpo_alpha < 0 or self.contrast_alpha < 0:
             raise ValueError(f"config: rpo_alpha={self.rpo_alpha!r} and contrast_alpha={self.contrast_alpha!r} "
                              "must be >= 0")
