@@ -44,7 +44,8 @@ COMMON = dict(model_name_or_path="smollm2-135m-instruct", eval_fraction=0.15, ma
               aspects=list(PAIR), max_steps=100, per_device_train_batch_size=2, learning_rate=5e-4, beta=0.1,
               rating_temperature=0.5, conditioning="prompt", lambda_text="instructions", lambda_source="grid",
               max_prompt_length=256, max_response_length=160, logging_steps=10, seed=0, report_to="none",
-              model_dtype="bfloat16")  # pinned (the mixed mode, 1.6x fp32 here): rows compare like with like
+              model_dtype="bfloat16",  # pinned (the mixed mode, 1.6x fp32 here): rows compare like with like
+              lambda_contrast=False, contrast_alpha=0.0)  # the levers as the rows were first run: off unless named
 
 
 def dev_specs(prompts: list[str]) -> list[PromptSpec]:
