@@ -173,6 +173,14 @@ def _example(m: dict) -> str:
     return (f"> {prompt}\n\n" if prompt else "") + body
 
 
+def _reused_line(m: dict) -> str:
+    reused = m.get("reused")
+    if not reused:
+        return ""
+    return (f"\nCopied from `{reused['from']}` rather than measured again (same preset, model and settings): "
+            f"{', '.join(reused['figures'])}.\n")
+
+
 def write_steering_report(m: dict, out: Path) -> Path:
     plot_edge(m, out / "steering.png")
     plot_pareto(m, out / "pareto.png")
@@ -192,7 +200,7 @@ Model `{m['model']}`; seeds {seeds}; {budget['max_steps']} training steps of 2 l
 wall time {m['wall_seconds']:.0f} s; preset `{m['preset']}`. Figures over seeds: mean ± sample std.
 
 Steered model's recipe (the training defaults): {recipe}.
-
+{_reused_line(m)}
 ## Targets ({met} of {len(rows)} met)
 
 {_table(["target", "measured", "required", "met"], [[t, v, req, "yes" if ok else "**no**"] for t, v, req, ok in rows])}
