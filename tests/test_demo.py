@@ -45,19 +45,6 @@ def test_demo_measures_steering_and_writes_report_and_plots(micro, tiny_llama_di
     assert (out / "steering.png").stat().st_size > 1000 and (out / "pareto.png").stat().st_size > 1000
 
 
-def test_reuse_copies_the_unchanged_baselines_and_measures_the_rest(micro, tiny_llama_dir, tmp_path, monkeypatch):
-    first = json.loads((demo.run_demo("micro", tmp_path / "a", model=tiny_llama_dir) / "metrics.json").read_text())
-    monkeypatch.setitem(demo.METHODS, "lambda_dpo_fixed", {**demo.METHODS["lambda_dpo_fixed"], "beta": 0.2})
-    out = demo.run_demo("micro", tmp_path / "b", model=tiny_llama_dir, reuse=tmp_path / "a" / "metrics.json")
-    second = json.loads((out / "metrics.json").read_text())
-    assert second["reused"]["figures"] == ["base model given the same text", "dpo_best_worst seed 0"]
-    assert second["runs"]["dpo_best_worst"] == first["runs"]["dpo_best_worst"]
-    assert second["base_with_text"] == first["base_with_text"]
-    assert (tmp_path / "b" / "models" / "lambda_dpo_fixed-seed0").is_dir()  # its overrides changed: trained again
-    assert not (tmp_path / "b" / "models" / "dpo_best_worst-seed0").exists()
-    assert "Copied from `" in (out / "report.md").read_text()
-
-
 def _fake_metrics(words, base_words, top1_conc=0.95, top1_inf=0.8, dpo_if=0.5):
     """A hand-made metrics dict for `targets`: steered and base edges with the given mean words."""
     aspects = ["instruction_following", "correctness", "conciseness", "informativeness"]

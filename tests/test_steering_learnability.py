@@ -204,6 +204,14 @@ def test_contrast_is_on_by_default_where_lambda_varies_and_the_policy_sees_it():
         assert cfg.lambda_contrast is False and cfg.contrast_alpha == 0.0, off
     explicit = load_config(None, conditioning="prompt", lambda_contrast=True, contrast_alpha=0.0)
     assert explicit.lambda_contrast is True and explicit.contrast_alpha == 0.0
+    blind = load_config(None, conditioning="none", lambda_contrast=True)  # Delta would be 0: no relative term
+    assert blind.lambda_contrast is True and blind.contrast_alpha == 0.0
+    # Strings from YAML / the command line coerce by the declared type, though the default is None.
+    typed = load_config(None, ["lambda_contrast='false'"], conditioning="prompt")
+    assert typed.lambda_contrast is False and typed.contrast_alpha == 0.0
+    with pytest.raises(ValueError, match="needs lambda_contrast: true"):  # 0.5 read as a number
+        load_config(None, ["contrast_alpha=5e-1", "lambda_contrast=false"])
+    assert load_config(None, ["contrast_alpha=5e-1"], conditioning="prompt").contrast_alpha == 0.5
 
 
 def test_contrast_alpha_needs_lambda_contrast_and_trains(tmp_path, tiny_llama_dir, one_thread):
@@ -214,3 +222,15 @@ def test_contrast_alpha_needs_lambda_contrast_and_trains(tmp_path, tiny_llama_di
     result = train_pair(tmp_path, tiny_llama_dir, lambda_contrast=True, contrast_alpha=1.0, max_steps=2, logging_steps=1)
     logged = [h["loss/contrast"] for h in result.trainer.state.log_history if "loss/contrast" in h]
     assert len(logged) == 2 and all(v > 0 for v in logged)
+    # The step's loss: each list's copy under lambda a is paired with its copy under lambda b.
+    trainer, collator = result.trainer, result.trainer.data_collator
+    batch = collator(trainer.train_dataset.items[:3])
+    loss, out = trainer.compute_loss(trainer.model, batch, return_outputs=True)
+    s, p, m = out["scores"], batch["target"], batch["mask"]
+    b = 3
+    assert torch.equal(batch["ref_logps"][:b], batch["ref_logps"][b:])  # the same lists, in the same order
+    # Delta is the model's own: 0 when both copies see the same lambda, so it cannot be a pairing artefact.
+    assert not torch.allclose(s[:b], s[b:])
+    rel = lambda_contrast_loss(s[:b], s[b:], p[:b], p[b:], m[:b], 0.5)
+    expected = (lambda_dpo_loss(s, p, m, 0.5) + torch.cat([rel, rel]) / 2).mean()  # every list has a target here
+    assert torch.allclose(loss, expected, atol=1e-6), (loss, expected)

@@ -58,8 +58,10 @@ def _playground(args) -> int:
     try:
         launch_playground(args.model_dir, host=args.host, port=args.port, references=(args.ref_a, args.ref_b),
                           max_new_tokens=args.max_new_tokens, trust_remote_code=args.trust_remote_code)
-    except ImportError as err:  # gradio missing: the message says which extra to install
-        print(f"lambda-dpo: error: {err}", file=sys.stderr)
+    except ImportError as err:
+        if err.name != "gradio":
+            raise
+        print(f"lambda-dpo: error: {err}", file=sys.stderr)  # says which extra to install
         return 2
     return 0
 
@@ -67,7 +69,7 @@ def _playground(args) -> int:
 def _demo(args) -> int:
     from .demo.run import run_demo
 
-    out = run_demo(args.preset, args.out, seed=args.seed, reuse=args.reuse)
+    out = run_demo(args.preset, args.out, seed=args.seed)
     print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'steering.png'}, "
           f"{out / 'pareto.png'}")
     return 0
@@ -141,9 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
     p.add_argument("--out", help="run directory (default runs/demo-PRESET-TIME)")
     p.add_argument("--seed", type=int, default=None, help="one seed instead of the preset's (full: 0 1 2)")
-    p.add_argument("--reuse", metavar="METRICS_JSON",
-                   help="an earlier run's metrics.json: copy the baselines' figures (same preset, model and "
-                        "overrides) and the base model's (same lambda text) instead of measuring them again")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("ablation", help="lambda sources x conditioning modes, equal budget, several seeds")

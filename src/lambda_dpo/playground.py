@@ -114,6 +114,8 @@ def build_playground(sm: SteerableModel, *, references: Sequence[Mapping[str, fl
 
         def replies(values: dict, progress=gr.Progress()):
             """Yields (reply at the sliders' lambda, reference A's, reference B's, status) as each is done."""
+            if not values[prompt].strip():
+                raise gr.Error("type a prompt first")
             try:
                 lam = slider_lambda(sm.aspects, [values[s] for s in sliders])
             except ValueError as err:
@@ -142,6 +144,8 @@ def launch_playground(model_dir: str | Path, *, host: str = DEFAULT_HOST, port: 
     ValueError for a reference lambda that does not fit the model's aspects. With `block` False the
     server runs in a background thread and the served gr.Blocks is returned (`.close()` stops it).
     """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be at least 1")
     aspects = read_model_meta(model_dir)["aspects"]
     defaults = default_references(aspects)
     refs = [parse_lambda(r, aspects) if r else d for r, d in zip(references, defaults)]

@@ -79,14 +79,9 @@ PRESETS = {
 
 
 def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: int | None = None,
-             model: str = DEFAULT_MODEL, reuse: str | Path | None = None) -> Path:
+             model: str = DEFAULT_MODEL) -> Path:
     """Train the preset's methods for each of its seeds (or `seed` alone), measure steering on the
-    held-out split, write metrics.json, report.md and plots; returns the run directory.
-
-    `reuse`: an earlier run's metrics.json; the figures of every method other than the steered one
-    whose preset budget, model and overrides match (`_reusable`), and the base model's when the
-    lambda text matches, are copied from it instead of being measured again; the report names them.
-    """
+    held-out split, write metrics.json, report.md and plots; returns the run directory."""
     p = PRESETS[preset]
     seeds = p.seeds if seed is None else (seed,)
     out = Path(out_dir or f"runs/demo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -95,65 +90,25 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
     data = Path(str(demo_data_dir()))
     specs = _read_specs(data / "eval.jsonl")[: p.gen_prompts]
     methods = {name: METHODS[name] for name in p.methods}
-    earlier = json.loads(Path(reuse).read_text()) if reuse else None
     runs: dict[str, dict[int, dict]] = {name: {} for name in methods}
-    reused: list[str] = []
     base = baselines = recipe = None
     for s in seeds:
         for name, overrides in methods.items():
-            copied = _reusable(earlier, name, overrides, p, model, s)
-            if copied is not None:
-                runs[name][s] = copied
-                reused.append(f"{name} seed {s}")
-                continue
             result = _train(name, overrides, p, out, s, model, data)
             runs[name][s] = measure_model(result, specs, p, steered=result.trainer.args.conditioning != "none")
             if base is None and name == STEERED:  # the base model given the same lambda text, and rating-blind picks
                 recipe = {k: getattr(result.trainer.args, k) for k in RECIPE_KEYS}
-                if earlier and earlier.get("base_with_text") and _same_base(earlier, recipe, p, model):
-                    base = earlier["base_with_text"]
-                    reused.append("base model given the same text")
-                else:
-                    base = measure_base(result, specs, p, model)
+                base = measure_base(result, specs, p, model)
                 baselines = listwise_baselines(result.trainer.eval_dataset.items, result.aspects)
             del result
     metrics = {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
                "conflict": list(CONFLICT), "edge_ws": list(EDGE_WS), "methods": methods,
                "recipe": recipe, "runs": runs, "base_with_text": base,
                "baselines": baselines, "example_prompt": specs[0].prompt if specs else "",
-               "reused": {"from": str(reuse), "figures": reused} if reused else None,
                "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_steering_report(metrics, out)
     return out
-
-
-def _reusable(earlier: dict | None, name: str, overrides: dict, p: Preset, model: str, seed: int) -> dict | None:
-    """An earlier run's figures for (method, seed) when they would be measured the same way again:
-    not the steered model (its recipe is what changes), same preset budget, model and overrides."""
-    if not earlier or name == STEERED or not _same_budget(earlier, p) or earlier.get("model") != model:
-        return None
-    if earlier.get("methods", {}).get(name) != _as_json(overrides):
-        return None
-    return earlier.get("runs", {}).get(name, {}).get(str(seed))
-
-
-def _same_budget(earlier: dict, p: Preset) -> bool:
-    """Same training and measuring budget (which seeds and methods a preset runs do not matter here)."""
-    keys = ("train_lists", "max_steps", "eval_lists", "gen_prompts", "max_new_tokens", "full_grid")
-    return all(earlier.get("budget", {}).get(k, "missing") == getattr(p, k) for k in keys)
-
-
-def _as_json(x):
-    """`x` as it reads back from metrics.json (tuples become lists)."""
-    return json.loads(json.dumps(x))
-
-
-def _same_base(earlier: dict, recipe: dict, p: Preset, model: str) -> bool:
-    """The base model's figures depend only on the model, the budget and how lambda is written."""
-    keys = ("conditioning", "lambda_text", "model_dtype")
-    return (_same_budget(earlier, p) and earlier.get("model") == model and earlier.get("recipe") is not None
-            and all(earlier["recipe"].get(k) == recipe[k] for k in keys))
 
 
 def _train(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: str, data: Path):
@@ -289,7 +244,9 @@ def summarise(per_point: dict, grid: list[dict]) -> dict:
 _TABLE = [{"weights": {a: 1.0}, "prob": 0.15} for a in ASPECTS] + [{"weights": {a: 1.0 for a in ASPECTS}, "prob": 0.4}]
 ABLATION = {
     "none+fixed": {"lambda_source": "fixed", "conditioning": "none"},
-    **{f"{cond}+{src}": {"lambda_source": src, "conditioning": cond, **({"lambda_table": _TABLE} if src == "table" else {})}
+    # lambda-contrast off: the arms differ in how lambda is drawn and shown only, at equal compute
+    **{f"{cond}+{src}": {"lambda_source": src, "conditioning": cond, "lambda_contrast": False,
+                         **({"lambda_table": _TABLE} if src == "table" else {})}
        for cond in ("prompt", "embedding") for src in ("dirichlet", "table", "adaptive")},
 }
 ABLATION_SKIPPED = {

@@ -173,14 +173,6 @@ def _example(m: dict) -> str:
     return (f"> {prompt}\n\n" if prompt else "") + body
 
 
-def _reused_line(m: dict) -> str:
-    reused = m.get("reused")
-    if not reused:
-        return ""
-    return (f"\nCopied from `{reused['from']}` rather than measured again (same preset, model and settings): "
-            f"{', '.join(reused['figures'])}.\n")
-
-
 def write_steering_report(m: dict, out: Path) -> Path:
     plot_edge(m, out / "steering.png")
     plot_pareto(m, out / "pareto.png")
@@ -194,13 +186,14 @@ def write_steering_report(m: dict, out: Path) -> Path:
     recipe = ", ".join(f"{k}={v}" for k, v in m["recipe"].items())
     text = f"""# lambda-dpo demo: does lambda steer the model?
 
-Model `{m['model']}`; seeds {seeds}; {budget['max_steps']} training steps of 2 lists per method;
+Model `{m['model']}`; seeds {seeds}; {budget['max_steps']} training steps per method, each scoring the
+replies of 2 lists (the steered model: 1 list under 2 lambdas);
 {budget['eval_lists']} held-out lists (eval.jsonl); {budget['gen_prompts']} held-out prompts x
 {budget['max_new_tokens']} new tokens (greedy) per lambda; {m['torch_threads']} torch threads;
 wall time {m['wall_seconds']:.0f} s; preset `{m['preset']}`. Figures over seeds: mean ± sample std.
 
 Steered model's recipe (the training defaults): {recipe}.
-{_reused_line(m)}
+
 ## Targets ({met} of {len(rows)} met)
 
 {_table(["target", "measured", "required", "met"], [[t, v, req, "yes" if ok else "**no**"] for t, v, req, ok in rows])}

@@ -105,8 +105,9 @@ class LambdaDPOConfig(TrainingArguments):
     contrast_alpha: float | None = field(default=None, metadata={
         "help": "With lambda_contrast: weight of the relative term, a listwise loss on Delta = log pi(y | x, "
                 "lambda a) - log pi(y | x, lambda b) against p_a / p_b (losses.lambda_contrast_loss); it "
-                "trains only what differs between the two lambdas. 0 disables; None (default): 1.0 with "
-                "lambda_contrast, else 0."})
+                "trains only what differs between the two lambdas. A list's loss is then the mean of its "
+                "two listwise terms plus contrast_alpha / 2 times this term. 0 disables; None (default): "
+                "1.0 with lambda_contrast and a conditioning, else 0."})
     rpo_alpha: float = field(default=0.0, metadata={
         "help": "Weight of a conditioned likelihood term: per-token NLL of the reply that is best under "
                 "the list's lambda, given lambda's text (RPO; TRL's rpo_alpha). 0 disables."})
@@ -191,8 +192,8 @@ class LambdaDPOConfig(TrainingArguments):
         if self.lambda_contrast is None:  # the steering recipe (docs/steering.md) where it applies
             self.lambda_contrast = (self.loss_type == "lambda_dpo" and self.conditioning != "none"
                                     and self.lambda_source != "fixed")
-        if self.contrast_alpha is None:
-            self.contrast_alpha = 1.0 if self.lambda_contrast else 0.0
+        if self.contrast_alpha is None:  # without conditioning Delta is 0: the term would be a constant
+            self.contrast_alpha = 1.0 if self.lambda_contrast and self.conditioning != "none" else 0.0
         if self.rpo_alpha < 0 or self.contrast_alpha < 0:
             raise ValueError(f"config: rpo_alpha={self.rpo_alpha!r} and contrast_alpha={self.contrast_alpha!r} "
                              "must be >= 0")
@@ -257,6 +258,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), **extra)
             close = difflib.get_close_matches(key, known, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"{path or 'config'}: unknown key {key!r}.{hint}")
-    defaults = {f.name: f.default for f in known.values() if f.default is not dataclasses.MISSING}
+    # Fields whose default is None ("decide from the others") still coerce by their declared type.
+    optional = {"bool | None": False, "float | None": 0.0, "int | None": 0}
+    defaults = {f.name: optional.get(str(f.type), f.default) if f.default is None else f.default
+                for f in known.values() if f.default is not dataclasses.MISSING}
     kwargs = {k: _coerce(v, defaults.get(k)) for k, v in data.items()}
     return LambdaDPOConfig(**kwargs)
