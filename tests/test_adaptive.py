@@ -82,7 +82,10 @@ def test_adaptive_training_logs_and_saves_the_schedule(tiny_llama_dir, tmp_path)
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_adaptive_schedule_resumes_exactly(tiny_llama_dir, tmp_path):
+@pytest.mark.parametrize("contrast", [False, pytest.param(True, marks=pytest.mark.xfail(
+    strict=True, reason="known defect, open: with lambda_contrast the resumed run's adapter weights differ from "
+                        "the uninterrupted run's (probabilities and last signal match); not yet diagnosed"))])
+def test_adaptive_schedule_resumes_exactly(tiny_llama_dir, tmp_path, contrast):
     """Resuming from a checkpoint restores the probabilities and the last signal: the schedule and
     the weights end as in the uninterrupted run."""
     from safetensors.torch import load_file
@@ -95,7 +98,7 @@ def test_adaptive_schedule_resumes_exactly(tiny_llama_dir, tmp_path):
                       output_dir=str(out), max_steps=4, eval_fraction=0.0, logging_steps=1,
                       reference_cache_dir=str(tmp_path / "c"), lambda_source="adaptive", adaptive_every=1,
                       adaptive_val_lists=3, adaptive_candidates=1, learning_rate=1e-2, save_strategy="steps",
-                      save_steps=2, seed=5)
+                      save_steps=2, seed=5, lambda_contrast=contrast)
         return train(load_config(None, **{**fields, **extra}))
 
     run(tmp_path / "full")
