@@ -167,6 +167,14 @@ class AdaptiveLambda(LambdaSource):
     A list's lambda is candidate c with probability p_c, drawn with the list's key, so between
     updates draws stay a pure function of (seed, epoch, index, p). `state_dict` holds p and its
     history, saved with checkpoints.
+
+    Which p a batch gets depends on when it is drawn, and training draws ahead of the step that
+    uses the batch (the DataLoader prefetches, the Trainer fetches a step's micro-batches at once):
+    the batch after a checkpoint was drawn before that step's update. So `draw` calls are counted
+    (`batches_drawn`; one per batch in training), each update records the count it was made at,
+    and batch n is drawn with the p of the last update recorded at or before n. A resumed run sets
+    `batches_drawn` to the number of batches trained and draws every batch with the p it had in
+    the uninterrupted run.
     """
 
     def __init__(self, aspects, n_random: int = 4, alpha: float = 1.0, temperature: float = 0.05,
@@ -182,11 +190,25 @@ class AdaptiveLambda(LambdaSource):
         if temperature <= 0:
             raise ValueError(f"adaptive temperature must be > 0, got {temperature}")
         self.temperature, self.floor = float(temperature), float(floor)
-        self.probs = torch.full((m,), 1.0 / m)
+        self.probs = self._initial = torch.full((m,), 1.0 / m)
         self.history: list[dict] = []
+        self.batches_drawn = 0
+        self._drawing = self.probs  # p of the batch being drawn (draw_other uses it too)
+
+    def probs_at(self, batch: int) -> torch.Tensor:
+        """The p batch number `batch` (0-based count of `draw` calls) is drawn with."""
+        for i in range(len(self.history), 0, -1):
+            if self.history[i - 1].get("batch", 0) <= batch:
+                return self.probs if i == len(self.history) else torch.tensor(self.history[i - 1]["probs"])
+        return self._initial if self.history else self.probs
+
+    def draw(self, keys: Sequence[Sequence[int]]) -> torch.Tensor:
+        self._drawing = self.probs_at(self.batches_drawn)
+        self.batches_drawn += 1
+        return super().draw(keys)
 
     def _one(self, generator: torch.Generator) -> torch.Tensor:
-        return self.candidates[torch.multinomial(self.probs, 1, generator=generator)[0]]
+        return self.candidates[torch.multinomial(self._drawing, 1, generator=generator)[0]]
 
     def update(self, signal: torch.Tensor, step: int = 0) -> torch.Tensor:
         """New probabilities from a [M] signal (higher = sample this candidate more)."""
@@ -194,16 +216,18 @@ class AdaptiveLambda(LambdaSource):
         if signal.shape != self.probs.shape or not torch.isfinite(signal).all():
             raise ValueError(f"adaptive signal must be {tuple(self.probs.shape)} finite values, got {signal}")
         w = torch.softmax(signal / self.temperature, dim=0)
-        self.probs = (1 - len(w) * self.floor) * w + self.floor
-        self.history.append({"step": int(step), "signal": signal.tolist(), "probs": self.probs.tolist()})
+        self.probs = self._drawing = (1 - len(w) * self.floor) * w + self.floor
+        self.history.append({"step": int(step), "batch": self.batches_drawn, "signal": signal.tolist(),
+                             "probs": self.probs.tolist()})
         return self.probs
 
     def state_dict(self) -> dict:
-        return {"probs": self.probs.tolist(), "history": self.history}
+        return {"probs": self.probs.tolist(), "history": self.history, "batches_drawn": self.batches_drawn}
 
     def load_state_dict(self, state: dict) -> None:
-        self.probs = torch.tensor(state["probs"], dtype=torch.float32)
+        self.probs = self._drawing = torch.tensor(state["probs"], dtype=torch.float32)
         self.history = list(state["history"])
+        self.batches_drawn = int(state.get("batches_drawn", 0))  # the resuming trainer resets it to batches trained
 
 
 def build_lambda_source(kind: str, aspects: Sequence[str], *, fixed=None, alpha: float = 1.0, table=None,

@@ -58,6 +58,7 @@ class AdaptiveLambdaCallback(TrainerCallback):
         self.source, self.collator, self.val_items = source, collator, list(val_items)
         self.every, self.signal, self.log, self.score_kwargs = max(1, every), signal, log, score_kwargs
         self.last: torch.Tensor | None = None
+        self.batches_trained = 0  # a resumed run draws on from here (see AdaptiveLambda)
 
     def _measure(self, model) -> torch.Tensor:
         return candidate_performance(model, self.collator, self.val_items, self.source.candidates,
@@ -67,7 +68,11 @@ class AdaptiveLambdaCallback(TrainerCallback):
         if self.signal == "progress" and self.last is None:
             self.last = self._measure(model)
 
+    def on_substep_end(self, args, state, control, **kwargs):
+        self.batches_trained += 1
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.batches_trained += 1
         if state.global_step % self.every:
             return
         perf = self._measure(model)
@@ -87,8 +92,12 @@ class AdaptiveLambdaCallback(TrainerCallback):
 
     def state_dict(self) -> dict:
         return {"source": self.source.state_dict(), "last": None if self.last is None else self.last.tolist(),
-                "candidates": self.source.candidates.tolist()}
+                "candidates": self.source.candidates.tolist(), "batches_trained": self.batches_trained}
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume: the batches after the checkpoint get the probabilities they had in the uninterrupted
+        run (it drew the next batch before the checkpoint's update)."""
         self.source.load_state_dict(state["source"])
         self.last = None if state["last"] is None else torch.tensor(state["last"])
+        if "batches_trained" in state:  # older checkpoints: every later batch under the saved probabilities
+            self.batches_trained = self.source.batches_drawn = int(state["batches_trained"])
