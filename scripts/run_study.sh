@@ -6,38 +6,47 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 mkdir -p runs/study-logs
 declare -A ROWS=(
-  [base-instructions]="--base lambda_text=instructions"
-  [base-weights]="--base lambda_text=weights"
-  [weights-dirichlet-tau1]="lambda_text=weights lambda_source=dirichlet rating_temperature=1.0"
-  [instructions-grid]=""
-  [instructions-grid-contrast]="lambda_contrast=true per_device_train_batch_size=1"
-  [instructions-grid-rpo]="rpo_alpha=0.2"
-  [instructions-grid-rpo1]="rpo_alpha=1.0"
-  [instructions-grid-k4-lr1e-3]="aspects=[instruction_following,correctness,conciseness,informativeness] learning_rate=1e-3"
-  [instructions-grid-k4-delta]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0"
-  [instructions-grid-k4-rpo1]="aspects=[instruction_following,correctness,conciseness,informativeness] rpo_alpha=1.0"
-  [instructions-dirichlet]="lambda_source=dirichlet"
-  [instructions-grid-tau1]="rating_temperature=1.0"
-  [instructions-grid-beta0.3]="beta=0.3"
-  [instructions-grid-lr1e-3]="learning_rate=1e-3"
-  [instructions-grid-mean]="score_type=mean beta=2.0"
-  [instructions-grid-k4]="aspects=[instruction_following,correctness,conciseness,informativeness]"
-  [instructions-grid-k4-contrast]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1"
-)
+  [base-instructions]="--base --max-new-tokens=64 lambda_text=instructions"
+  [base-weights]="--base --max-new-tokens=64 lambda_text=weights"
+  [weights-dirichlet-tau1]="--max-new-tokens=64 lambda_text=weights lambda_source=dirichlet rating_temperature=1.0"
+  [instructions-grid]="--max-new-tokens=64"
+  [instructions-grid-contrast]="--max-new-tokens=64 lambda_contrast=true per_device_train_batch_size=1"
+  [instructions-grid-rpo]="--max-new-tokens=64 rpo_alpha=0.2"
+  [instructions-grid-rpo1]="--max-new-tokens=64 rpo_alpha=1.0"
+  [instructions-grid-k4-lr1e-3]="--max-new-tokens=64 aspects=[instruction_following,correctness,conciseness,informativeness] learning_rate=1e-3"
+  [instructions-grid-k4-delta]="--max-new-tokens=64 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0"
+  [instructions-grid-k4-rpo1]="--max-new-tokens=64 aspects=[instruction_following,correctness,conciseness,informativeness] rpo_alpha=1.0"
+  [instructions-dirichlet]="--max-new-tokens=64 lambda_source=dirichlet"
+  [instructions-grid-tau1]="--max-new-tokens=64 rating_temperature=1.0"
+  [instructions-grid-beta0.3]="--max-new-tokens=64 beta=0.3"
+  [instructions-grid-lr1e-3]="--max-new-tokens=64 learning_rate=1e-3"
+  [instructions-grid-mean]="--max-new-tokens=64 score_type=mean beta=2.0"
+  [instructions-grid-k4]="--max-new-tokens=64 aspects=[instruction_following,correctness,conciseness,informativeness]"
+  [instructions-grid-k4-contrast]="--max-new-tokens=64 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1"
+
+  # from here on: the edge sweep at 96 new tokens (the data's own budget; 64 cut the longest replies)
+  [base-instructions-t96]="--base lambda_text=instructions"
+  [k4-delta-t96]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0"
+  [k4-delta-a2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=2.0"
+  [k4-delta-lr1e-3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 learning_rate=1e-3"
+  [k4-delta-far4]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 contrast_candidates=4"
+  [k4-delta-steps200]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=200")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
        instructions-grid-k4-rpo1 instructions-grid-k4-lr1e-3
-       instructions-grid-k4-delta)
+       instructions-grid-k4-delta base-instructions-t96 k4-delta-t96 k4-delta-a2 k4-delta-lr1e-3 k4-delta-far4
+       k4-delta-steps200)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 for row in "${ORDER[@]}"; do
   args=${ROWS[$row]-}
-  base=""; [[ $args == --base* ]] && { base="--base"; args=${args#--base}; }
+  flags=""  # leading --options go to the script before the row name
+  while [[ $args == --* ]]; do flags="$flags ${args%% *}"; [[ $args == *" "* ]] && args=${args#* } || args=""; done
   echo "$(date +%T) start $row" >> runs/study-logs/queue.log
   # 2 threads on an idle 2-core machine; 1 when something else computes (spinning threads cost ~10x)
   threads=2; pgrep -f "bench/|pytest" > /dev/null && threads=1
   # shellcheck disable=SC2086
-  OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$threads $PY scripts/steering_study.py $base "$row" $args > "runs/study-logs/$row.log" 2>&1
+  OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$threads $PY scripts/steering_study.py $flags "$row" $args > "runs/study-logs/$row.log" 2>&1
   echo "$(date +%T) done $row rc=$?" >> runs/study-logs/queue.log
 done

@@ -13,7 +13,9 @@ Measured per row, on the dev lists / prompts (pair = conciseness, informativenes
 - mean |Delta| and within-list Spearman of Delta = log pi(y | x, e_inf) - log pi(y | x, e_conc)
   with r_inf - r_conc (Delta is 0 for a model that ignores lambda);
 - greedy replies to `gen_prompts` dev prompts at w = weight of informativeness in {0, 0.5, 1}
-  (5 points with --points 5): mean words, judge scores, end-to-end word ratio.
+  (5 points with --points 5), at most --max-new-tokens new tokens (default 96, the budget the demo
+  data was sampled with; the first rows used 64, which cuts the longest replies): mean words, judge
+  scores, end-to-end word ratio.
 `--base` scores the untrained model given exactly the same lambda text (learning rate 0 on a fresh
 LoRA adapter, whose B = 0, so the policy is the base model): steering by the prompt alone.
 """
@@ -58,7 +60,7 @@ def dev_specs(prompts: list[str]) -> list[PromptSpec]:
     return [by_text[p] for p in prompts]
 
 
-def measure(result, cfg, gen_prompts: int, points: int) -> dict:
+def measure(result, cfg, gen_prompts: int, points: int, max_new_tokens: int) -> dict:
     trainer = result.trainer
     model, collator = trainer.model, trainer.data_collator
     items = trainer.eval_dataset.items
@@ -72,17 +74,20 @@ def measure(result, cfg, gen_prompts: int, points: int) -> dict:
     specs = dev_specs(prompts)
     sm = SteerableModel(model, trainer.processing_class, aspects, cfg.conditioning, lambda_text(cfg))
     ws = (0.0, 0.5, 1.0) if points == 3 else (0.0, 0.25, 0.5, 0.75, 1.0)
-    sweep = edge_sweep(lambda ps, lam: generate(sm, ps, lam, max_new_tokens=64, batch_size=12),
+    sweep = edge_sweep(lambda ps, lam: generate(sm, ps, lam, max_new_tokens=max_new_tokens, batch_size=12),
                        prompts, specs, judge_all, aspects, PAIR, ws)
-    return {"eval": {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}, "delta": dsum,
+    return {"max_new_tokens": max_new_tokens,
+            "eval": {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}, "delta": dsum,
             "sweep": {"points": [{k: v for k, v in p.items() if k != "replies"} for p in sweep["points"]],
                       "summary": sweep["summary"],
                       "example": {str(p["w"]): p["replies"][0] for p in sweep["points"]}}}
 
 
-def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts: int, points: int) -> dict:
+def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts: int, points: int,
+            max_new_tokens: int = 96) -> dict:
     started = time.time()
     extra = ["learning_rate=0", "max_steps=1"] if base else []
+    flags = ([f"--max-new-tokens={max_new_tokens}"] if max_new_tokens != 96 else [])
     base_yaml = Path(f"runs/study/{name}.base.yaml")  # COMMON as a file, so command-line overrides win
     base_yaml.parent.mkdir(parents=True, exist_ok=True)
     base_yaml.write_text(yaml.safe_dump({**COMMON, "train_file": str(Path(str(demo_data_dir())) / "train.jsonl"),
@@ -91,8 +96,8 @@ def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts:
     result = train(cfg)
     log = [h for h in result.trainer.state.log_history if "loss" in h]
     row = {"row": name, "base": base, "overrides": overrides,
-           "command": "python scripts/steering_study.py " + ("--base " if base else "") + shlex.join([name, *overrides]),
-           **measure(result, cfg, gen_prompts, points),
+           "command": "python scripts/steering_study.py " + ("--base " if base else "") + shlex.join([*flags, name, *overrides]),
+           **measure(result, cfg, gen_prompts, points, max_new_tokens),
            "train_loss": [round(h["loss"], 4) for h in log], "wall_s": round(time.time() - started, 1)}
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -101,7 +106,7 @@ def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts:
 
 def table(rows: list[dict]) -> str:
     head = ("| row | top-1 conc | top-1 inf | mean abs Delta | Spearman Delta | words w=0 / 0.5 / 1 | ratio 1:0 "
-            "| longer at w=1 (sign test) | loss first -> last | command |\n|---|---|---|---|---|---|---|---|---|---|")
+            "| longer at w=1 (sign test) | loss first -> last | new tokens | command |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         ev, d, s = r["eval"], r["delta"], r["sweep"]
@@ -111,7 +116,7 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['row']} | {ev.get(f'{PAIR[0]}/top1', float('nan')):.2f} | "
                      f"{ev.get(f'{PAIR[1]}/top1', float('nan')):.2f} | {d['mean_abs_delta']:.2f} | "
                      f"{d['spearman']:.2f} | {words} | {s['summary']['end_ratio']:.2f} | {sign['up']}/{sign['up'] + sign['down']} "
-                     f"(p={sign['p_value']:.1g}) | {loss} | `{r['command']}` |")
+                     f"(p={sign['p_value']:.1g}) | {loss} | {r.get('max_new_tokens', 64)} | `{r['command']}` |")
     return "\n".join(lines)
 
 
@@ -123,6 +128,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="docs/steering/study.jsonl")
     p.add_argument("--gen-prompts", type=int, default=16)
     p.add_argument("--points", type=int, choices=(3, 5), default=3)
+    p.add_argument("--max-new-tokens", type=int, default=96, help="greedy budget of the edge sweep (default 96)")
     p.add_argument("--table", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -131,7 +137,7 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out.parent.mkdir(parents=True, exist_ok=True)
-    row = run_row(args.name, args.overrides, args.base, out, args.gen_prompts, args.points)
+    row = run_row(args.name, args.overrides, args.base, out, args.gen_prompts, args.points, args.max_new_tokens)
     print(table([row]))
     return 0
 
