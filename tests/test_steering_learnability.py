@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 
+from lambda_dpo.batching import ListCollator
 from lambda_dpo.conditioning import LambdaText, aspect_instruction, condition_prompt
 from lambda_dpo.data.schema import make_list, select_aspects
 from lambda_dpo.evaluation.listwise import evaluate_lists
@@ -135,6 +136,32 @@ def test_contrast_collator_duplicates_lists_with_their_targets(tmp_path, tiny_ll
     assert not (batch["lam"][:2] == batch["lam"][2:]).all(-1).any()
     # opposite vertices on conflicting lists: the best reply differs between the two copies
     assert (batch["target"][:2].argmax(-1) != batch["target"][2:].argmax(-1)).all()
+
+
+def test_contrast_candidates_pick_the_second_lambda_with_the_farthest_target(tmp_path, tiny_llama_dir, one_thread):
+    trainer = train_pair(tmp_path, tiny_llama_dir, lambda_contrast=True, max_steps=1).trainer
+    c, items = trainer.data_collator, trainer.train_dataset.items
+    grid = GridLambda(PAIR, steps=4, seed=3)
+
+    def collator(m):
+        return ListCollator(c.tokenizer, c.aspects, grid, c.conditioning, c.tau, c.layout,
+                            lambda_text=c.lambda_text, contrast=True, contrast_candidates=m)
+
+    n, keys = len(items), [(0, it.index) for it in items]
+    one, many = collator(1)(items), collator(6)(items)
+    lam = grid.draw(keys)
+    cands = [grid.draw_other(keys, lam)] + [grid.draw_other([(*k, -m) for k in keys], lam) for m in range(1, 6)]
+    assert torch.equal(one["lam"][:n], lam) and torch.equal(many["lam"][:n], lam)  # lambda a is unchanged
+    assert torch.equal(one["lam"][n:], cands[0])  # M=1: the first draw that differs, as before
+    tv = torch.tensor([[0.5 * (collator(1)([items[b]], lam=cand[b])["target"][0] - one["target"][b]).abs().sum()
+                        for b in range(n)] for cand in cands])  # [M, n], each candidate's target by hand
+    chosen = 0.5 * (many["target"][n:] - many["target"][:n]).abs().sum(-1)
+    assert torch.allclose(chosen, tv.max(0).values)
+    assert torch.equal(many["lam"][n:], torch.stack([cands[m][b] for b, m in enumerate(tv.argmax(0).tolist())]))
+    assert (chosen > tv[0] + 1e-6).any()  # the choice changed some pair (else this test would prove nothing)
+    assert torch.equal(collator(6)(items)["lam"], many["lam"])  # a pure function of the keys
+    with pytest.raises(ValueError, match="contrast_candidates=2 .*needs lambda_contrast: true"):
+        load_config(None, conditioning="prompt", lambda_contrast=False, contrast_candidates=2)
 
 
 def test_best_reply_nll_is_the_per_token_nll_of_the_target_argmax():

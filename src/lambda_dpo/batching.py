@@ -67,12 +67,15 @@ class ListCollator:
 
     def __init__(self, tokenizer, aspects: Sequence[str], lambda_source: LambdaSource, conditioning: str,
                  rating_temperature: float = 1.0, layout: Layout = "prompt_cache", n_prefix: int = 0,
-                 lambda_text: LambdaText | None = None, contrast: bool = False):
+                 lambda_text: LambdaText | None = None, contrast: bool = False, contrast_candidates: int = 1):
         self.tokenizer, self.aspects = tokenizer, tuple(aspects)
         self.lambda_source, self.conditioning = lambda_source, conditioning
         self.tau, self.layout = rating_temperature, layout
         self.lambda_text = lambda_text or LambdaText()
         self.contrast = contrast  # each list twice per batch, under two different lambdas
+        if contrast_candidates < 1:
+            raise ValueError(f"contrast_candidates must be >= 1, got {contrast_candidates}")
+        self.contrast_candidates = contrast_candidates
         self.epoch = 0  # set by the trainer at each epoch start
         self.n_prefix = n_prefix if conditioning == "embedding" else 0  # soft-prompt slots per row
 
@@ -80,12 +83,30 @@ class ListCollator:
         """Each list's lambda [B, K]; with `contrast`, the lists again under a second, different
         lambda ([2B, K], the second copies after the first), so that within one step only lambda
         changes the target and what both lambdas share (e.g. a general pull towards short replies)
-        cancels in the gradient."""
+        cancels in the gradient. With `contrast_candidates` M > 1 the second lambda is, per list,
+        the one of M candidate draws whose target p_b is farthest from p_a (total variation over the
+        list's responses): pairs where lambda changes which reply is best, as far as the source allows."""
         keys = [(self.epoch, it.index) for it in items]
         lam = self.lambda_source.draw(keys)
         if not self.contrast:
             return list(items), lam
-        return [*items, *items], torch.cat([lam, self.lambda_source.draw_other(keys, lam)])
+        other = self.lambda_source.draw_other(keys, lam)  # candidate 0: keyed as without candidates
+        if self.contrast_candidates > 1:
+            other = self._farthest(items, keys, lam, other)
+        return [*items, *items], torch.cat([lam, other])
+
+    def _farthest(self, items: Sequence[ScoredList], keys: list, lam: torch.Tensor, first: torch.Tensor
+                  ) -> torch.Tensor:
+        """Per list, of `first` and M - 1 more draws (keys (*key, -c)), the lambda [K] whose mixed
+        target is farthest from p_a in total variation; ties keep the earliest candidate. -> [B, K]."""
+        ratings, mask = ratings_tensor([it.tokens.source for it in items], self.aspects)
+        p_k, usable = aspect_targets(ratings, mask, self.tau)
+        p_a, _ = mix_targets(p_k, usable, lam)
+        cands = [first] + [self.lambda_source.draw_other([(*k, -c) for k in keys], lam)
+                           for c in range(1, self.contrast_candidates)]
+        tv = torch.stack([0.5 * (mix_targets(p_k, usable, c)[0] - p_a).abs().sum(-1) for c in cands])  # [M, B]
+        best = tv.argmax(dim=0)  # the first maximum
+        return torch.stack([cands[m][b] for b, m in enumerate(best.tolist())])
 
     def __call__(self, items: Sequence[ScoredList], lam: torch.Tensor | None = None) -> dict:
         if lam is None:

@@ -108,6 +108,10 @@ class LambdaDPOConfig(TrainingArguments):
                 "trains only what differs between the two lambdas. A list's loss is then the mean of its "
                 "two listwise terms plus contrast_alpha / 2 times this term. 0 disables; None (default): "
                 "1.0 with lambda_contrast and a conditioning, else 0."})
+    contrast_candidates: int = field(default=1, metadata={
+        "help": "With lambda_contrast: how many draws to choose the second lambda b from; per list the one "
+                "whose target p_b is farthest from p_a (total variation) is kept, so pairs tend to flip "
+                "which reply is best. 1 (default): the first draw that differs from a."})
     rpo_alpha: float = field(default=0.0, metadata={
         "help": "Weight of a conditioned likelihood term: per-token NLL of the reply that is best under "
                 "the list's lambda, given lambda's text (RPO; TRL's rpo_alpha). 0 disables."})
@@ -200,6 +204,9 @@ class LambdaDPOConfig(TrainingArguments):
         if self.contrast_alpha and not self.lambda_contrast:
             raise ValueError(f"config: contrast_alpha={self.contrast_alpha!r} needs lambda_contrast: true (the "
                              "relative term compares each list under the two lambdas lambda_contrast draws)")
+        if self.contrast_candidates < 1 or (self.contrast_candidates > 1 and not self.lambda_contrast):
+            raise ValueError(f"config: contrast_candidates={self.contrast_candidates!r} must be >= 1, and above 1 "
+                             "needs lambda_contrast: true (it chooses the second lambda of each pair)")
         if self.aspect_instructions is not None and not isinstance(self.aspect_instructions, dict):
             raise ValueError("config: aspect_instructions must be a mapping {aspect: sentence}")
         if self.beta <= 0 or self.rating_temperature <= 0:

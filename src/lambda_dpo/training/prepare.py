@@ -201,7 +201,7 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
         else:
             attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens)
     collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
-                            cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast)
+                            cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast, cfg.contrast_candidates)
     val_items = []
     if cfg.lambda_source == "adaptive":  # the adaptive source's signal comes from lists it never trains on
         val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
