@@ -85,6 +85,22 @@ def test_a_preset_without_the_fixed_model_reports_without_its_target(tmp_path):
     assert "lambda_dpo_fixed" not in text and (tmp_path / "steering.png").exists()
 
 
+def test_a_regenerated_report_names_the_budget_it_replaced(tmp_path):
+    from lambda_dpo.evaluation.steering_report import write_steering_report
+
+    m = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
+    del m["runs"]["lambda_dpo_fixed"]
+    m.update(preset="full", budget={"max_steps": 100, "eval_lists": 40, "gen_prompts": 24, "max_new_tokens": 96},
+             model="m", torch_threads=2, wall_seconds=5004.0, recipe={"lambda_text": "instructions"},
+             baselines={"random": {f"{a}/top1": 0.4 for a in m["aspects"]}},
+             regenerated_from={"run": "runs/demo-full-100", "max_new_tokens": 64}, wall_seconds_regenerate=823.0)
+    m["base_with_text"].update(listwise={}, delta={"spearman": 0.3, "mean_abs_delta": 4.0})
+    text = write_steering_report(m, tmp_path).read_text()
+    assert "96 new tokens (greedy)" in text
+    assert ("wall time 5004 s for the run, whose generations were then redone at this budget "
+            "(`scripts/regenerate_demo.py`, 823 s; the run itself generated 64 new tokens: `runs/demo-full-100`)") in text
+
+
 def test_targets_are_computed_from_the_numbers():
     from lambda_dpo.evaluation.steering_report import targets
 

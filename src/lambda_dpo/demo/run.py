@@ -67,13 +67,14 @@ class Preset:
 # Budgets on 2 CPU cores (bf16 mixed mode, ~3 s per step here). `full` is the committed report (3 seeds,
 # all three methods, 100 steps each: the budget at which the steering recipe beat the prompt alone on the
 # dev split, docs/steering.md). `default` (`make demo`) is cut to fit 20 minutes on a fresh machine
-# (measured 14.9 min): the steered model and DPO only, 40 steps, 16 prompts. `quick` is a smoke run; the
-# ablation uses it by default.
+# (measured 14.9 min at 64 new tokens): the steered model and DPO only, 40 steps, 16 prompts. Replies get 96
+# new tokens, the budget the demo data was sampled with (64 cut the longest replies, compressing the
+# informativeness end). `quick` is a smoke run; the ablation uses it by default.
 PRESETS = {
     "quick": Preset(train_lists=None, max_steps=24, eval_lists=12, gen_prompts=12, max_new_tokens=48, full_grid=False),
-    "default": Preset(train_lists=None, max_steps=40, eval_lists=40, gen_prompts=16, max_new_tokens=64,
+    "default": Preset(train_lists=None, max_steps=40, eval_lists=40, gen_prompts=16, max_new_tokens=96,
                       full_grid=False, methods=(STEERED, "dpo_best_worst")),
-    "full": Preset(train_lists=None, max_steps=100, eval_lists=40, gen_prompts=24, max_new_tokens=64,
+    "full": Preset(train_lists=None, max_steps=100, eval_lists=40, gen_prompts=24, max_new_tokens=96,
                    full_grid=False, seeds=(0, 1, 2)),
 }
 

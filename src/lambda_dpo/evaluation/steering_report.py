@@ -184,13 +184,18 @@ def write_steering_report(m: dict, out: Path) -> Path:
     budget = m["budget"]
     sign = [r["edge"]["summary"]["sign_test"]["words"] for r in runs]
     recipe = ", ".join(f"{k}={v}" for k, v in m["recipe"].items())
+    regen = m.get("regenerated_from")
+    wall = (f"wall time {m['wall_seconds']:.0f} s for the run, whose generations were then redone at this budget "
+            f"(`scripts/regenerate_demo.py`, {m.get('wall_seconds_regenerate', float('nan')):.0f} s; the run itself "
+            f"generated {regen['max_new_tokens']} new tokens: `{regen['run']}`)" if regen
+            else f"wall time {m['wall_seconds']:.0f} s")
     text = f"""# lambda-dpo demo: does lambda steer the model?
 
 Model `{m['model']}`; seeds {seeds}; {budget['max_steps']} training steps per method, each scoring the
 replies of 2 lists (the steered model: 1 list under 2 lambdas);
 {budget['eval_lists']} held-out lists (eval.jsonl); {budget['gen_prompts']} held-out prompts x
 {budget['max_new_tokens']} new tokens (greedy) per lambda; {m['torch_threads']} torch threads;
-wall time {m['wall_seconds']:.0f} s; preset `{m['preset']}`. Figures over seeds: mean ± sample std.
+{wall}; preset `{m['preset']}`. Figures over seeds: mean ± sample std.
 
 Steered model's recipe (the training defaults): {recipe}.
 
