@@ -101,6 +101,21 @@ def test_a_regenerated_report_names_the_budget_it_replaced(tmp_path):
             "(`scripts/regenerate_demo.py`, 823 s; the run itself generated 64 new tokens: `runs/demo-full-100`)") in text
 
 
+def test_demo_cli_passes_the_model_dtype_to_every_trained_model(monkeypatch, tmp_path):
+    from lambda_dpo import cli
+
+    seen = []
+
+    def fake_train(name, overrides, *args):
+        seen.append((name, overrides["model_dtype"]))
+        raise KeyboardInterrupt  # stop after the first model: only the overrides matter here
+
+    monkeypatch.setattr(demo, "_train", fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["demo", "--preset", "quick", "--out", str(tmp_path), "--model-dtype", "float32"])
+    assert seen == [("lambda_dpo_steered", "float32")]
+
+
 def test_targets_are_computed_from_the_numbers():
     from lambda_dpo.evaluation.steering_report import targets
 

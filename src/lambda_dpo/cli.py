@@ -69,7 +69,7 @@ def _playground(args) -> int:
 def _demo(args) -> int:
     from .demo.run import run_demo
 
-    out = run_demo(args.preset, args.out, seed=args.seed)
+    out = run_demo(args.preset, args.out, seed=args.seed, model_dtype=args.model_dtype)
     print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'steering.png'}, "
           f"{out / 'pareto.png'}")
     return 0
@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
     p.add_argument("--out", help="run directory (default runs/demo-PRESET-TIME)")
     p.add_argument("--seed", type=int, default=None, help="one seed instead of the preset's (full: 0 1 2)")
+    p.add_argument("--model-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="model_dtype of every trained model and of the base model (default %(default)s)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("ablation", help="lambda sources x conditioning modes, equal budget, several seeds")

@@ -80,9 +80,10 @@ PRESETS = {
 
 
 def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: int | None = None,
-             model: str = DEFAULT_MODEL) -> Path:
+             model: str = DEFAULT_MODEL, model_dtype: str = "auto") -> Path:
     """Train the preset's methods for each of its seeds (or `seed` alone), measure steering on the
-    held-out split, write metrics.json, report.md and plots; returns the run directory."""
+    held-out split, write metrics.json, report.md and plots; returns the run directory. model_dtype:
+    every trained model's (`auto`: bf16 where the hardware has it; the base model follows it)."""
     p = PRESETS[preset]
     seeds = p.seeds if seed is None else (seed,)
     out = Path(out_dir or f"runs/demo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -95,7 +96,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
     base = baselines = recipe = None
     for s in seeds:
         for name, overrides in methods.items():
-            result = _train(name, overrides, p, out, s, model, data)
+            result = _train(name, {"model_dtype": model_dtype, **overrides}, p, out, s, model, data)
             runs[name][s] = measure_model(result, specs, p, steered=result.trainer.args.conditioning != "none")
             if base is None and name == STEERED:  # the base model given the same lambda text, and rating-blind picks
                 recipe = {k: getattr(result.trainer.args, k) for k in RECIPE_KEYS}
