@@ -30,13 +30,16 @@ declare -A ROWS=(
   [k4-delta-a2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=2.0"
   [k4-delta-lr1e-3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 learning_rate=1e-3"
   [k4-delta-far4]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 contrast_candidates=4"
-  [k4-delta-steps200]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=200")
+  [k4-delta-steps200]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=200"
+  [k4-delta-steps300]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=300"
+  [k4-delta-beta0.5]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 beta=0.5"
+  [k4-delta-beta1]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 beta=1.0")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
        instructions-grid-k4-rpo1 instructions-grid-k4-lr1e-3
        instructions-grid-k4-delta base-instructions-t96 k4-delta-t96 k4-delta-a2 k4-delta-lr1e-3 k4-delta-far4
-       k4-delta-steps200)
+       k4-delta-steps200 k4-delta-steps300 k4-delta-beta0.5 k4-delta-beta1)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 for row in "${ORDER[@]}"; do
