@@ -59,7 +59,7 @@ def main() -> None:
     specs = _read_specs(Path(str(demo_data_dir())) / "eval.jsonl")[: m["budget"]["gen_prompts"]]
     steered_sm = None  # the base model is read with a steered model's tokenizer, aspects and lambda text
     for name, seeds in m["runs"].items():
-        for seed, run in seeds.items():
+        for seed in seeds:
             sm = load_steerable(args.run / "models" / f"{name}-seed{seed}")
             steered = sm.conditioning != "none"
             print(f"{time.time() - started:6.0f} s  {name} seed {seed}", flush=True)
