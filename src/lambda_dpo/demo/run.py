@@ -67,7 +67,7 @@ class Preset:
 # Budgets on 2 CPU cores (bf16 mixed mode, ~3 s per step here). `full` is the committed report (3 seeds,
 # all three methods, 100 steps each: the budget at which the steering recipe beat the prompt alone on the
 # dev split, docs/steering.md). `default` (`make demo`) is cut to fit 20 minutes on a fresh machine
-# (measured 14.9 min at 64 new tokens): the steered model and DPO only, 40 steps, 16 prompts. Replies get 96
+# (measured 17.1 min from empty caches): the steered model and DPO only, 40 steps, 16 prompts. Replies get 96
 # new tokens, the budget the demo data was sampled with (64 cut the longest replies, compressing the
 # informativeness end). `quick` is a smoke run; the ablation uses it by default.
 PRESETS = {
