@@ -44,6 +44,20 @@ def test_skip_bad_counts_every_rejection(capsys):
     assert summary["rejected"]["bad_json"]["count"] == 1 and summary["rejected"]["too_few_responses"]["count"] == 1
 
 
+def test_build_data_help_reaches_its_own_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build-data", "--help"])
+    assert exit_info.value.code == 0
+    assert "--n-prompts" in capsys.readouterr().out
+
+
+def test_unknown_option_of_another_command_is_still_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate-data", UF, "--no-such-option"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
 def test_train_ultrafeedback_then_generate_under_two_lambdas(tiny_llama_dir, tmp_path, capsys):
     out = tmp_path / "model"
     cfg = write_config(tmp_path / "c.yaml", model_name_or_path=tiny_llama_dir, train_file=UF, eval_fraction=0.34,

@@ -153,15 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME)")
     p.set_defaults(func=_ablation)
 
+    # Its options belong to its own parser (main passes them through; argparse.REMAINDER would not
+    # pass a leading option such as --help).
     p = sub.add_parser("build-data", help="rebuild the embedded multi-aspect dataset (see its --help)",
                        add_help=False)
-    p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_build_data)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "build-data":
+        args.args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
