@@ -8,6 +8,7 @@ import torch
 
 from lambda_dpo.lambdas import AdaptiveLambda
 from lambda_dpo.training import adaptive_lambda as sched
+from lambda_dpo.training.config import load_config
 
 ASPECTS = ("a", "b", "c")
 
@@ -138,3 +139,10 @@ def test_adaptive_schedule_resumes_exactly(tiny_llama_dir, tmp_path, contrast):
     assert [h["step"] for h in cut["source"]["history"]] == [1, 2, 3, 4]
     weights = [load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("full", "cut")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_adaptive_source_refuses_dataloader_workers():
+    # A collator in a worker process would keep drawing from the initial probabilities.
+    with pytest.raises(ValueError, match="adaptive needs dataloader_num_workers: 0 .got 2."):
+        load_config(None, lambda_source="adaptive", dataloader_num_workers=2)
+    assert load_config(None, lambda_source="adaptive", dataloader_num_workers=0).lambda_source == "adaptive"

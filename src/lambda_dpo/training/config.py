@@ -207,6 +207,10 @@ class LambdaDPOConfig(TrainingArguments):
         if self.contrast_candidates < 1 or (self.contrast_candidates > 1 and not self.lambda_contrast):
             raise ValueError(f"config: contrast_candidates={self.contrast_candidates!r} must be >= 1, and above 1 "
                              "needs lambda_contrast: true (it chooses the second lambda of each pair)")
+        if self.lambda_source == "adaptive" and self.dataloader_num_workers > 0:
+            raise ValueError(f"config: lambda_source: adaptive needs dataloader_num_workers: 0 (got "
+                             f"{self.dataloader_num_workers}): the collator draws lambda, and collators in worker "
+                             "processes never see the scheduler's updates, so lambda would not adapt")
         if self.aspect_instructions is not None and not isinstance(self.aspect_instructions, dict):
             raise ValueError("config: aspect_instructions must be a mapping {aspect: sentence}")
         if self.beta <= 0 or self.rating_temperature <= 0:
