@@ -292,3 +292,17 @@ def test_listwise_stats():
     stats = listwise_stats(scores, target, mask)
     torch.testing.assert_close(stats["top1_accuracy"], t(1.0, 0.0))
     torch.testing.assert_close(stats["reward_margin"], t(2.0 - (-1.0), 1.0 - 3.0))
+    p = target[:, :3]
+    torch.testing.assert_close(stats["target_entropy"], -(p * p.log()).sum(-1))
+
+
+def test_target_entropy_is_the_least_lambda_dpo_loss():
+    """The loss at scores with softmax(beta s) = p equals the logged entropy; any other scores give more."""
+    target = t([0.5, 0.5, 0.0, 0.0], [0.7, 0.2, 0.1, 0.0], [1.0, 0.0, 0.0, 0.0])
+    mask = t([1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0], dtype=torch.bool)
+    beta = 0.1
+    fitted = torch.where(target > 0, target.clamp(min=1e-30).log() / beta, -1e4)  # a zero target: far below
+    entropy = listwise_stats(fitted, target, mask)["target_entropy"]
+    torch.testing.assert_close(entropy, t(math.log(2), -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)), 0.0))
+    torch.testing.assert_close(lambda_dpo_loss(fitted, target, mask, beta), entropy, atol=1e-5, rtol=0)
+    assert (lambda_dpo_loss(torch.randn(3, 4) * 20, target, mask, beta) > entropy).all()

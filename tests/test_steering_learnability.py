@@ -249,6 +249,11 @@ def test_contrast_alpha_needs_lambda_contrast_and_trains(tmp_path, tiny_llama_di
     result = train_pair(tmp_path, tiny_llama_dir, lambda_contrast=True, contrast_alpha=1.0, max_steps=2, logging_steps=1)
     logged = [h["loss/contrast"] for h in result.trainer.state.log_history if "loss/contrast" in h]
     assert len(logged) == 2 and all(v > 0 for v in logged)
+    # The logged loss splits into the listwise term, which cannot go below the targets' entropy, and half
+    # the relative term (each copy of a list carries half of it).
+    for h in (h for h in result.trainer.state.log_history if "loss/contrast" in h):
+        assert h["loss/listwise"] >= h["target_entropy"] > 0
+        assert h["loss"] == pytest.approx(h["loss/listwise"] + h["loss/contrast"] / 2, abs=1e-3)
     # The step's loss: each list's copy under lambda a is paired with its copy under lambda b.
     trainer, collator = result.trainer, result.trainer.data_collator
     batch = collator(trainer.train_dataset.items[:3])

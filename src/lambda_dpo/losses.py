@@ -273,6 +273,9 @@ def listwise_stats(scores: Tensor, target: Tensor, mask: Tensor) -> dict[str, Te
         "top1_accuracy": 1.0 if the highest-scored real response has the highest target (ties in
             the target count as correct), else 0.0.
         "reward_margin": s at argmax target minus s at argmin target (nats; 0 for a flat target).
+        "target_entropy": -sum_i p_i log p_i over the real responses (nats): the least value
+            `lambda_dpo_loss` can take on that list (reached when softmax(beta * s) = p), so the
+            logged loss minus this is how far the policy is from fitting its targets.
     """
     s, t = _clean(scores, target, mask)
     top_s = s.masked_fill(~mask, float("-inf")).argmax(dim=-1, keepdim=True)
@@ -281,4 +284,5 @@ def listwise_stats(scores: Tensor, target: Tensor, mask: Tensor) -> dict[str, Te
     best = t.masked_fill(~mask, float("-inf")).argmax(dim=-1, keepdim=True)
     worst = t.masked_fill(~mask, float("inf")).argmin(dim=-1, keepdim=True)
     margin = (s.gather(-1, best) - s.gather(-1, worst)).squeeze(-1)
-    return {"top1_accuracy": acc, "reward_margin": margin}
+    entropy = -torch.where(t > 0, t * t.clamp(min=torch.finfo(t.dtype).tiny).log(), 0.0).sum(dim=-1)
+    return {"top1_accuracy": acc, "reward_margin": margin, "target_entropy": entropy}

@@ -105,6 +105,8 @@ class LambdaDPOTrainer(Trainer):
         policy_logps, n_tokens = score_batch(model, batch, cfg.logprob_chunk_size, prefix)
         scores = sequence_scores(policy_logps, inputs["ref_logps"], n_tokens, cfg.score_type)
         per_list = self.loss_fn(scores, inputs["target"], inputs["mask"], cfg.beta)
+        if inputs["valid"].any():  # the listwise term alone, to read against the logged target_entropy
+            self._metrics["loss/listwise"].append(per_list.detach()[inputs["valid"]].mean().item())
         if cfg.rpo_alpha:  # conditioned likelihood of the reply lambda prefers
             nll = best_reply_nll(policy_logps, n_tokens, inputs["target"], inputs["mask"])
             per_list = per_list + cfg.rpo_alpha * nll
