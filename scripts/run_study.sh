@@ -38,14 +38,21 @@ declare -A ROWS=(
   [k4-delta-full]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 use_lora=false learning_rate=5e-5 model_dtype=auto"
   [k4-delta-r64]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 lora_r=64 lora_alpha=128"
   [k4-delta-tau0.25]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 rating_temperature=0.25"
-  [k4-delta-mean]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_type=mean beta=3.0")
+  [k4-delta-mean]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_type=mean beta=3.0"
+  # fourth round: how lambda is written and drawn, and how much data
+  [base-weights-t96]="--base lambda_text=weights"
+  [k4-delta-weights]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 lambda_text=weights"
+  [k4-delta-dirichlet]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 lambda_source=dirichlet"
+  [k4-delta-vertices]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 lambda_grid_steps=1"
+  [k4-delta-half-data]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=119")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
        instructions-grid-k4-rpo1 instructions-grid-k4-lr1e-3
        instructions-grid-k4-delta base-instructions-t96 k4-delta-t96 k4-delta-a2 k4-delta-lr1e-3 k4-delta-far4
        k4-delta-steps200 k4-delta-steps300 k4-delta-beta0.5 k4-delta-beta1
-       k4-delta-full k4-delta-r64 k4-delta-tau0.25 k4-delta-mean)
+       k4-delta-full k4-delta-r64 k4-delta-tau0.25 k4-delta-mean base-weights-t96 k4-delta-weights
+       k4-delta-dirichlet k4-delta-vertices k4-delta-half-data)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 for row in "${ORDER[@]}"; do
