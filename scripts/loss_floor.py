@@ -8,6 +8,7 @@ drawn from the grid (multiples of 1/steps), this prints both averaged over every
 and the same for lambda-contrast's relative term (target q proportional to p_a / p_b, over every
 pair of grid points), then the floor and the reference value of the study's logged loss with
 `contrast_alpha: 1` (listwise + relative / 2). So a logged loss reads as a fraction of the gap closed.
+Last, how far apart the optimum puts the replies' Delta between the vertices of --pair, per beta.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tau", type=float, default=0.5, help="rating_temperature")
     parser.add_argument("--steps", type=int, default=4, help="lambda_grid_steps")
     parser.add_argument("--aspects", default=",".join(ASPECTS))
+    parser.add_argument("--pair", default="conciseness,informativeness",
+                        help="two aspects: the span of the optimal Delta between their vertices")
+    parser.add_argument("--beta", type=float, nargs="+", default=[0.1, 0.5])
     args = parser.parse_args(argv)
     aspects = args.aspects.split(",")
     lists, _ = load_lists(args.file)  # every aspect; ratings_tensor picks the named ones
@@ -62,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  relative term (pairs of grid points): floor {hq.mean():.3f}, at the reference {ln_q.mean():.3f}")
     print(f"  logged loss with contrast_alpha 1 (listwise + relative / 2): floor "
           f"{h[valid].mean() + hq.mean() / 2:.3f}, at the reference {ln_n[valid].mean() + ln_q.mean() / 2:.3f}")
+    # At the optimum beta * Delta = log p_b - log p_a + c between the pair's vertices a, b: how far
+    # apart (max - min within a list, nats) the policy must put its replies' Delta.
+    a, b = (aspects.index(x) for x in args.pair.split(","))
+    both = usable[:, a] & usable[:, b]
+    log_ratio = p_k[..., b].clamp(min=1e-30).log() - p_k[..., a].clamp(min=1e-30).log()
+    span = (torch.where(mask, log_ratio, -torch.inf).amax(-1) - torch.where(mask, log_ratio, torch.inf).amin(-1))[both]
+    for beta in args.beta:
+        print(f"  optimal Delta between the {args.pair} vertices at beta {beta}: spans {(span / beta).median():.0f} "
+              f"nats within a list (median over {int(both.sum())} lists; mean {(span / beta).mean():.0f})")
     return 0
 
 
