@@ -28,13 +28,15 @@ def main(argv: list[str]) -> int:
     out = Path("docs/steering/learnability.jsonl")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.time()
-    cfg = load_config(None, argv, model_name_or_path="smollm2-135m-instruct",
-                      train_file=str(Path(str(demo_data_dir())) / "train.jsonl"), eval_fraction=0,
-                      max_train_lists=16, aspects=list(PAIR), lambda_source="table",
-                      lambda_table=[{"weights": {a: 1.0}, "prob": 0.5} for a in PAIR], conditioning="prompt",
-                      lambda_text="instructions", max_steps=100, per_device_train_batch_size=2,
-                      learning_rate=5e-4, beta=0.1, rating_temperature=0.5, max_prompt_length=256,
-                      max_response_length=160, logging_steps=10, seed=0, output_dir="runs/learnability")
+    settings = dict(model_name_or_path="smollm2-135m-instruct",
+                    train_file=str(Path(str(demo_data_dir())) / "train.jsonl"), eval_fraction=0,
+                    max_train_lists=16, aspects=list(PAIR), lambda_source="table",
+                    lambda_table=[{"weights": {a: 1.0}, "prob": 0.5} for a in PAIR], conditioning="prompt",
+                    lambda_text="instructions", max_steps=100, per_device_train_batch_size=2,
+                    learning_rate=5e-4, beta=0.1, rating_temperature=0.5, max_prompt_length=256,
+                    max_response_length=160, logging_steps=10, seed=0, output_dir="runs/learnability")
+    # As overrides before the command line's (JSON is YAML), so that the command line's win.
+    cfg = load_config(None, [*(f"{k}={json.dumps(v)}" for k, v in settings.items()), *argv])
     result = train(cfg)
     top1 = evaluate_lists(result.trainer.model, result.trainer.data_collator, result.trainer.train_dataset.items,
                           batch_size=4)

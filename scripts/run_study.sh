@@ -45,7 +45,9 @@ declare -A ROWS=(
   [k4-delta-dirichlet]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 lambda_source=dirichlet"
   [k4-delta-vertices]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 lambda_grid_steps=1"
   [k4-delta-half-data]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=119"
-  [k4-delta-beta0.5-lr1e-4]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 beta=0.5 learning_rate=1e-4")
+  [k4-delta-beta0.5-lr1e-4]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 beta=0.5 learning_rate=1e-4"
+  # does fitting (5 epochs of 60 lists) carry to the dev lists?
+  [k4-delta-60lists-300steps]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=60 max_steps=300")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
@@ -53,7 +55,8 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        instructions-grid-k4-delta base-instructions-t96 k4-delta-t96 k4-delta-a2 k4-delta-lr1e-3 k4-delta-far4
        k4-delta-steps200 k4-delta-steps300 k4-delta-beta0.5 k4-delta-beta1
        k4-delta-full k4-delta-r64 k4-delta-tau0.25 k4-delta-mean base-weights-t96 k4-delta-weights
-       k4-delta-dirichlet k4-delta-vertices k4-delta-half-data k4-delta-beta0.5-lr1e-4)
+       k4-delta-dirichlet k4-delta-vertices k4-delta-half-data k4-delta-beta0.5-lr1e-4
+       k4-delta-60lists-300steps)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 for row in "${ORDER[@]}"; do
