@@ -22,12 +22,8 @@ import torch
 from lambda_dpo.data import load_lists
 from lambda_dpo.demo.data import ASPECTS, demo_data_dir
 from lambda_dpo.lambdas import GridLambda
+from lambda_dpo.losses import target_entropy as entropy
 from lambda_dpo.targets import aspect_targets, mix_targets, ratings_tensor
-
-
-def entropy(p: torch.Tensor) -> torch.Tensor:
-    """-sum p log p over the last dimension (0 log 0 = 0)."""
-    return -torch.where(p > 0, p * p.clamp(min=1e-30).log(), 0.0).sum(-1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,7 @@ __all__ = [
     "SCORE_TYPES",
     "sequence_scores",
     "listwise_stats",
+    "target_entropy",
 ]
 
 
@@ -284,5 +285,13 @@ def listwise_stats(scores: Tensor, target: Tensor, mask: Tensor) -> dict[str, Te
     best = t.masked_fill(~mask, float("-inf")).argmax(dim=-1, keepdim=True)
     worst = t.masked_fill(~mask, float("inf")).argmin(dim=-1, keepdim=True)
     margin = (s.gather(-1, best) - s.gather(-1, worst)).squeeze(-1)
-    entropy = -torch.where(t > 0, t * t.clamp(min=torch.finfo(t.dtype).tiny).log(), 0.0).sum(dim=-1)
-    return {"top1_accuracy": acc, "reward_margin": margin, "target_entropy": entropy}
+    return {"top1_accuracy": acc, "reward_margin": margin, "target_entropy": target_entropy(t)}
+
+
+def target_entropy(target: Tensor) -> Tensor:
+    """-sum_i p_i log p_i over the last dimension (nats; 0 log 0 = 0, so padding with 0 adds nothing).
+
+    ``[..., N] -> [...]``. The least value of `lambda_dpo_loss` for that target (see `listwise_stats`).
+    """
+    t = target
+    return -torch.where(t > 0, t * t.clamp(min=torch.finfo(t.dtype).tiny).log(), 0.0).sum(dim=-1)
