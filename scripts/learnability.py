@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ def main(argv: list[str]) -> int:
     result = train(cfg)
     top1 = evaluate_lists(result.trainer.model, result.trainer.data_collator, result.trainer.train_dataset.items,
                           batch_size=4)
-    row = {"command": "python scripts/learnability.py " + " ".join(argv), "train_lists": 16,
+    row = {"command": "python scripts/learnability.py " + shlex.join(argv), "train_lists": 16,
            "top1_on_train": {a: round(top1[f"{a}/top1"], 3) for a in PAIR},
            "passed": all(top1[f"{a}/top1"] >= 0.9 for a in PAIR),
            "loss": [round(h["loss"], 3) for h in result.trainer.state.log_history if "loss" in h],
