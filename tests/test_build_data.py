@@ -254,3 +254,27 @@ def test_cli_quick(tmp_path, tiny_model_dir, capsys):
     assert info["seed"] == 3 and info["max_new_tokens"] == 16
     assert info["command"].startswith("lambda-dpo build-data --quick")
     assert "wrote" in capsys.readouterr().out
+
+
+def test_exclude_drops_prompts_already_in_another_file(tmp_path, tiny_model_dir, capsys):
+    """A second build next to a held-out file: none of that file's prompts is sampled again, and the
+    dropped ones are counted (info, datasheet, CLI line), never silently lost."""
+    first = tmp_path / "first"
+    build_demo_dataset(first, seed=0, n_prompts=6, n_eval=2, max_new_tokens=4, model=tiny_model_dir,
+                       batch_size=6, progress=False, threads=1)
+    held = first / "eval.jsonl"
+    held_prompts = {lst.prompt[-1]["content"] for lst in load_lists(held)[0]}
+    # the same seed regenerates the same 6 prompts, so exactly the held-out ones must go
+    out = tmp_path / "more"
+    assert main(["--out-dir", str(out), "--seed", "0", "--n-prompts", "6", "--n-eval", "0", "--max-new-tokens", "4",
+                 "--batch-size", "6", "--model", tiny_model_dir, "--no-progress", "--threads", "1",
+                 "--exclude", str(held)]) == 0
+    info = json.loads((out / "build_info.json").read_text())
+    assert len(info["excluded_prompts"]) == len(held_prompts) == 2
+    assert info["exclude"] == [str(held)]
+    built = [lst.prompt[-1]["content"] for lst in load_lists(out / "train.jsonl")[0]]
+    assert len(built) == 6 - 2 - len(info["dropped_prompts"])
+    assert not held_prompts & set(built)
+    assert f"--exclude {held}" in info["command"]
+    assert "prompts excluded before sampling" in (out / "DATASHEET.md").read_text()
+    assert "2 prompts excluded" in capsys.readouterr().out

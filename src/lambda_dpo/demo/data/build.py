@@ -225,6 +225,7 @@ def build_demo_dataset(
     progress: bool = True,
     command: str | None = None,
     threads: int | None = None,
+    exclude: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Generate, judge and write the demo dataset into `out_dir`; returns the build info.
 
@@ -240,6 +241,10 @@ def build_demo_dataset(
         command: the command line recorded in the datasheet (default: the equivalent CLI call).
         threads: torch intra-op threads for sampling (default: torch's). On a shared, busy machine
             1 thread can be several times faster than oversubscribed cores.
+        exclude: preference-list files (any format `load_lists` reads) whose prompts must not occur
+            in this build: a generated prompt whose user message equals one of theirs is dropped
+            before sampling (counted in the build info and the datasheet). Use it to build more
+            training data that cannot leak into an existing held-out set.
     """
     import torch
 
@@ -252,13 +257,27 @@ def build_demo_dataset(
         torch.set_num_threads(threads)
     try:
         return _build(out, seed, n_prompts, n_eval, n_responses, max_new_tokens, model, batch_size, temperatures,
-                      top_p, progress, command)
+                      top_p, progress, command, [str(x) for x in exclude])
     finally:
         torch.set_num_threads(previous_threads)
 
 
+def _excluded_prompts(files: Sequence[str]) -> set[str]:
+    """The last user message of every list in `files` (the text a demo prompt is compared on)."""
+    from ...data import load_lists
+
+    texts: set[str] = set()
+    for f in files:
+        lists, _ = load_lists(f)
+        for lst in lists:
+            users = [m["content"] for m in lst.prompt if m["role"] == "user"]
+            if users:
+                texts.add(users[-1])
+    return texts
+
+
 def _build(out: Path, seed, n_prompts, n_eval, n_responses, max_new_tokens, model, batch_size, temperatures, top_p,
-           progress, command) -> dict[str, Any]:
+           progress, command, exclude: Sequence[str] = ()) -> dict[str, Any]:
     import torch
     import transformers
 
@@ -266,6 +285,11 @@ def _build(out: Path, seed, n_prompts, n_eval, n_responses, max_new_tokens, mode
 
     start = time.perf_counter()
     specs = generate_prompts(seed, n_prompts)
+    excluded: list[str] = []
+    if exclude:
+        seen = _excluded_prompts(exclude)
+        excluded = [s.id for s in specs if s.prompt in seen]
+        specs = [s for s in specs if s.prompt not in seen]
     train, held = split_prompts(specs, n_eval, seed)
     ordered = train + held
     tokenizer = load_tokenizer(model)
@@ -287,7 +311,7 @@ def _build(out: Path, seed, n_prompts, n_eval, n_responses, max_new_tokens, mode
         _write_jsonl(out / SPLIT_FILES[name], records)
     if command is None:
         command = (f"lambda-dpo build-data --out-dir {out} --seed {seed} --n-prompts {n_prompts} "
-                   f"--n-eval {n_eval}")
+                   f"--n-eval {n_eval}" + "".join(f" --exclude {f}" for f in exclude))
     info = {
         "command": command,
         "seed": seed,
@@ -303,6 +327,8 @@ def _build(out: Path, seed, n_prompts, n_eval, n_responses, max_new_tokens, mode
         "slots": [{"slot": k, "name": SLOTS[k % len(SLOTS)][0], "system": SLOTS[k % len(SLOTS)][1]}
                   for k in range(n_responses)],
         "dropped_prompts": dropped,
+        "exclude": list(exclude),
+        "excluded_prompts": excluded,
         "generation_seconds": round(gen_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
         "torch": torch.__version__,
@@ -509,6 +535,9 @@ def write_datasheet(out_dir: str | Path, info: dict[str, Any]) -> str:
                  f"{', '.join(f'{k} {v}' for k, v in sorted(cats.items()))})")
     L.append(f"- dropped prompts (an empty reply after retries): {len(info['dropped_prompts'])}"
              + (f" ({', '.join(info['dropped_prompts'])})" if info["dropped_prompts"] else ""))
+    if info.get("exclude"):
+        L.append(f"- prompts excluded before sampling because their text is in "
+                 f"{', '.join(f'`{f}`' for f in info['exclude'])}: {len(info['excluded_prompts'])}")
     L.append(f"- responses that hit max_new_tokens (cut mid-reply): {st_all['hit_max']} of "
              f"{sum(len(r['responses']) for r in allrec)}")
     L.append(f"- lists with two identical responses: {st_all['dup_lists']}")
@@ -588,6 +617,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--rejudge", action="store_true",
                         help="only re-rate the responses already in --out-dir and rewrite the datasheet")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                        help="a preference-list file whose prompts this build must not contain (repeatable): "
+                             "generated prompts with the same user message are dropped before sampling, "
+                             "e.g. to build more training data next to an existing eval.jsonl")
     return parser
 
 
@@ -602,9 +635,12 @@ def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -
     opts = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in defaults.items()}
     command = "lambda-dpo build-data " + " ".join(argv) if argv is not None else None
     info = build_demo_dataset(args.out_dir, seed=args.seed, n_responses=args.n_responses, model=args.model,
-                              progress=not args.no_progress, command=command, threads=args.threads, **opts)
-    print(f"wrote {args.out_dir}: {opts['n_prompts'] - len(info['dropped_prompts'])} lists "
-          f"in {info['total_seconds']:.0f} s (see DATASHEET.md)")
+                              progress=not args.no_progress, command=command, threads=args.threads,
+                              exclude=args.exclude, **opts)
+    kept = opts["n_prompts"] - len(info["excluded_prompts"]) - len(info["dropped_prompts"])
+    excluded = f" ({len(info['excluded_prompts'])} prompts excluded as already in --exclude files)" \
+        if args.exclude else ""
+    print(f"wrote {args.out_dir}: {kept} lists in {info['total_seconds']:.0f} s{excluded} (see DATASHEET.md)")
     return info
 
 
