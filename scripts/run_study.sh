@@ -47,7 +47,9 @@ declare -A ROWS=(
   [k4-delta-half-data]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=119"
   [k4-delta-beta0.5-lr1e-4]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 beta=0.5 learning_rate=1e-4"
   # does fitting (5 epochs of 60 lists) carry to the dev lists?
-  [k4-delta-60lists-300steps]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=60 max_steps=300")
+  [k4-delta-60lists-300steps]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=60 max_steps=300"
+  # fifth round: more lists over two epochs (MORE_DATA is built first when missing, about 40 min)
+  [k4-delta-more-data-2ep]="--extra-train=runs/more-data/seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
@@ -56,11 +58,20 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        k4-delta-steps200 k4-delta-steps300 k4-delta-beta0.5 k4-delta-beta1
        k4-delta-full k4-delta-r64 k4-delta-tau0.25 k4-delta-mean base-weights-t96 k4-delta-weights
        k4-delta-dirichlet k4-delta-vertices k4-delta-half-data k4-delta-beta0.5-lr1e-4
-       k4-delta-60lists-300steps)
+       k4-delta-60lists-300steps k4-delta-more-data-2ep)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
+MORE_DATA=runs/more-data/seed1/train.jsonl
 for row in "${ORDER[@]}"; do
   args=${ROWS[$row]-}
+  if [[ $args == *"$MORE_DATA"* ]]; then
+    # 480 new prompts (seed 1), none of them a prompt of the shipped train or eval files
+    [ -s $MORE_DATA ] || OMP_NUM_THREADS=2 .venv/bin/lambda-dpo build-data --out-dir "$(dirname $MORE_DATA)" --seed 1 \
+      --n-prompts 480 --n-eval 0 --threads 2 --exclude src/lambda_dpo/resources/demo/train.jsonl \
+      --exclude src/lambda_dpo/resources/demo/eval.jsonl > runs/study-logs/more-data-build.log 2>&1
+    # two epochs of the shipped training lists (238 after the dev split) plus the new ones
+    args=${args/MAX_STEPS_2EP/$(( 2 * (238 + $(wc -l < $MORE_DATA)) ))}
+  fi
   flags=""  # leading --options go to the script before the row name
   while [[ $args == --* ]]; do flags="$flags ${args%% *}"; [[ $args == *" "* ]] && args=${args#* } || args=""; done
   echo "$(date +%T) start $row" >> runs/study-logs/queue.log

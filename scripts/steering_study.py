@@ -18,6 +18,8 @@ Measured per row, on the dev lists / prompts (pair = conciseness, informativenes
   scores, end-to-end word ratio.
 `--base` scores the untrained model given exactly the same lambda text (learning rate 0 on a fresh
 LoRA adapter, whose B = 0, so the policy is the base model): steering by the prompt alone.
+`--extra-train FILE` adds FILE's lists to the training lists (e.g. a `build-data --exclude` build)
+while the dev lists stay exactly those of every other row (`split_files`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,30 @@ COMMON = dict(model_name_or_path="smollm2-135m-instruct", eval_fraction=0.15, ma
               max_prompt_length=256, max_response_length=160, logging_steps=10, seed=0, report_to="none",
               model_dtype="bfloat16",  # pinned (the mixed mode, 1.6x fp32 here): rows compare like with like
               lambda_contrast=False, contrast_alpha=0.0)  # the levers as the rows were first run: off unless named
+
+
+def split_files(extra: str, workdir: Path, seed: int = 0) -> tuple[Path, Path]:
+    """(train file, dev file): the shipped train.jsonl split as `eval_fraction` splits it (same seed, so
+    the same dev lists in the same order), with `extra`'s records appended to the training side.
+
+    Records are split as lines; the training run loads them as every row does. A prompt of `extra`
+    that is also a dev prompt is an error (that would leak the dev lists into training).
+    """
+    from lambda_dpo.training.run import split_eval
+
+    shipped = (Path(str(demo_data_dir())) / "train.jsonl").read_text().splitlines()
+    train, dev = split_eval(shipped, COMMON["eval_fraction"], seed)
+    added = [line for line in Path(extra).read_text().splitlines() if line.strip()]
+    dev_prompts = {json.loads(line)["prompt"][-1]["content"] for line in dev}
+    leaked = [json.loads(line).get("id", "?") for line in added if json.loads(line)["prompt"][-1]["content"] in dev_prompts]
+    if leaked:
+        raise SystemExit(f"{extra}: {len(leaked)} lists share a prompt with the dev split ({', '.join(leaked[:5])}); "
+                         "build it with `lambda-dpo build-data --exclude` on the shipped files")
+    workdir.mkdir(parents=True, exist_ok=True)
+    train_path, dev_path = workdir / "train.jsonl", workdir / "dev.jsonl"
+    train_path.write_text("\n".join(train + added) + "\n")
+    dev_path.write_text("\n".join(dev) + "\n")
+    return train_path, dev_path
 
 
 def dev_specs(prompts: list[str]) -> list[PromptSpec]:
@@ -84,14 +110,18 @@ def measure(result, cfg, gen_prompts: int, points: int, max_new_tokens: int) -> 
 
 
 def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts: int, points: int,
-            max_new_tokens: int = 96) -> dict:
+            max_new_tokens: int = 96, extra_train: str | None = None) -> dict:
     started = time.time()
     extra = ["learning_rate=0", "max_steps=1"] if base else []
-    flags = ([f"--max-new-tokens={max_new_tokens}"] if max_new_tokens != 96 else [])
+    flags = ([f"--max-new-tokens={max_new_tokens}"] if max_new_tokens != 96 else []) + \
+        ([f"--extra-train={extra_train}"] if extra_train else [])
+    files = {"train_file": str(Path(str(demo_data_dir())) / "train.jsonl")}
+    if extra_train:
+        train_path, dev_path = split_files(extra_train, Path(f"runs/study/{name}.data"))
+        files = {"train_file": str(train_path), "eval_file": str(dev_path)}
     base_yaml = Path(f"runs/study/{name}.base.yaml")  # COMMON as a file, so command-line overrides win
     base_yaml.parent.mkdir(parents=True, exist_ok=True)
-    base_yaml.write_text(yaml.safe_dump({**COMMON, "train_file": str(Path(str(demo_data_dir())) / "train.jsonl"),
-                                         "output_dir": f"runs/study/{name}"}))
+    base_yaml.write_text(yaml.safe_dump({**COMMON, **files, "output_dir": f"runs/study/{name}"}))
     cfg = load_config(base_yaml, [*overrides, *extra])
     result = train(cfg)
     log = [h for h in result.trainer.state.log_history if "loss" in h]
@@ -129,6 +159,7 @@ def main(argv=None) -> int:
     p.add_argument("--gen-prompts", type=int, default=16)
     p.add_argument("--points", type=int, choices=(3, 5), default=3)
     p.add_argument("--max-new-tokens", type=int, default=96, help="greedy budget of the edge sweep (default 96)")
+    p.add_argument("--extra-train", metavar="FILE", help="more training lists (the dev lists stay the same)")
     p.add_argument("--table", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -137,7 +168,8 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out.parent.mkdir(parents=True, exist_ok=True)
-    row = run_row(args.name, args.overrides, args.base, out, args.gen_prompts, args.points, args.max_new_tokens)
+    row = run_row(args.name, args.overrides, args.base, out, args.gen_prompts, args.points, args.max_new_tokens,
+                  args.extra_train)
     print(table([row]))
     return 0
 

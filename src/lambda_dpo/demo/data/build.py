@@ -156,8 +156,9 @@ def _sample_all(model, tokenizer, specs: Sequence[PromptSpec], n_responses: int,
                 yield ks[j:j + batch_size]
 
     out: dict[tuple[int, int], tuple[str, int, bool, float]] = {}
-    bar = tqdm(total=len(specs) * n_responses, desc="sampling responses", unit="resp", disable=None if progress else True,
-               file=sys.stderr)
+    # Not on a terminal (a background build writing to a log), a line a minute instead of none.
+    bar = tqdm(total=len(specs) * n_responses, desc="sampling responses", unit="resp", disable=not progress,
+               file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 60)
     for b, keys in enumerate(batches(sorted(ids))):
         res = _generate_batch(model, tokenizer, [ids[k] for k in keys], [temps[k] for k in keys], max_new_tokens,
                               seed=seed * 1_000_003 + b, top_p=top_p)
