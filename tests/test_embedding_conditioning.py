@@ -66,3 +66,63 @@ def test_embedding_trains_saves_reloads_and_steers(tiny_llama_dir, tmp_path):
     assert (la - lb).abs().sum() > 1e-4  # lambda moves the next-token distribution
     replies = generate(sm, ["hi", "What is 2+2?"], "helpfulness=1", max_new_tokens=5)
     assert len(replies) == 2
+
+
+def test_instructions_init_starts_each_vertex_at_its_sentence():
+    """embedding_init=instructions: at vertex e_k the untrained prefix is exactly the token embeddings
+    of aspect k's sentence (padded with a space to the longest one), a mixture is the same mixture of
+    them, and the module's config rebuilds it."""
+    from lambda_dpo.conditioning import attach_lambda_embedding
+    from lambda_dpo.models import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    model = tiny_model("llama", vocab_size=len(tok))
+    sentences = ["Answer in one short sentence.", "Give a detailed, thorough answer.", "Be exact."]
+    module = attach_lambda_embedding(model, tok, 3, n_tokens=2, instructions=sentences)
+    ids = [tok(s, add_special_tokens=False)["input_ids"] for s in sentences]
+    assert module.n_tokens == max(map(len, ids)) > 2
+    space = tok(" ", add_special_tokens=False)["input_ids"][-1]
+    table = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for k, row in enumerate(ids):
+            padded = row + [space] * (module.n_tokens - len(row))
+            torch.testing.assert_close(module(torch.eye(3)[k:k + 1])[0], table[torch.tensor(padded)], rtol=0, atol=0)
+        mix = torch.tensor([[0.25, 0.75, 0.0]])
+        torch.testing.assert_close(module(mix), 0.25 * module(torch.eye(3)[:1]) + 0.75 * module(torch.eye(3)[1:2]))
+    rebuilt = LambdaEmbedding(**module.config())
+    rebuilt.load_state_dict(module.state_dict())
+    torch.testing.assert_close(rebuilt(mix), module(mix))
+    with pytest.raises(ValueError, match="2 instruction sentences for 3 aspects"):
+        attach_lambda_embedding(model, tok, 3, instructions=sentences[:2])
+
+
+def test_instructions_init_trains_saves_and_reloads(tiny_llama_dir, tmp_path):
+    from lambda_dpo.conditioning import aspect_instruction
+    from lambda_dpo.training.config import load_config
+    from lambda_dpo.training.run import train
+
+    cfg = load_config(None, train_file="examples/tiny_listwise.jsonl", model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=2, eval_fraction=0.2, conditioning="embedding",
+                      embedding_init="instructions", embedding_tokens=1, reference_cache_dir=str(tmp_path / "c"),
+                      learning_rate=1e-2, model_dtype="float32")
+    result = train(cfg)
+    trained = result.trainer.model.lambda_embedding
+    tok = result.trainer.processing_class
+    longest = max(len(tok(aspect_instruction(a), add_special_tokens=False)["input_ids"])
+                  for a in result.aspects)
+    assert trained.n_tokens == cfg.embedding_tokens == longest  # the sentences set the prefix length
+    assert trained.vertices in result.trainer.optimizer.state  # V is trained with the adapter
+    saved = (tmp_path / "m" / "config.yaml").read_text()
+    assert f"embedding_tokens: {longest}" in saved and "embedding_init: instructions" in saved
+    sm = load_steerable(tmp_path / "m")
+    lam = torch.tensor([[0.5, 0.5, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(lambda_prefix(sm.model, lam), trained(lam))
+    assert len(generate(sm, ["hi"], "helpfulness=1", max_new_tokens=3)) == 1
+
+
+def test_unknown_embedding_init_is_a_config_error():
+    from lambda_dpo.training.config import load_config
+
+    with pytest.raises(ValueError, match="embedding_init='words' is not one of header, instructions"):
+        load_config(None, train_file="x.jsonl", output_dir="o", embedding_init="words")

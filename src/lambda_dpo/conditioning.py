@@ -27,6 +27,7 @@ from .models import unwrap_model
 from .tokenization import encode_prompt
 
 CONDITIONING_MODES = ("none", "prompt", "embedding")
+EMBEDDING_INITS = ("header", "instructions")
 LAMBDA_TEXT_STYLES = ("instructions", "weights")
 EMBEDDING_FILE = "lambda_embedding.safetensors"
 
@@ -130,18 +131,33 @@ def conditioned_prompt_ids(tokenizer, tokens, lam: Mapping[str, float] | None, m
 class LambdaEmbedding(torch.nn.Module):
     """lambda [B, K] -> soft-prompt vectors [B, n_tokens, hidden] placed before the prompt.
 
-    A two-layer MLP whose output bias starts at the embeddings of real tokens (the start of the
-    text header), so the untrained prefix reads like text to the model, and whose last weight
-    starts small, so lambda's influence is learned rather than imposed.
+    Two initialisations (`embedding_init`):
+
+    - "header": a two-layer MLP whose output bias starts at the embeddings of real tokens (the start
+      of the text header), so the untrained prefix reads like text to the model, and whose last
+      weight starts small, so lambda's influence is learned rather than imposed.
+    - "instructions": a linear term lambda @ V plus the MLP, where row k of V [K, n_tokens * hidden]
+      starts at the token embeddings of aspect k's instruction sentence (padded) and the MLP's last
+      layer starts at zero. At vertex e_k the untrained prefix is exactly that sentence's
+      embeddings, a mixture blends the sentences, and training moves both V and the MLP.
     """
 
     def __init__(self, n_aspects: int, hidden_size: int, n_tokens: int = 4, width: int = 64,
-                 init_embeds: torch.Tensor | None = None):
+                 init_embeds: torch.Tensor | None = None, vertices: bool = False,
+                 vertex_embeds: torch.Tensor | None = None):
         super().__init__()
         self.n_aspects, self.hidden_size, self.n_tokens, self.width = n_aspects, hidden_size, n_tokens, width
         self.mlp = torch.nn.Sequential(torch.nn.Linear(n_aspects, width), torch.nn.Tanh(),
                                        torch.nn.Linear(width, n_tokens * hidden_size))
+        self.vertices = None
+        if vertices or vertex_embeds is not None:  # [K, n_tokens * hidden]
+            self.vertices = torch.nn.Parameter(torch.zeros(n_aspects, n_tokens * hidden_size))
         with torch.no_grad():
+            if vertex_embeds is not None:
+                self.vertices.copy_(vertex_embeds.reshape(n_aspects, -1).float())
+                self.mlp[2].weight.zero_()
+                self.mlp[2].bias.zero_()
+                return
             self.mlp[2].weight.normal_(0, 1e-2)
             if init_embeds is not None:
                 self.mlp[2].bias.copy_(init_embeds.reshape(-1).float())
@@ -149,22 +165,42 @@ class LambdaEmbedding(torch.nn.Module):
                 self.mlp[2].bias.normal_(0, 2e-2)
 
     def forward(self, lam: torch.Tensor) -> torch.Tensor:
-        out = self.mlp(lam.to(self.mlp[0].weight.dtype))
+        lam = lam.to(self.mlp[0].weight.dtype)
+        out = self.mlp(lam)
+        if self.vertices is not None:
+            out = out + lam @ self.vertices
         return out.view(lam.shape[0], self.n_tokens, self.hidden_size)
 
     def config(self) -> dict:
         return {"n_aspects": self.n_aspects, "hidden_size": self.hidden_size, "n_tokens": self.n_tokens,
-                "width": self.width}
+                "width": self.width, "vertices": self.vertices is not None}
 
 
-def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4) -> LambdaEmbedding:
-    """Create the map, initialised from the header's token embeddings, and register it on `model`
-    (so the Trainer's optimiser trains it with the adapter)."""
+def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4,
+                            instructions: Sequence[str] | None = None) -> LambdaEmbedding:
+    """Create the map and register it on `model` (so the Trainer's optimiser trains it with the adapter).
+
+    Without `instructions` ("header" init) the prefix starts at the header's first `n_tokens` token
+    embeddings. With `instructions` (one sentence per aspect, in aspect order) vertex k starts at the
+    embeddings of sentence k; the prefix is as long as the longest sentence (at least `n_tokens`),
+    shorter ones padded with the embedding of a space. Read the length from the returned module.
+    """
     embed = unwrap_model(model).get_input_embeddings()
-    ids = tokenizer(LAMBDA_HEADER, add_special_tokens=False)["input_ids"][:n_tokens]
-    ids = (ids * n_tokens)[:n_tokens]
-    init = embed.weight[torch.tensor(ids)].detach()
-    module = LambdaEmbedding(n_aspects, embed.weight.shape[1], n_tokens, init_embeds=init).to(embed.weight.device)
+    if instructions is None:
+        ids = tokenizer(LAMBDA_HEADER, add_special_tokens=False)["input_ids"][:n_tokens]
+        ids = (ids * n_tokens)[:n_tokens]
+        init = embed.weight[torch.tensor(ids)].detach()
+        module = LambdaEmbedding(n_aspects, embed.weight.shape[1], n_tokens, init_embeds=init)
+    else:
+        if len(instructions) != n_aspects:
+            raise ValueError(f"{len(instructions)} instruction sentences for {n_aspects} aspects")
+        rows = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in instructions]
+        n_tokens = max(n_tokens, *map(len, rows))
+        space = tokenizer(" ", add_special_tokens=False)["input_ids"][-1:]
+        rows = [r + space * (n_tokens - len(r)) for r in rows]
+        init = embed.weight[torch.tensor(rows)].detach()  # [K, n_tokens, hidden]
+        module = LambdaEmbedding(n_aspects, embed.weight.shape[1], n_tokens, vertex_embeds=init)
+    module = module.to(embed.weight.device)
     model.lambda_embedding = module
     return module
 

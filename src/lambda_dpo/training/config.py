@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import yaml
 from transformers import TrainingArguments
 
-from ..conditioning import CONDITIONING_MODES, LAMBDA_TEXT_STYLES
+from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_STYLES
 from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
@@ -145,7 +145,13 @@ class LambdaDPOConfig(TrainingArguments):
                 "'Answer in one short sentence.'}. Aspects left out use a built-in default for common "
                 "names (conditioning.DEFAULT_ASPECT_INSTRUCTIONS), else 'Focus on <aspect>.'."})
     embedding_tokens: int = field(default=4, metadata={
-        "help": "conditioning=embedding: soft-prompt vectors placed before the prompt."})
+        "help": "conditioning=embedding: soft-prompt vectors placed before the prompt (with "
+                "embedding_init=instructions at least the longest instruction sentence's token count)."})
+    embedding_init: str = field(default="header", metadata={
+        "help": "conditioning=embedding: where the map from lambda to the soft prompt starts. header (the "
+                "text header's token embeddings, lambda's influence learned from zero) | instructions (at "
+                "vertex k the prefix is the token embeddings of aspect k's instruction sentence, see "
+                "aspect_instructions; mixtures blend them)."})
 
     # ---- efficiency ----------------------------------------------------------------------
     shared_prompt: bool = field(default=True, metadata={
@@ -186,6 +192,7 @@ class LambdaDPOConfig(TrainingArguments):
                    "lambda_text": LAMBDA_TEXT_STYLES,
                    "adaptive_signal": ADAPTIVE_SIGNALS,
                    "conditioning": CONDITIONING_MODES,
+                   "embedding_init": EMBEDDING_INITS,
                    "model_dtype": ("auto", "float32", "bfloat16", "float16"),
                    "data_format": ("auto", *FORMATS),
                    # "naive" is not chosen here: it is what shared_prompt=False means

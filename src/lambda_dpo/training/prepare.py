@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..batching import ListCollator, ScoredList
-from ..conditioning import EMBEDDING_FILE, LambdaText, attach_lambda_embedding, load_lambda_embedding
+from ..conditioning import (EMBEDDING_FILE, LambdaText, aspect_instruction, attach_lambda_embedding,
+                            load_lambda_embedding)
 from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..data.schema import select_aspects
 from ..lambdas import LambdaSource, build_lambda_source
@@ -197,9 +198,15 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     if cfg.conditioning == "embedding":  # after the reference: it never sees the soft prompt
         checkpoint = resume_checkpoint(cfg)
         if checkpoint and (Path(checkpoint) / EMBEDDING_FILE).exists():
-            load_lambda_embedding(model, checkpoint)
+            module = load_lambda_embedding(model, checkpoint)
         else:
-            attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens)
+            sentences = ([aspect_instruction(a, cfg.aspect_instructions) for a in aspects]
+                         if cfg.embedding_init == "instructions" else None)
+            module = attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens, sentences)
+        if module.n_tokens != cfg.embedding_tokens:  # the sentences set the prefix length; saved as run
+            logger.info("embedding_tokens: %d (the longest instruction sentence), not %d", module.n_tokens,
+                        cfg.embedding_tokens)
+            cfg.embedding_tokens = module.n_tokens
     collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
                             cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast, cfg.contrast_candidates)
     val_items = []
