@@ -121,3 +121,21 @@ def test_float32_and_one_d_shapes():
     for fn in (top1_accuracy, ndcg, kendall_tau):
         out = fn(s, r)
         assert out.shape == () and out.dtype == torch.float32 and out.item() == pytest.approx(1.0)
+
+
+def test_evaluate_lists_reports_exact_shares_of_lists(monkeypatch):
+    """A share of lists is reported exactly: 9 of 10 top-1 hits is 0.9 (the issue's target reads
+    '>= 0.90'), not the float32 mean 0.89999998 that once failed it."""
+    from types import SimpleNamespace
+
+    from lambda_dpo.data.schema import make_list
+    from lambda_dpo.evaluation import listwise
+
+    lists = [make_list([{"role": "user", "content": f"q{i}"}], ["a", "b"], {"x": [2, 1]}, f"f:{i}")
+             for i in range(10)]
+    scores = torch.tensor([[1.0, 0.0]] * 9 + [[0.0, 1.0]], dtype=torch.float32)  # the last list is missed
+    monkeypatch.setattr(listwise, "implicit_rewards", lambda *a, **k: scores)
+    items = [SimpleNamespace(tokens=SimpleNamespace(source=lst)) for lst in lists]
+    out = listwise.evaluate_lists(torch.nn.Linear(1, 1), SimpleNamespace(aspects=("x",)), items)
+    assert out["x/top1"] == 0.9 and out["mean/top1"] == 0.9
+    assert torch.tensor([1.0] * 9 + [0.0]).mean().item() != 0.9  # what float32 gives
