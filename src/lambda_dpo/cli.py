@@ -43,6 +43,28 @@ def _generate(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from .evaluation.saved_model import evaluate_saved
+
+    result = evaluate_saved(args.model_dir, args.data, batch_size=args.batch_size,
+                            reference_cache_dir=None if args.no_cache else "auto")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['n_lists']} lists of {result['data']}" + (f" (rejected: {result['rejected']})"
+                                                                if result["rejected"] else ""))
+    kinds = list(result["baselines"])
+    print(f"{'aspect':<24} {'top1':>6} {'ndcg':>6} {'kendall':>8}  " + " ".join(f"{k + ' top1':>14}" for k in kinds))
+    m = result["metrics"]
+    for a in [*result["aspects"], "mean"]:
+        if f"{a}/top1" not in m:
+            continue
+        picks = " ".join(f"{result['baselines'][k].get(f'{a}/top1', float('nan')):>14.3f}" for k in kinds) \
+            if a != "mean" else ""
+        print(f"{a:<24} {m[f'{a}/top1']:>6.3f} {m[f'{a}/ndcg']:>6.3f} {m[f'{a}/kendall']:>8.3f}  {picks}")
+    return 0
+
+
 def _export(args) -> int:
     from .export import export_model
 
@@ -117,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("evaluate", help="listwise top-1 / NDCG / Kendall of a saved model's implicit reward at "
+                                        "each aspect's vertex, on any preference file")
+    p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
+    p.add_argument("data", help="a preference file (any format validate-data reads), e.g. a held-out eval.jsonl")
+    p.add_argument("--batch-size", type=int, default=8, help="lists per scoring batch")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the reference log-prob cache")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("export", help="write a standalone transformers checkpoint (LoRA merged) with a model card "
                                       "that says how to write lambda")

@@ -1,0 +1,82 @@
+"""Held-out listwise figures of a saved model on any preference file (`lambda-dpo evaluate`).
+
+The figures are exactly those training reports on its eval lists (`evaluate_lists`: per aspect,
+top-1 / NDCG / Kendall of the implicit reward s = log pi(y | x, c(e_k)) - log pi_ref(y | x) with the
+policy conditioned on aspect k's vertex), computed with the run's own settings from the model
+directory's config.yaml (lengths, truncation, layout, score type, lambda text). The reference is
+what training used: the adapter switched off for a LoRA model, the base checkpoint otherwise.
+Beside them, the rating-blind picks (random, shortest, longest reply) on the same lists.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..batching import ListCollator
+from ..data import format_summary, load_lists, summarize
+from ..generation import load_steerable
+from ..lambdas import build_lambda_source, uniform_lambda
+from ..model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
+from ..models import load_model
+from ..scoring import choose_layout
+from ..targets import ratings_tensor
+from ..tokenization import tokenize_lists
+from .listwise import evaluate_lists
+from .steering_metrics import BASELINE_KINDS, baseline_top1
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["evaluate_saved"]
+
+
+def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int = 8,
+                   reference_cache_dir: str | None = "auto") -> dict:
+    """Listwise figures of the model saved in `model_dir` on the lists of `data`.
+
+    Args:
+        model_dir: a directory written by `lambda-dpo train` (adapter or full weights).
+        data: a preference file in any format `load_lists` reads; bad records are skipped and
+            counted (``rejected``), aspects the model was not trained on are ignored.
+        batch_size: lists per scoring batch.
+        reference_cache_dir: where reference log-probs are cached ("auto": the package cache;
+            None: not cached).
+
+    Returns ``{"metrics": {aspect/top1, /ndcg, /kendall, mean/...}, "baselines": {kind: {aspect/top1}},
+    "n_lists": int, "rejected": {reason: count}, "aspects": [...]}``.
+    """
+    from ..training.config import load_config
+    from ..training.prepare import as_lists, score_reference
+
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
+                      aspects=list(meta["aspects"]), skip_bad_records=True)
+    sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code)
+    lists, report = load_lists(str(data), cfg.data_format, skip_bad=True)
+    logger.info("evaluation data\n%s", format_summary(summarize(lists, report)))
+    lists = as_lists(lists, cfg, str(data))
+    tokenized, trunc = tokenize_lists(sm.tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
+                                      skip_bad=True, truncation=cfg.truncation)
+    if not tokenized:
+        raise ValueError(f"{data}: no list left to evaluate (rejected: {dict(trunc.rejected) or 'none'}; "
+                         f"the model's aspects: {', '.join(sm.aspects)})")
+    layout = choose_layout(sm.model, cfg.shared_prompt, cfg.shared_prompt_layout, False)
+    # LoRA: reference_logps switches the adapter off; full weights: the checkpoint training started from
+    reference = sm.model if meta["adapter"] else load_model(base_model_source(meta), dtype=saved_dtype(meta)).eval()
+    items = score_reference(cfg, reference, tokenized, layout, "eval")
+    del reference
+    source = build_lambda_source("fixed", sm.aspects, fixed=uniform_lambda(sm.aspects))  # unused: vertices are passed
+    collator = ListCollator(sm.tokenizer, sm.aspects, source, sm.conditioning, cfg.rating_temperature, layout,
+                            cfg.embedding_tokens, sm.lambda_text)
+    metrics = evaluate_lists(sm.model, collator, items, batch_size=batch_size, chunk_size=cfg.logprob_chunk_size,
+                             score_type=cfg.score_type)
+    ratings, mask = ratings_tensor([it.tokens.source for it in items], sm.aspects)
+    sources = [it.tokens.source for it in items]
+    baselines = {kind: {f"{a}/top1": torch.nanmean(baseline_top1(sources, ratings[..., k], mask, kind)).item()
+                        for k, a in enumerate(sm.aspects)} for kind in BASELINE_KINDS}
+    rejected = dict(report.rejected + trunc.rejected)  # reason -> count, loading and tokenising
+    return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects),
+            "rejected": rejected, "model_dir": str(model_dir), "data": str(data)}
