@@ -47,7 +47,7 @@ def _evaluate(args) -> int:
     from .evaluation.saved_model import evaluate_saved
 
     result = evaluate_saved(args.model_dir, args.data, batch_size=args.batch_size,
-                            reference_cache_dir=None if args.no_cache else "auto")
+                            reference_cache_dir=None if args.no_cache else "auto", dtype=args.dtype)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a preference file (any format validate-data reads), e.g. a held-out eval.jsonl")
     p.add_argument("--batch-size", type=int, default=8, help="lists per scoring batch")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the reference log-prob cache")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="weights' dtype (default: the one the model trained in; float32 removes bf16's rounding)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_evaluate)
 

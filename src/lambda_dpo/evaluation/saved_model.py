@@ -29,24 +29,13 @@ from .steering_metrics import BASELINE_KINDS, baseline_top1
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate_saved"]
+__all__ = ["evaluate_saved", "prepare_saved"]
 
 
-def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int = 8,
-                   reference_cache_dir: str | None = "auto") -> dict:
-    """Listwise figures of the model saved in `model_dir` on the lists of `data`.
-
-    Args:
-        model_dir: a directory written by `lambda-dpo train` (adapter or full weights).
-        data: a preference file in any format `load_lists` reads; bad records are skipped and
-            counted (``rejected``), aspects the model was not trained on are ignored.
-        batch_size: lists per scoring batch.
-        reference_cache_dir: where reference log-probs are cached ("auto": the package cache;
-            None: not cached).
-
-    Returns ``{"metrics": {aspect/top1, /ndcg, /kendall, mean/...}, "baselines": {kind: {aspect/top1}},
-    "n_lists": int, "rejected": {reason: count}, "aspects": [...]}``.
-    """
+def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_dir: str | None = "auto",
+                  dtype: str | None = None):
+    """(SteerableModel, collator, scored items, config, rejected {reason: count}) to score `data` with
+    the model in `model_dir`, built as training builds its eval lists (arguments as in `evaluate_saved`)."""
     from ..training.config import load_config
     from ..training.prepare import as_lists, score_reference
 
@@ -54,7 +43,8 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int =
     meta = read_model_meta(model_dir)
     cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
                       aspects=list(meta["aspects"]), skip_bad_records=True)
-    sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code)
+    cfg.model_dtype = dtype or saved_dtype(meta)  # also keys the reference cache
+    sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code, dtype=cfg.model_dtype)
     lists, report = load_lists(str(data), cfg.data_format, skip_bad=True)
     logger.info("evaluation data\n%s", format_summary(summarize(lists, report)))
     lists = as_lists(lists, cfg, str(data))
@@ -65,18 +55,39 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int =
                          f"the model's aspects: {', '.join(sm.aspects)})")
     layout = choose_layout(sm.model, cfg.shared_prompt, cfg.shared_prompt_layout, False)
     # LoRA: reference_logps switches the adapter off; full weights: the checkpoint training started from
-    reference = sm.model if meta["adapter"] else load_model(base_model_source(meta), dtype=saved_dtype(meta)).eval()
+    reference = sm.model if meta["adapter"] else load_model(base_model_source(meta), dtype=cfg.model_dtype).eval()
     items = score_reference(cfg, reference, tokenized, layout, "eval")
     del reference
     source = build_lambda_source("fixed", sm.aspects, fixed=uniform_lambda(sm.aspects))  # unused: vertices are passed
     collator = ListCollator(sm.tokenizer, sm.aspects, source, sm.conditioning, cfg.rating_temperature, layout,
                             cfg.embedding_tokens, sm.lambda_text)
+    return sm, collator, items, cfg, dict(report.rejected + trunc.rejected)
+
+
+def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int = 8,
+                   reference_cache_dir: str | None = "auto", dtype: str | None = None) -> dict:
+    """Listwise figures of the model saved in `model_dir` on the lists of `data`.
+
+    Args:
+        model_dir: a directory written by `lambda-dpo train` (adapter or full weights).
+        data: a preference file in any format `load_lists` reads; bad records are skipped and
+            counted (``rejected``), aspects the model was not trained on are ignored.
+        batch_size: lists per scoring batch.
+        reference_cache_dir: where reference log-probs are cached ("auto": the package cache;
+            None: not cached).
+        dtype: the weights' dtype for policy and reference (default: the one the model trained in).
+            "float32" scores a bf16-trained model without bf16's rounding, whose implicit rewards
+            move with the batch's padding (`scripts/eval_noise.py` measures by how much).
+
+    Returns ``{"metrics": {aspect/top1, /ndcg, /kendall, mean/...}, "baselines": {kind: {aspect/top1}},
+    "n_lists": int, "rejected": {reason: count}, "aspects": [...]}``.
+    """
+    sm, collator, items, cfg, rejected = prepare_saved(model_dir, data, reference_cache_dir=reference_cache_dir, dtype=dtype)
     metrics = evaluate_lists(sm.model, collator, items, batch_size=batch_size, chunk_size=cfg.logprob_chunk_size,
                              score_type=cfg.score_type)
     ratings, mask = ratings_tensor([it.tokens.source for it in items], sm.aspects)
     sources = [it.tokens.source for it in items]
     baselines = {kind: {f"{a}/top1": torch.nanmean(baseline_top1(sources, ratings[..., k], mask, kind)).item()
                         for k, a in enumerate(sm.aspects)} for kind in BASELINE_KINDS}
-    rejected = dict(report.rejected + trunc.rejected)  # reason -> count, loading and tokenising
     return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects),
-            "rejected": rejected, "model_dir": str(model_dir), "data": str(data)}
+            "rejected": rejected, "model_dir": str(model_dir), "data": str(data), "dtype": cfg.model_dtype}

@@ -1,0 +1,75 @@
+"""How much a saved model's implicit rewards move with the evaluation batch, in bf16 and in fp32.
+
+    python scripts/eval_noise.py runs/demo-full-100/models/lambda_dpo_fixed-seed0 [--batch-sizes 8 5]
+
+Scores every reply of the demo's eval.jsonl at every aspect's vertex (as `lambda-dpo evaluate`
+does) twice per dtype, in batches of each size (so the padding differs), and prints: max and mean
+|s_a - s_b| in nats, the reply pairs whose order differs, the (list, aspect) cases whose top-1 pick
+differs, and the median gap between a list's two best rewards (the margin a numeric change must
+cross to move top-1). fp32 is the yardstick: its differences are those of fp32 rounding. Appends
+one JSON line per dtype to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from lambda_dpo.demo.data import demo_data_dir
+from lambda_dpo.evaluation.listwise import implicit_rewards
+from lambda_dpo.evaluation.saved_model import prepare_saved
+
+
+def rewards(model_dir, data, dtype, batch_size):
+    sm, collator, items, cfg, _ = prepare_saved(model_dir, data, dtype=dtype)
+    k = len(sm.aspects)
+    out = [implicit_rewards(sm.model, collator, items, torch.eye(k)[i], batch_size, cfg.logprob_chunk_size,
+                            cfg.score_type) for i in range(k)]
+    mask = torch.zeros_like(out[0], dtype=torch.bool)
+    for j, it in enumerate(items):
+        mask[j, : len(it.tokens.response_ids)] = True
+    return torch.stack(out), mask  # [K, L, N], [L, N]
+
+
+def compare(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> dict:
+    m = mask.expand_as(a)
+    diff = (a - b).abs()[m]
+    pair = mask[:, :, None] & mask[:, None, :]
+    order_a = torch.sign(a[..., :, None] - a[..., None, :])
+    order_b = torch.sign(b[..., :, None] - b[..., None, :])
+    flips = ((order_a != order_b) & pair).sum().item() // 2
+    top_a = a.masked_fill(~m, float("-inf")).argmax(-1)
+    top_b = b.masked_fill(~m, float("-inf")).argmax(-1)
+    best2 = a.masked_fill(~m, float("-inf")).topk(2, dim=-1).values
+    return {"max_abs_diff": diff.max().item(), "mean_abs_diff": diff.mean().item(), "pairs_reordered": flips,
+            "pairs": (pair.sum().item() - mask.sum().item()) // 2 * a.shape[0],
+            "top1_changed": (top_a != top_b).sum().item(), "cases": top_a.numel(),
+            "median_top_gap": (best2[..., 0] - best2[..., 1]).median().item()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model_dir", type=Path)
+    ap.add_argument("--data", default=str(Path(str(demo_data_dir())) / "eval.jsonl"))
+    ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    ap.add_argument("--batch-sizes", nargs=2, type=int, default=[8, 5])
+    ap.add_argument("--out", default="docs/steering/eval_noise.jsonl")
+    args = ap.parse_args()
+    for dtype in args.dtypes:
+        started = time.time()
+        (a, mask), (b, _) = (rewards(args.model_dir, args.data, dtype, bs) for bs in args.batch_sizes)
+        row = {"model_dir": str(args.model_dir), "data": args.data, "dtype": dtype, "batch_sizes": args.batch_sizes,
+               **compare(a, b, mask), "wall_s": round(time.time() - started, 1),
+               "command": f"python scripts/eval_noise.py {args.model_dir} --dtypes {dtype} --batch-sizes "
+                          + " ".join(map(str, args.batch_sizes))}
+        print(json.dumps(row), flush=True)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
