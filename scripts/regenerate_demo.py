@@ -23,7 +23,7 @@ from lambda_dpo.demo.data import demo_data_dir, judge_all
 from lambda_dpo.demo.run import CONFLICT, EDGE_WS, _read_specs
 from lambda_dpo.evaluation.steering import mean_judge_scores
 from lambda_dpo.evaluation.steering_metrics import edge_sweep
-from lambda_dpo.evaluation.steering_report import write_steering_report
+from lambda_dpo.evaluation.steering_report import save_demo_outputs
 from lambda_dpo.generation import SteerableModel, generate, load_steerable
 from lambda_dpo.lambdas import uniform_lambda
 from lambda_dpo.models import load_model
@@ -71,9 +71,7 @@ def main() -> None:
                               steered_sm.aspects, "prompt", steered_sm.lambda_text)
         new["base_with_text"].update(regenerate(base, specs, args.max_new_tokens, True))
     new["wall_seconds_regenerate"] = round(time.time() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(new, indent=2))
-    write_steering_report(new, args.out)
+    save_demo_outputs(new, args.out)
     print(f"wrote {args.out}/report.md ({time.time() - started:.0f} s)")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lambda_dpo.demo.data import demo_data_dir
 from lambda_dpo.evaluation.saved_model import evaluate_saved
-from lambda_dpo.evaluation.steering_report import write_steering_report
+from lambda_dpo.evaluation.steering_report import save_demo_outputs
 
 
 def main() -> None:
@@ -56,9 +56,7 @@ def main() -> None:
                                 "dtype": args.dtype, "methods": args.methods,
                                 "command": "python scripts/rescore_listwise.py " + " ".join(
                                     [str(args.run), "--models", str(args.models), "--out", str(args.out), *flags])}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(new, indent=2))
-    write_steering_report(new, args.out)
+    save_demo_outputs(new, args.out)
     print(f"wrote {args.out}/report.md ({time.time() - started:.0f} s)")
 
 

@@ -99,6 +99,14 @@ def test_a_regenerated_report_names_the_budget_it_replaced(tmp_path):
     assert "96 new tokens (greedy)" in text
     assert ("wall time 5004 s for the run, whose generations were then redone at this budget "
             "(`scripts/regenerate_demo.py`, 823 s; the run itself generated 64 new tokens: `runs/demo-full-100`)") in text
+    # a re-scored run says so, with the command; save_demo_outputs writes what the report was made from
+    from lambda_dpo.evaluation.steering_report import save_demo_outputs
+
+    m["listwise_rescored"] = {"command": "python scripts/rescore_listwise.py R --models M --out O"}
+    out = tmp_path / "rescored"
+    text = save_demo_outputs(m, out).read_text()
+    assert "listwise figures recomputed from the saved models: `python scripts/rescore_listwise.py R" in text
+    assert json.loads((out / "metrics.json").read_text())["listwise_rescored"] == m["listwise_rescored"]
 
 
 def test_demo_cli_passes_the_model_dtype_to_every_trained_model(monkeypatch, tmp_path):

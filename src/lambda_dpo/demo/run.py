@@ -30,7 +30,7 @@ from ..evaluation.listwise import evaluate_lists
 from ..evaluation.report import write_ablation_report
 from ..evaluation.steering import controllability, front_area, lambda_grid, lambda_key, mean_judge_scores
 from ..evaluation.steering_metrics import BASELINE_KINDS, baseline_top1, delta_summary, edge_sweep, lambda_deltas
-from ..evaluation.steering_report import write_steering_report
+from ..evaluation.steering_report import save_demo_outputs
 from ..generation import SteerableModel, generate, load_steerable
 from ..lambdas import uniform_lambda
 from ..models import DEFAULT_MODEL, load_model, load_tokenizer
@@ -108,8 +108,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                "recipe": recipe, "runs": runs, "base_with_text": base,
                "baselines": baselines, "example_prompt": specs[0].prompt if specs else "",
                "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_steering_report(metrics, out)
+    save_demo_outputs(metrics, out)
     return out
 
 

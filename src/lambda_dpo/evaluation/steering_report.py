@@ -173,6 +173,15 @@ def _example(m: dict) -> str:
     return (f"> {prompt}\n\n" if prompt else "") + body
 
 
+def save_demo_outputs(m: dict, out: Path) -> Path:
+    """metrics.json, report.md and the plots of demo metrics `m` into `out` (created); returns report.md."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(m, indent=2))
+    return write_steering_report(m, out)
+
+
 def write_steering_report(m: dict, out: Path) -> Path:
     plot_edge(m, out / "steering.png")
     plot_pareto(m, out / "pareto.png")
