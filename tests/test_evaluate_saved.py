@@ -55,3 +55,23 @@ def test_a_file_without_the_models_aspects_is_a_clear_error(tiny_llama_dir, tmp_
     other.write_text(json.dumps({"prompt": "hi", "responses": ["a", "b"], "ratings": {"style": [1, 2]}}) + "\n")
     with pytest.raises(ValueError, match=f"{other}: no list rates aspect.*the data rates: style"):
         evaluate_saved(tmp_path / "m", other, reference_cache_dir=None)
+
+
+def test_float32_scoring_of_a_bf16_model_uses_its_own_reference(tiny_llama_dir, tmp_path):
+    """--dtype float32 loads policy and reference in fp32, and the reference cache is keyed by the
+    dtype: the fp32 evaluation computes its own reference instead of reading the bf16 one."""
+    import torch
+
+    from lambda_dpo.evaluation.saved_model import prepare_saved
+
+    cfg = load_config(None, train_file=DATA, eval_fraction=0, model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=1, reference_cache_dir=None, model_dtype="bfloat16")
+    train(cfg)
+    cache = tmp_path / "cache"
+    bf16 = evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=str(cache))
+    fp32 = evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=str(cache), dtype="float32")
+    assert (bf16["dtype"], fp32["dtype"]) == ("bfloat16", "float32")
+    assert len(list(cache.rglob("*.safetensors"))) == 2
+    sm, _, items, _, _ = prepare_saved(tmp_path / "m", DATA, reference_cache_dir=str(cache), dtype="float32")
+    assert sm.model.get_base_model().get_input_embeddings().weight.dtype == torch.float32
+    assert items[0].ref_logps.dtype == torch.float32
