@@ -6,9 +6,10 @@
 Reads RUN/metrics.json, evaluates every trained model (MODELS/<method>-seed<s>) on the demo's
 eval.jsonl with `lambda-dpo evaluate`'s function (the run's own settings, the reference as in
 training) and writes OUT/metrics.json, report.md and plots with those listwise figures; everything
-else is copied. It prints the largest change per model: the measurement is the same, so the
-figures move only by the precision they are stored in (runs before the float64 fix stored float32
-means: 36 of 40 lists read 0.89999998, which failed a ">= 0.90" target). The base model's figures
+else is copied. It prints the largest change per model. The lists, batches and settings are the
+run's; in fp32 the figures move only by the precision they are stored in (runs before the float64
+fix stored float32 means: 36 of 40 lists read 0.89999998, which failed a ">= 0.90" target), in
+bf16 also by numeric noise (docs/steering.md, "How precise the figures are"). The base model's figures
 (the untrained model given the same text) are copied as they are. `--dtype float32` scores the
 bf16-trained models in fp32, whose figures do not move with the batch's padding.
 """
@@ -44,7 +45,8 @@ def main() -> None:
         if args.methods and name not in args.methods:
             continue
         for seed, run in seeds.items():
-            got = evaluate_saved(args.models / f"{name}-seed{seed}", data, dtype=args.dtype)
+            got = evaluate_saved(args.models / f"{name}-seed{seed}", data, dtype=args.dtype,
+                                 max_lists=m["budget"]["eval_lists"])
             old = run["listwise"]
             change = max(abs(got["metrics"][k] - v) for k, v in old.items() if k in got["metrics"])
             print(f"{time.time() - started:6.0f} s  {name} seed {seed}: {got['n_lists']} lists, "

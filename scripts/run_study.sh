@@ -74,8 +74,10 @@ for row in "${ORDER[@]}"; do
     [ -s $MORE_DATA ] || OMP_NUM_THREADS=2 .venv/bin/lambda-dpo build-data --out-dir "$(dirname $MORE_DATA)" --seed 1 \
       --n-prompts 480 --n-eval 0 --threads 2 --exclude src/lambda_dpo/resources/demo/train.jsonl \
       --exclude src/lambda_dpo/resources/demo/eval.jsonl > runs/study-logs/more-data-build.log 2>&1
-    # two epochs of the shipped training lists (238 after the dev split) plus the new ones
-    args=${args/MAX_STEPS_2EP/$(( 2 * (238 + $(wc -l < $MORE_DATA)) ))}
+    if [ ! -s $MORE_DATA ]; then echo "$(date +%T) skip $row: building $MORE_DATA failed" >> runs/study-logs/queue.log; continue; fi
+    # two epochs of the shipped training lists (those left by the 15% dev split) plus the new ones
+    shipped=$(wc -l < src/lambda_dpo/resources/demo/train.jsonl)
+    args=${args/MAX_STEPS_2EP/$(( 2 * (shipped - (shipped * 15 + 99) / 100 + $(wc -l < $MORE_DATA)) ))}
   fi
   flags=""  # leading --options go to the script before the row name
   while [[ $args == --* ]]; do flags="$flags ${args%% *}"; [[ $args == *" "* ]] && args=${args#* } || args=""; done

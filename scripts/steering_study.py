@@ -61,8 +61,8 @@ def split_files(extra: str, workdir: Path, seed: int = 0) -> tuple[Path, Path]:
     """
     from lambda_dpo.training.run import split_eval
 
-    shipped = (Path(str(demo_data_dir())) / "train.jsonl").read_text().splitlines()
-    train, dev = split_eval(shipped, COMMON["eval_fraction"], seed)
+    shipped = [line for line in (Path(str(demo_data_dir())) / "train.jsonl").read_text().splitlines() if line.strip()]
+    train, dev = split_eval(shipped, COMMON["eval_fraction"], seed)  # as training splits: every shipped list loads
     added = [line for line in Path(extra).read_text().splitlines() if line.strip()]
     dev_prompts = {json.loads(line)["prompt"][-1]["content"] for line in dev}
     leaked = [json.loads(line).get("id", "?") for line in added if json.loads(line)["prompt"][-1]["content"] in dev_prompts]
@@ -117,6 +117,9 @@ def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts:
         ([f"--extra-train={extra_train}"] if extra_train else [])
     files = {"train_file": str(Path(str(demo_data_dir())) / "train.jsonl")}
     if extra_train:
+        if any(o.split("=")[0].strip() in ("seed", "eval_fraction", "eval_file", "train_file") for o in overrides):
+            raise SystemExit("--extra-train keeps the dev split of every other row (seed 0, eval_fraction 0.15): "
+                             "it cannot be combined with seed=, eval_fraction=, eval_file= or train_file=")
         train_path, dev_path = split_files(extra_train, Path(f"runs/study/{name}.data"))
         files = {"train_file": str(train_path), "eval_file": str(dev_path)}
     base_yaml = Path(f"runs/study/{name}.base.yaml")  # COMMON as a file, so command-line overrides win

@@ -278,3 +278,12 @@ def test_exclude_drops_prompts_already_in_another_file(tmp_path, tiny_model_dir,
     assert f"--exclude {held}" in info["command"]
     assert "prompts excluded before sampling" in (out / "DATASHEET.md").read_text()
     assert "2 prompts excluded" in capsys.readouterr().out
+
+
+def test_excluding_every_prompt_is_a_clear_error(tmp_path, tiny_model_dir):
+    first = tmp_path / "first"
+    build_demo_dataset(first, seed=0, n_prompts=4, n_eval=0, max_new_tokens=2, model=tiny_model_dir,
+                       batch_size=4, progress=False, threads=1)
+    with pytest.raises(ValueError, match="--exclude left 0 of 4 prompts"):
+        build_demo_dataset(tmp_path / "again", seed=0, n_prompts=4, n_eval=0, max_new_tokens=2, model=tiny_model_dir,
+                           batch_size=4, progress=False, threads=1, exclude=[first / "train.jsonl"])

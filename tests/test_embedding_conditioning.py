@@ -126,3 +126,17 @@ def test_unknown_embedding_init_is_a_config_error():
 
     with pytest.raises(ValueError, match="embedding_init='words' is not one of header, instructions"):
         load_config(None, train_file="x.jsonl", output_dir="o", embedding_init="words")
+
+
+def test_resuming_with_the_other_embedding_init_is_an_error(tiny_llama_dir, tmp_path):
+    from lambda_dpo.training.config import load_config
+    from lambda_dpo.training.run import train
+
+    common = dict(train_file="examples/tiny_listwise.jsonl", model_name_or_path=tiny_llama_dir, eval_fraction=0,
+                  output_dir=str(tmp_path / "m"), conditioning="embedding", reference_cache_dir=None,
+                  model_dtype="float32", save_strategy="steps", save_steps=1)
+    train(load_config(None, max_steps=1, **common))  # header init, checkpoint-1 holds its map
+    assert (tmp_path / "m" / "checkpoint-1" / EMBEDDING_FILE).exists()
+    with pytest.raises(ValueError, match="embedding_init='instructions', but the checkpoint .*checkpoint-1 was "
+                                         "trained with the other initialisation"):
+        train(load_config(None, max_steps=2, resume_from_checkpoint="latest", embedding_init="instructions", **common))

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "each aspect's vertex, on any preference file")
     p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
     p.add_argument("data", help="a preference file (any format validate-data reads), e.g. a held-out eval.jsonl")
-    p.add_argument("--batch-size", type=int, default=8, help="lists per scoring batch")
+    p.add_argument("--batch-size", type=int, help="lists per scoring batch (default: the run's eval batch size)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the reference log-prob cache")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                    help="weights' dtype (default: the one the model trained in; float32 removes bf16's rounding)")

@@ -183,7 +183,7 @@ def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4,
     Without `instructions` ("header" init) the prefix starts at the header's first `n_tokens` token
     embeddings. With `instructions` (one sentence per aspect, in aspect order) vertex k starts at the
     embeddings of sentence k; the prefix is as long as the longest sentence (at least `n_tokens`),
-    shorter ones padded with the embedding of a space. Read the length from the returned module.
+    shorter ones padded with the embedding of a space (the pad or EOS token where a space has no token). Read the length from the returned module.
     """
     embed = unwrap_model(model).get_input_embeddings()
     if instructions is None:
@@ -196,7 +196,8 @@ def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4,
             raise ValueError(f"{len(instructions)} instruction sentences for {n_aspects} aspects")
         rows = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in instructions]
         n_tokens = max(n_tokens, *map(len, rows))
-        space = tokenizer(" ", add_special_tokens=False)["input_ids"][-1:]
+        space = tokenizer(" ", add_special_tokens=False)["input_ids"][-1:] or [
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id]
         rows = [r + space * (n_tokens - len(r)) for r in rows]
         init = embed.weight[torch.tensor(rows)].detach()  # [K, n_tokens, hidden]
         module = LambdaEmbedding(n_aspects, embed.weight.shape[1], n_tokens, vertex_embeds=init)

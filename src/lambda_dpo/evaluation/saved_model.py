@@ -1,6 +1,6 @@
 """Held-out listwise figures of a saved model on any preference file (`lambda-dpo evaluate`).
 
-The figures are exactly those training reports on its eval lists (`evaluate_lists`: per aspect,
+The figures are those training reports on its eval lists (`evaluate_lists`: per aspect,
 top-1 / NDCG / Kendall of the implicit reward s = log pi(y | x, c(e_k)) - log pi_ref(y | x) with the
 policy conditioned on aspect k's vertex), computed with the run's own settings from the model
 directory's config.yaml (lengths, truncation, layout, score type, lambda text). The reference is
@@ -33,7 +33,7 @@ __all__ = ["evaluate_saved", "prepare_saved"]
 
 
 def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_dir: str | None = "auto",
-                  dtype: str | None = None):
+                  dtype: str | None = None, max_lists: int | None = None):
     """(SteerableModel, collator, scored items, config, rejected {reason: count}) to score `data` with
     the model in `model_dir`, built as training builds its eval lists (arguments as in `evaluate_saved`)."""
     from ..training.config import load_config
@@ -45,9 +45,10 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
                       aspects=list(meta["aspects"]), skip_bad_records=True)
     cfg.model_dtype = dtype or saved_dtype(meta)  # also keys the reference cache
     sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code, dtype=cfg.model_dtype)
+    sm.model.to(cfg.device)  # where training scores: the GPU when there is one
     lists, report = load_lists(str(data), cfg.data_format, skip_bad=True)
     logger.info("evaluation data\n%s", format_summary(summarize(lists, report)))
-    lists = as_lists(lists, cfg, str(data))
+    lists = as_lists(lists, cfg, str(data))[:max_lists]
     tokenized, trunc = tokenize_lists(sm.tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
                                       skip_bad=True, truncation=cfg.truncation)
     if not tokenized:
@@ -55,7 +56,8 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
                          f"the model's aspects: {', '.join(sm.aspects)})")
     layout = choose_layout(sm.model, cfg.shared_prompt, cfg.shared_prompt_layout, False)
     # LoRA: reference_logps switches the adapter off; full weights: the checkpoint training started from
-    reference = sm.model if meta["adapter"] else load_model(base_model_source(meta), dtype=cfg.model_dtype).eval()
+    reference = sm.model if meta["adapter"] else load_model(
+        base_model_source(meta), dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code).eval().to(cfg.device)
     items = score_reference(cfg, reference, tokenized, layout, "eval")
     del reference
     source = build_lambda_source("fixed", sm.aspects, fixed=uniform_lambda(sm.aspects))  # unused: vertices are passed
@@ -64,30 +66,35 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     return sm, collator, items, cfg, dict(report.rejected + trunc.rejected)
 
 
-def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int = 8,
-                   reference_cache_dir: str | None = "auto", dtype: str | None = None) -> dict:
+def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int | None = None,
+                   reference_cache_dir: str | None = "auto", dtype: str | None = None,
+                   max_lists: int | None = None) -> dict:
     """Listwise figures of the model saved in `model_dir` on the lists of `data`.
 
     Args:
         model_dir: a directory written by `lambda-dpo train` (adapter or full weights).
         data: a preference file in any format `load_lists` reads; bad records are skipped and
             counted (``rejected``), aspects the model was not trained on are ignored.
-        batch_size: lists per scoring batch.
+        batch_size: lists per scoring batch (default: the run's per_device_eval_batch_size; in bf16
+            the figures move with the batch's padding, so keep the run's to reproduce it).
         reference_cache_dir: where reference log-probs are cached ("auto": the package cache;
             None: not cached).
         dtype: the weights' dtype for policy and reference (default: the one the model trained in).
             "float32" scores a bf16-trained model without bf16's rounding, whose implicit rewards
             move with the batch's padding (`scripts/eval_noise.py` measures by how much).
+        max_lists: score only the first lists of `data` (training's `max_eval_lists`).
 
     Returns ``{"metrics": {aspect/top1, /ndcg, /kendall, mean/...}, "baselines": {kind: {aspect/top1}},
     "n_lists": int, "rejected": {reason: count}, "aspects": [...]}``.
     """
-    sm, collator, items, cfg, rejected = prepare_saved(model_dir, data, reference_cache_dir=reference_cache_dir, dtype=dtype)
-    metrics = evaluate_lists(sm.model, collator, items, batch_size=batch_size, chunk_size=cfg.logprob_chunk_size,
+    sm, collator, items, cfg, rejected = prepare_saved(model_dir, data, reference_cache_dir=reference_cache_dir,
+                                                       dtype=dtype, max_lists=max_lists)
+    metrics = evaluate_lists(sm.model, collator, items, batch_size=batch_size or cfg.per_device_eval_batch_size,
+                             chunk_size=cfg.logprob_chunk_size,
                              score_type=cfg.score_type)
     ratings, mask = ratings_tensor([it.tokens.source for it in items], sm.aspects)
     sources = [it.tokens.source for it in items]
-    baselines = {kind: {f"{a}/top1": torch.nanmean(baseline_top1(sources, ratings[..., k], mask, kind)).item()
+    baselines = {kind: {f"{a}/top1": torch.nanmean(baseline_top1(sources, ratings[..., k], mask, kind).double()).item()
                         for k, a in enumerate(sm.aspects)} for kind in BASELINE_KINDS}
     return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects),
             "rejected": rejected, "model_dir": str(model_dir), "data": str(data), "dtype": cfg.model_dtype}

@@ -199,6 +199,10 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
         checkpoint = resume_checkpoint(cfg)
         if checkpoint and (Path(checkpoint) / EMBEDDING_FILE).exists():
             module = load_lambda_embedding(model, checkpoint)
+            if (module.vertices is not None) != (cfg.embedding_init == "instructions"):
+                raise ValueError(f"config: embedding_init={cfg.embedding_init!r}, but the checkpoint {checkpoint} "
+                                 "was trained with the other initialisation; resume with the setting it was "
+                                 "trained with (its config.yaml) or start a new output_dir")
         else:
             sentences = ([aspect_instruction(a, cfg.aspect_instructions) for a in aspects]
                          if cfg.embedding_init == "instructions" else None)

@@ -291,6 +291,9 @@ def _build(out: Path, seed, n_prompts, n_eval, n_responses, max_new_tokens, mode
         seen = _excluded_prompts(exclude)
         excluded = [s.id for s in specs if s.prompt in seen]
         specs = [s for s in specs if s.prompt not in seen]
+        if len(specs) < max(n_eval, 1):
+            raise ValueError(f"--exclude left {len(specs)} of {n_prompts} prompts, fewer than n_eval={n_eval} "
+                             "(or none at all): raise --n-prompts or change --seed")
     train, held = split_prompts(specs, n_eval, seed)
     ordered = train + held
     tokenizer = load_tokenizer(model)
