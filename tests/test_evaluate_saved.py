@@ -75,3 +75,42 @@ def test_float32_scoring_of_a_bf16_model_uses_its_own_reference(tiny_llama_dir, 
     sm, _, items, _, _ = prepare_saved(tmp_path / "m", DATA, reference_cache_dir=str(cache), dtype="float32")
     assert sm.model.get_base_model().get_input_embeddings().weight.dtype == torch.float32
     assert items[0].ref_logps.dtype == torch.float32
+
+
+def test_eval_dtype_float32_scores_the_bf16_weights_in_fp32_and_restores_them(tiny_llama_dir, tmp_path,
+                                                                                monkeypatch):
+    """eval_dtype: float32 in a bf16 run: scoring sees fp32 weights, the figures equal `evaluate
+    --dtype float32` of the saved model and do not depend on the eval batch size, and the weights go
+    back to bf16 bit for bit."""
+    import torch
+
+    from lambda_dpo.training import trainer as trainer_module
+
+    seen = []
+    real = trainer_module.evaluate_lists
+    monkeypatch.setattr(trainer_module, "evaluate_lists", lambda model, *a, **k: (
+        seen.append(model.get_base_model().get_input_embeddings().weight.dtype), real(model, *a, **k))[1])
+    cfg = load_config(None, train_file=DATA, eval_file=DATA, model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=2, learning_rate=5e-2, beta=0.5,
+                      reference_cache_dir=str(tmp_path / "cache"), model_dtype="bfloat16", eval_dtype="float32")
+    result = train(cfg)
+    trainer = result.trainer
+    expected = {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}
+    base = trainer.model.get_base_model()
+    before = {n: p.detach().clone() for n, p in base.named_parameters() if p.dtype == torch.bfloat16}
+    assert before  # a bf16 run
+    assert seen == [torch.float32]
+    trainer.args.per_device_eval_batch_size = 5
+    again = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if "/" in k}
+    for n, p in base.named_parameters():
+        if n in before:
+            assert p.dtype == torch.bfloat16 and torch.equal(p, before[n]), n
+    got = evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=str(tmp_path / "cache"), dtype="float32")
+    for key, value in expected.items():
+        assert again[key] == pytest.approx(value, abs=1e-6), key
+        assert got["metrics"][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_eval_dtype_float32_with_bf16_full_fine_tuning_is_a_config_error():
+    with pytest.raises(ValueError, match="eval_dtype: float32 needs use_lora: true"):
+        load_config(None, train_file=DATA, output_dir="o", use_lora=False, model_dtype="bfloat16", eval_dtype="float32")

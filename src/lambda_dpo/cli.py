@@ -146,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a preference file (any format validate-data reads), e.g. a held-out eval.jsonl")
     p.add_argument("--batch-size", type=int, help="lists per scoring batch (default: the run's eval batch size)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the reference log-prob cache")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="weights' dtype (default: the one the model trained in; float32 removes bf16's rounding)")
+    p.add_argument("--dtype", choices=["float32"],
+                   help="score a bf16/fp16-trained model's weights in fp32 (figures independent of the batch; "
+                        "default: the dtype it trained in)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_evaluate)
 

@@ -25,21 +25,19 @@ class SteerableModel:
     lambda_text: LambdaText = field(default_factory=LambdaText)
 
 
-def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False, dtype: str | None = None) -> SteerableModel:
+def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) -> SteerableModel:
     """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning
-    (the directory's layout: `model_dir`). `dtype`: the weights' dtype (default: the one it trained in;
-    a LoRA adapter stays fp32 either way)."""
+    (the directory's layout: `model_dir`)."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
-    dtype = dtype or saved_dtype(meta)
     tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust_remote_code)
     if meta["adapter"]:
         from peft import PeftModel
 
-        base = load_model(base_model_source(meta), dtype=dtype, trust_remote_code=trust_remote_code)
+        base = load_model(base_model_source(meta), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
         model = PeftModel.from_pretrained(base, str(model_dir))
     else:
-        model = load_model(str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code)
+        model = load_model(str(model_dir), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
     if meta["conditioning"] == "embedding":
         load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],

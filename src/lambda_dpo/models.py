@@ -54,6 +54,9 @@ __all__ = [
     "cpu_bf16_features",
     "resolve_model_dtype",
     "precision_context",
+    "weights_in_float32",
+    "upcast_to_float32",
+    "float32_label",
     "unwrap_model",
     "eval_mode",
     "precision_label",
@@ -373,6 +376,33 @@ def unwrap_model(model, *, peft: bool = True) -> torch.nn.Module:
 
     model = extract_model_from_parallel(model)
     return model.get_base_model() if peft and hasattr(model, "get_base_model") else model
+
+
+def upcast_to_float32(model) -> list[tuple[torch.Tensor, torch.dtype]]:
+    """Cast every bf16/fp16 parameter and buffer of `model` to fp32 in place; returns (tensor, old dtype)
+    for each (fp32 tensors such as LoRA weights are left alone, and optimisers keep their references)."""
+    cast = [(t, t.dtype) for t in (*model.parameters(), *model.buffers()) if t.dtype in (torch.bfloat16, torch.float16)]
+    for t, _ in cast:
+        t.data = t.data.float()
+    return cast
+
+
+@contextlib.contextmanager
+def weights_in_float32(model):
+    """Run the block with `model`'s bf16/fp16 weights in fp32 (`upcast_to_float32`), then cast them
+    back: bf16 -> fp32 -> bf16 is exact, so the weights after the block are bit for bit those before."""
+    cast = upcast_to_float32(model)
+    try:
+        yield [t for t, _ in cast]
+    finally:
+        for t, dtype in cast:
+            t.data = t.data.to(dtype)
+
+
+def float32_label(dtype: str) -> str:
+    """The reference cache's name for fp32 scoring of weights trained in `dtype` (bf16 values held
+    in fp32 differ from a checkpoint loaded in fp32, so they never share a cache entry)."""
+    return "float32" if dtype in ("float32", "auto") else f"float32 (weights from {dtype})"
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from ..data import format_summary, load_lists, summarize
 from ..generation import load_steerable
 from ..lambdas import build_lambda_source, uniform_lambda
 from ..model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
-from ..models import load_model
+from ..models import float32_label, load_model, upcast_to_float32
 from ..scoring import choose_layout
 from ..targets import ratings_tensor
 from ..tokenization import tokenize_lists
@@ -43,8 +43,16 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     meta = read_model_meta(model_dir)
     cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
                       aspects=list(meta["aspects"]), skip_bad_records=True)
-    cfg.model_dtype = dtype or saved_dtype(meta)  # also keys the reference cache
-    sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code, dtype=cfg.model_dtype)
+    cfg.model_dtype = saved_dtype(meta)
+    # fp32 scoring of a bf16/fp16 model: the weights it trained with, held in fp32 (as training's
+    # eval_dtype: float32 does), not the checkpoint loaded afresh in fp32
+    upcast = dtype == "float32" and cfg.model_dtype in ("bfloat16", "float16")
+    if dtype and not upcast and dtype != cfg.model_dtype:
+        raise ValueError(f"{model_dir} trained in {cfg.model_dtype}: it can be scored in that dtype or in float32, "
+                         f"not {dtype}")
+    sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code)
+    if upcast:
+        upcast_to_float32(sm.model)
     sm.model.to(cfg.device)  # where training scores: the GPU when there is one
     lists, report = load_lists(str(data), cfg.data_format, skip_bad=True)
     logger.info("evaluation data\n%s", format_summary(summarize(lists, report)))
@@ -58,11 +66,16 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     # LoRA: reference_logps switches the adapter off; full weights: the checkpoint training started from
     reference = sm.model if meta["adapter"] else load_model(
         base_model_source(meta), dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code).eval().to(cfg.device)
-    items = score_reference(cfg, reference, tokenized, layout, "eval")
+    if upcast and reference is not sm.model:
+        upcast_to_float32(reference)
+    items = score_reference(cfg, reference, tokenized, layout, "eval",
+                            dtype=float32_label(cfg.model_dtype) if upcast else None)
     del reference
     source = build_lambda_source("fixed", sm.aspects, fixed=uniform_lambda(sm.aspects))  # unused: vertices are passed
     collator = ListCollator(sm.tokenizer, sm.aspects, source, sm.conditioning, cfg.rating_temperature, layout,
                             cfg.embedding_tokens, sm.lambda_text)
+    if upcast:
+        cfg.model_dtype = "float32"
     return sm, collator, items, cfg, dict(report.rejected + trunc.rejected)
 
 
@@ -79,9 +92,9 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
             the figures move with the batch's padding, so keep the run's to reproduce it).
         reference_cache_dir: where reference log-probs are cached ("auto": the package cache;
             None: not cached).
-        dtype: the weights' dtype for policy and reference (default: the one the model trained in).
-            "float32" scores a bf16-trained model without bf16's rounding, whose implicit rewards
-            move with the batch's padding (`scripts/eval_noise.py` measures by how much).
+        dtype: None (the dtype the model trained in) or "float32": a bf16/fp16-trained model's own
+            weights held in fp32 for policy and reference, as training's `eval_dtype: float32`
+            scores it; bf16 implicit rewards move with the batch's padding (`scripts/eval_noise.py`).
         max_lists: score only the first lists of `data` (training's `max_eval_lists`).
 
     Returns ``{"metrics": {aspect/top1, /ndcg, /kendall, mean/...}, "baselines": {kind: {aspect/top1}},

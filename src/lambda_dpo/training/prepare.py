@@ -93,10 +93,13 @@ def with_lora(model, cfg: LambdaDPOConfig):
                                             target_modules=targets, task_type="CAUSAL_LM"))
 
 
-def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], layout: str, name: str) -> list[ScoredList]:
+def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], layout: str, name: str,
+                    dtype: str | None = None) -> list[ScoredList]:
+    """Reference log-probs of `lists` (cached); `dtype` names the weights' dtype when it is not
+    cfg.model_dtype (it keys the cache)."""
     cache = None if cfg.reference_cache_dir is None else (
         default_cache_dir() / "reference" if cfg.reference_cache_dir == "auto" else Path(cfg.reference_cache_dir))
-    ref = reference_logps(model, lists, cache, settings={"dtype": cfg.model_dtype, "layout": layout},
+    ref = reference_logps(model, lists, cache, settings={"dtype": dtype or cfg.model_dtype, "layout": layout},
                           batch_size=cfg.reference_batch_size, layout=layout, chunk_size=cfg.logprob_chunk_size,
                           desc=f"reference log-probs ({name})")
     return [ScoredList(tl, r, i) for i, (tl, r) in enumerate(zip(lists, ref))]

@@ -7,6 +7,7 @@ whole lists, step metrics, and a listwise evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -14,16 +15,17 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
-from ..batching import ListCollator, ListDataset
+from ..batching import ListCollator, ListDataset, ScoredList
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_contrast_loss, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..model_dir import write_model_files
-from ..models import load_model, load_tokenizer, resolve_model_dtype, unwrap_model
+from ..models import (float32_label, load_model, load_tokenizer, resolve_model_dtype, unwrap_model,
+                      weights_in_float32)
 from ..scoring import ScoringBatch, score_batch
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
-from .prepare import adaptive_callback, lambda_text, prepare
+from .prepare import adaptive_callback, lambda_text, prepare, score_reference
 
 
 class _EpochToCollator(TrainerCallback):
@@ -139,6 +141,12 @@ class LambdaDPOTrainer(Trainer):
                 self._metrics[f"loss/{aspect}"].append(loss_k.mean().item())
             self._metrics[f"lambda/{aspect}"].append(inputs["lam"][:, k].mean().item())
 
+    def _fp32_reference(self, items: list[ScoredList]) -> list[ScoredList]:
+        """`items` with their reference scored by the fp32 weights (eval_dtype: float32; cached on disk)."""
+        scored = score_reference(self.args, self.model, [it.tokens for it in items], self.data_collator.layout,
+                                 "eval, float32", dtype=float32_label(self.args.model_dtype))
+        return [ScoredList(it.tokens, ref.ref_logps, it.index) for it, ref in zip(items, scored)]
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """The adapter/model as usual, plus the lambda embedding when conditioning is 'embedding'."""
         self.nonfinite.check_weights(self.model, output_dir)  # never a NaN model on disk
@@ -163,9 +171,12 @@ class LambdaDPOTrainer(Trainer):
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None or len(dataset) == 0:
             return {}
-        metrics = evaluate_lists(self.model, self.data_collator, dataset.items,
-                                 batch_size=self.args.per_device_eval_batch_size,
-                                 chunk_size=self.args.logprob_chunk_size, score_type=self.args.score_type)
+        fp32 = self.args.eval_dtype == "float32" and self.args.model_dtype in ("bfloat16", "float16")
+        with weights_in_float32(self.model) if fp32 else contextlib.nullcontext():
+            items = self._fp32_reference(dataset.items) if fp32 else dataset.items
+            metrics = evaluate_lists(self.model, self.data_collator, items,
+                                     batch_size=self.args.per_device_eval_batch_size,
+                                     chunk_size=self.args.logprob_chunk_size, score_type=self.args.score_type)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
         self.eval_metrics = metrics
         self.log(metrics)
