@@ -21,7 +21,7 @@ import torch
 
 from lambda_dpo.demo.data import demo_data_dir
 from lambda_dpo.evaluation.listwise import implicit_rewards
-from lambda_dpo.evaluation.saved_model import prepare_saved
+from lambda_dpo.evaluate_saved import prepare_saved
 
 
 def rewards(model_dir, data, dtype, batch_size):

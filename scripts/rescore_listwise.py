@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from lambda_dpo.demo.data import demo_data_dir
-from lambda_dpo.evaluation.saved_model import evaluate_saved
+from lambda_dpo.evaluate_saved import evaluate_saved
 from lambda_dpo.evaluation.steering_report import save_demo_outputs
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lambda_dpo.cli import main
-from lambda_dpo.evaluation.saved_model import evaluate_saved
+from lambda_dpo.evaluate_saved import evaluate_saved
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import train
 
@@ -62,7 +62,7 @@ def test_float32_scoring_of_a_bf16_model_uses_its_own_reference(tiny_llama_dir, 
     dtype: the fp32 evaluation computes its own reference instead of reading the bf16 one."""
     import torch
 
-    from lambda_dpo.evaluation.saved_model import prepare_saved
+    from lambda_dpo.evaluate_saved import prepare_saved
 
     cfg = load_config(None, train_file=DATA, eval_fraction=0, model_name_or_path=tiny_llama_dir,
                       output_dir=str(tmp_path / "m"), max_steps=1, reference_cache_dir=None, model_dtype="bfloat16")

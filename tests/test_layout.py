@@ -22,10 +22,11 @@ order is the data flow (docs/design.md, "Layers"):
 6. `generation`, `export`: load a model directory and generate under a lambda, or write it out as a
    standalone checkpoint. They do not need training; they sit above it because they serve what
    training produced, and nothing in the library imports them.
-7. `demo`, `playground`: apps apart from the library: `demo.data` (the embedded dataset's prompts,
+7. `demo`, `playground`, `evaluate_saved`: apps apart from the library: `demo.data` (the embedded dataset's prompts,
    judges and builder) and `demo.run` (the demo and the ablation: train, generate, judge, report;
    uses everything above); `playground`, the web page that steers a model directory (on
-   `generation`).
+   `generation`); `evaluate_saved`, the held-out figures of a model directory (`lambda-dpo
+   evaluate`: the directory loaded as `generation` loads it, its lists prepared as `training` does).
 8. `cli`: the command line, the only entry point above the demo.
 
 So the demo is apart: no library module (layers 0-6) imports `demo` (nor `playground`: the layers
@@ -52,7 +53,7 @@ LAYERS = [
     {"evaluation"},
     {"training"},
     {"generation", "export"},
-    {"demo", "playground"},
+    {"demo", "playground", "evaluate_saved"},
     {"cli"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}

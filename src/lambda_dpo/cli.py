@@ -44,7 +44,7 @@ def _generate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluation.saved_model import evaluate_saved
+    from .evaluate_saved import evaluate_saved
 
     result = evaluate_saved(args.model_dir, args.data, batch_size=args.batch_size,
                             reference_cache_dir=None if args.no_cache else "auto", dtype=args.dtype)

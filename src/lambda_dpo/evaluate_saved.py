@@ -15,17 +15,19 @@ from pathlib import Path
 
 import torch
 
-from ..batching import ListCollator
-from ..data import format_summary, load_lists, summarize
-from ..generation import load_steerable
-from ..lambdas import build_lambda_source, uniform_lambda
-from ..model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
-from ..models import float32_label, load_model, upcast_to_float32
-from ..scoring import choose_layout
-from ..targets import ratings_tensor
-from ..tokenization import tokenize_lists
-from .listwise import evaluate_lists
-from .steering_metrics import BASELINE_KINDS, baseline_top1
+from .batching import ListCollator
+from .data import format_summary, load_lists, summarize
+from .generation import load_steerable
+from .lambdas import build_lambda_source, uniform_lambda
+from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
+from .models import float32_label, load_model, upcast_to_float32
+from .scoring import choose_layout
+from .targets import ratings_tensor
+from .tokenization import tokenize_lists
+from .training.config import load_config
+from .training.prepare import as_lists, score_reference
+from .evaluation.listwise import evaluate_lists
+from .evaluation.steering_metrics import BASELINE_KINDS, baseline_top1
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +38,6 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
                   dtype: str | None = None, max_lists: int | None = None):
     """(SteerableModel, collator, scored items, config, rejected {reason: count}) to score `data` with
     the model in `model_dir`, built as training builds its eval lists (arguments as in `evaluate_saved`)."""
-    from ..training.config import load_config
-    from ..training.prepare import as_lists, score_reference
-
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
     cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
