@@ -49,7 +49,7 @@ declare -A ROWS=(
   # does fitting (5 epochs of 60 lists) carry to the dev lists?
   [k4-delta-60lists-300steps]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=60 max_steps=300"
   # fifth round: more lists over two epochs (MORE_DATA is built first when missing, about 40 min)
-  [k4-delta-more-data-2ep]="--extra-train=runs/more-data/seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP"
+  [k4-delta-more-data-2ep]="--extra-train=docs/steering/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP"
   # the embedding mode, initialised from the instruction sentences (and, for comparison, from the header)
   [base-embedding-instr]="--base aspects=[instruction_following,correctness,conciseness,informativeness] conditioning=embedding embedding_init=instructions"
   [k4-delta-embedding-instr]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 conditioning=embedding embedding_init=instructions"
@@ -66,7 +66,7 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        base-embedding-instr k4-delta-embedding-instr k4-delta-embedding-header)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
-MORE_DATA=runs/more-data/seed1/train.jsonl
+MORE_DATA=docs/steering/more-data-seed1/train.jsonl  # committed: the build the row ran on (runs/more-data/seed1)
 for row in "${ORDER[@]}"; do
   args=${ROWS[$row]-}
   if [[ $args == *"$MORE_DATA"* ]]; then
