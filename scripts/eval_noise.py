@@ -24,8 +24,8 @@ from lambda_dpo.evaluation.listwise import implicit_rewards
 from lambda_dpo.evaluate_saved import prepare_saved
 
 
-def rewards(model_dir, data, dtype, batch_size):
-    sm, collator, items, cfg, _ = prepare_saved(model_dir, data, dtype=dtype)
+def rewards(prepared, batch_size):
+    sm, collator, items, cfg, _ = prepared
     k = len(sm.aspects)
     out = [implicit_rewards(sm.model, collator, items, torch.eye(k)[i], batch_size, cfg.logprob_chunk_size,
                             cfg.score_type) for i in range(k)]
@@ -61,7 +61,8 @@ def main() -> None:
     args = ap.parse_args()
     for dtype in args.dtypes:
         started = time.time()
-        (a, mask), (b, _) = (rewards(args.model_dir, args.data, dtype, bs) for bs in args.batch_sizes)
+        prepared = prepare_saved(args.model_dir, args.data, dtype=dtype)  # loaded and reference-scored once
+        (a, mask), (b, _) = (rewards(prepared, bs) for bs in args.batch_sizes)
         row = {"model_dir": str(args.model_dir), "data": args.data, "dtype": dtype, "batch_sizes": args.batch_sizes,
                **compare(a, b, mask), "wall_s": round(time.time() - started, 1),
                "command": f"python scripts/eval_noise.py {args.model_dir} --dtypes {dtype} --batch-sizes "
