@@ -135,6 +135,7 @@ def worker(config: str, out: str) -> None:
         result = run_case(Path(config), case, Path(out) / case, ["per_device_train_batch_size=1", "use_cpu=true"])
         if result.trainer.is_world_process_zero():
             (Path(out) / case / "sharding.json").write_text(json.dumps(sharding_report(result)))
+    result.trainer.accelerator.end_training()
 
 
 # ---- the test ----------------------------------------------------------------------------------

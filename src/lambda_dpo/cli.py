@@ -25,6 +25,7 @@ def _train(args) -> int:
     from .training.run import train
 
     result = train(load_config(args.config, args.overrides))
+    result.trainer.accelerator.end_training()  # under `accelerate launch`: close the process group before exit
     print(f"model saved to {result.output_dir}")
     for key, value in sorted(result.eval_metrics.items()):
         if key.startswith("eval_mean/"):

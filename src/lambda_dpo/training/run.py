@@ -106,4 +106,7 @@ def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     trainer.save_model(str(out))  # weights, then config.yaml, model card and lambda_dpo.json
     if trainer.is_world_process_zero() and trainer.adaptive:  # candidates and their probabilities over time
         atomic_write_text(out / "lambda_schedule.json", json.dumps(trainer.adaptive.state_dict(), indent=1))
+    # Every process returns only once the model is written: a rank that ran ahead and exited while
+    # process 0 still wrote shards was killed by its own gloo threads at shutdown (SIGABRT).
+    trainer.accelerator.wait_for_everyone()
     return RunResult(out, trainer.prepared.aspects, train_metrics, eval_metrics, trainer)
