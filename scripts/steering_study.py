@@ -19,7 +19,8 @@ Measured per row, on the dev lists / prompts (pair = conciseness, informativenes
 `--base` scores the untrained model given exactly the same lambda text (learning rate 0 on a fresh
 LoRA adapter, whose B = 0, so the policy is the base model): steering by the prompt alone.
 `--extra-train FILE` adds FILE's lists to the training lists (e.g. a `build-data --exclude` build)
-while the dev lists stay exactly those of every other row (`split_files`).
+while the dev lists stay exactly those of every other row (`split_files`). `seed=N` replicates a row
+on the same dev lists: only the training run's randomness changes.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ COMMON = dict(model_name_or_path="smollm2-135m-instruct", eval_fraction=0.15, ma
               lambda_contrast=False, contrast_alpha=0.0)  # the levers as the rows were first run: off unless named
 
 
-def split_files(extra: str, workdir: Path, seed: int = 0) -> tuple[Path, Path]:
+def split_files(extra: str | None, workdir: Path, seed: int = 0) -> tuple[Path, Path]:
     """(train file, dev file): the shipped train.jsonl split as `eval_fraction` splits it (same seed, so
-    the same dev lists in the same order), with `extra`'s records appended to the training side.
+    the same dev lists in the same order), with `extra`'s records (if any) appended to the training side.
 
     Records are split as lines; the training run loads them as every row does. A prompt of `extra`
     that is also a dev prompt is an error (that would leak the dev lists into training).
@@ -63,7 +64,7 @@ def split_files(extra: str, workdir: Path, seed: int = 0) -> tuple[Path, Path]:
 
     shipped = [line for line in (Path(str(demo_data_dir())) / "train.jsonl").read_text().splitlines() if line.strip()]
     train, dev = split_eval(shipped, COMMON["eval_fraction"], seed)  # as training splits: every shipped list loads
-    added = [line for line in Path(extra).read_text().splitlines() if line.strip()]
+    added = [line for line in Path(extra).read_text().splitlines() if line.strip()] if extra else []
     dev_prompts = {json.loads(line)["prompt"][-1]["content"] for line in dev}
     leaked = [json.loads(line).get("id", "?") for line in added if json.loads(line)["prompt"][-1]["content"] in dev_prompts]
     if leaked:
@@ -116,10 +117,13 @@ def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts:
     flags = ([f"--max-new-tokens={max_new_tokens}"] if max_new_tokens != 96 else []) + \
         ([f"--extra-train={extra_train}"] if extra_train else [])
     files = {"train_file": str(Path(str(demo_data_dir())) / "train.jsonl")}
-    if extra_train:
-        if any(o.split("=")[0].strip() in ("seed", "eval_fraction", "eval_file", "train_file") for o in overrides):
-            raise SystemExit("--extra-train keeps the dev split of every other row (seed 0, eval_fraction 0.15): "
-                             "it cannot be combined with seed=, eval_fraction=, eval_file= or train_file=")
+    keys = {o.split("=")[0].strip() for o in overrides}
+    if extra_train or "seed" in keys:
+        # The dev split is made here with seed 0 and handed over as eval_file, so seed= changes only
+        # the training run's randomness (adapter init, list order, lambda draws): a replicate of the row.
+        if keys & {"eval_fraction", "eval_file", "train_file"}:
+            raise SystemExit("--extra-train and seed= keep the dev split of every other row (seed 0, eval_fraction "
+                             "0.15): they cannot be combined with eval_fraction=, eval_file= or train_file=")
         train_path, dev_path = split_files(extra_train, Path(f"runs/study/{name}.data"))
         files = {"train_file": str(train_path), "eval_file": str(dev_path)}
     base_yaml = Path(f"runs/study/{name}.base.yaml")  # COMMON as a file, so command-line overrides win
