@@ -1,13 +1,20 @@
-"""How much a saved model's implicit rewards move with the evaluation batch, in bf16 and in fp32.
+"""How much a saved model's implicit rewards move with the evaluation batch (or the CPU thread
+count), in bf16 and in fp32.
 
     python scripts/eval_noise.py runs/demo-full-100/models/lambda_dpo_fixed-seed0 [--batch-sizes 8 5]
+    python scripts/eval_noise.py MODEL_DIR --dtypes bfloat16 --threads 2 1   # same batches, 2 vs 1 threads
+    python scripts/eval_noise.py MODEL_DIR --dtypes bfloat16 --fp32-head     # bf16 body, fp32 logits
 
 Scores every reply of the demo's eval.jsonl at every aspect's vertex (as `lambda-dpo evaluate`
 does) twice per dtype, in batches of each size (so the padding differs), and prints: max and mean
 |s_a - s_b| in nats, the reply pairs whose order differs, the (list, aspect) cases whose top-1 pick
 differs, and the median gap between a list's two best rewards (the margin a numeric change must
-cross to move top-1). fp32 is the yardstick: its differences are those of fp32 rounding. Appends
-one JSON line per dtype to --out.
+cross to move top-1). fp32 is the yardstick: its differences are those of fp32 rounding. With
+--threads A B, both scorings use the first batch size and torch runs them on A, then B threads (how
+the products are split over threads changes their rounding too). --fp32-head computes the vocabulary
+projection of the scored positions in fp32 (the bf16 hidden states and head weights upcast, autocast
+off): how much of the noise is the logits' own bf16 rounding. A measurement hook on the scoring
+module's no-grad path, not a library option. Appends one JSON line per dtype to --out.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from lambda_dpo import scoring
 from lambda_dpo.demo.data import demo_data_dir
 from lambda_dpo.evaluation.listwise import implicit_rewards
 from lambda_dpo.evaluate_saved import prepare_saved
@@ -33,6 +42,15 @@ def rewards(prepared, batch_size):
     for j, it in enumerate(items):
         mask[j, : len(it.tokens.response_ids)] = True
     return torch.stack(out), mask  # [K, L, N], [L, N]
+
+
+def fp32_head_token_logps(hidden, head, targets):
+    """`scoring._token_logps` with the projection in fp32: `head` is the partial(F.linear, weight=,
+    bias=) that `chunked_token_logps` passes on its no-grad path."""
+    weight, bias = head.keywords["weight"], head.keywords["bias"]
+    with torch.autocast(hidden.device.type, enabled=False):
+        logits = F.linear(hidden.float(), weight.float(), None if bias is None else bias.float())
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
 def compare(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> dict:
@@ -57,16 +75,35 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(str(demo_data_dir())) / "eval.jsonl"))
     ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
     ap.add_argument("--batch-sizes", nargs=2, type=int, default=[8, 5])
+    ap.add_argument("--fp32-head", action="store_true", help="the vocabulary projection in fp32 (bf16 body)")
+    ap.add_argument("--threads", nargs=2, type=int, help="compare two torch thread counts instead of batch sizes")
     ap.add_argument("--out", default="docs/steering/eval_noise.jsonl")
     args = ap.parse_args()
+    if args.fp32_head:
+        scoring._token_logps = fp32_head_token_logps
     for dtype in args.dtypes:
         started = time.time()
-        prepared = prepare_saved(args.model_dir, args.data, dtype=dtype)  # loaded and reference-scored once
-        (a, mask), (b, _) = (rewards(prepared, bs) for bs in args.batch_sizes)
-        row = {"model_dir": str(args.model_dir), "data": args.data, "dtype": dtype, "batch_sizes": args.batch_sizes,
+        # loaded and reference-scored once (not through the cache with --fp32-head: it is keyed without it)
+        prepared = prepare_saved(args.model_dir, args.data, dtype=dtype,
+                                 reference_cache_dir=None if args.fp32_head else "auto")
+        if args.threads:
+            scored = []
+            for n in args.threads:
+                torch.set_num_threads(n)
+                scored.append(rewards(prepared, args.batch_sizes[0]))
+            (a, mask), (b, _) = scored
+            varied = {"batch_sizes": args.batch_sizes[:1], "threads": args.threads}
+            flag = f"--batch-sizes {args.batch_sizes[0]} {args.batch_sizes[0]} --threads " + " ".join(map(str, args.threads))
+        else:
+            (a, mask), (b, _) = (rewards(prepared, bs) for bs in args.batch_sizes)
+            varied = {"batch_sizes": args.batch_sizes, "threads": [torch.get_num_threads()] * 2}
+            flag = "--batch-sizes " + " ".join(map(str, args.batch_sizes))
+        if args.fp32_head:
+            flag += " --fp32-head"
+        row = {"model_dir": str(args.model_dir), "data": args.data, "dtype": dtype, **varied,
+               "head": "float32" if args.fp32_head else dtype,
                **compare(a, b, mask), "wall_s": round(time.time() - started, 1),
-               "command": f"python scripts/eval_noise.py {args.model_dir} --dtypes {dtype} --batch-sizes "
-                          + " ".join(map(str, args.batch_sizes))}
+               "command": f"python scripts/eval_noise.py {args.model_dir} --dtypes {dtype} {flag}"}
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
