@@ -114,3 +114,66 @@ def test_eval_dtype_float32_scores_the_bf16_weights_in_fp32_and_restores_them(ti
 def test_eval_dtype_float32_with_bf16_full_fine_tuning_is_a_config_error():
     with pytest.raises(ValueError, match="eval_dtype: float32 needs use_lora: true"):
         load_config(None, train_file=DATA, output_dir="o", use_lora=False, model_dtype="bfloat16", eval_dtype="float32")
+
+
+def _delta_figures(model, collator, items, a, b):
+    from lambda_dpo.evaluation.steering_metrics import delta_summary, lambda_deltas
+    from lambda_dpo.targets import ratings_tensor
+
+    aspects = list(collator.aspects)
+    ratings, mask = ratings_tensor([it.tokens.source for it in items], aspects)
+    delta = lambda_deltas(model, collator, items, {a: 1.0}, {b: 1.0}, batch_size=3)
+    return delta_summary(delta, ratings[..., aspects.index(a)], ratings[..., aspects.index(b)], mask)
+
+
+@pytest.mark.parametrize("use_lora", [True, False], ids=["lora", "full"])
+def test_steering_figures_are_delta_of_the_model_and_of_the_base_given_the_same_text(tiny_llama_dir, tmp_path,
+                                                                                    use_lora):
+    """--steering a,b: mean |Delta| and Spearman of Delta for the saved model equal those of the
+    trainer's in-memory model, and the base's those of the untrained weights (the adapter switched
+    off, or the checkpoint training started from) under the same collator."""
+    from lambda_dpo.models import load_model
+
+    cfg = load_config(None, train_file=DATA, eval_file=DATA, model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=3, learning_rate=5e-2, beta=0.5,
+                      reference_cache_dir=None, model_dtype="float32", seed=0, use_lora=use_lora,
+                      **({} if use_lora else {"optim": "sgd"}))
+    result = train(cfg)
+    trainer = result.trainer
+    got = evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=None, steering=("conciseness", "helpfulness"))
+    steering = got["steering"]
+    assert steering["pair"] == ["conciseness", "helpfulness"]
+    items = trainer.eval_dataset.items
+    model_fig = _delta_figures(trainer.model, trainer.data_collator, items, "conciseness", "helpfulness")
+    if use_lora:
+        with trainer.model.disable_adapter():
+            base_fig = _delta_figures(trainer.model, trainer.data_collator, items, "conciseness", "helpfulness")
+    else:
+        base_fig = _delta_figures(load_model(tiny_llama_dir, dtype="float32").eval(), trainer.data_collator, items,
+                                  "conciseness", "helpfulness")
+    for who, expected in (("model", model_fig), ("base", base_fig)):
+        assert steering[who]["replies"] == expected["replies"] and steering[who]["lists"] == expected["lists"]
+        assert steering[who]["mean_abs_delta"] == pytest.approx(expected["mean_abs_delta"], rel=1e-5), who
+        assert steering[who]["spearman"] == pytest.approx(expected["spearman"], abs=1e-6), who
+    assert base_fig["mean_abs_delta"] > 0  # the two vertices' texts differ
+    assert steering["model"]["mean_abs_delta"] != pytest.approx(base_fig["mean_abs_delta"], rel=1e-3)  # trained
+
+
+def test_steering_without_conditioning_is_zero_and_a_bad_pair_is_named(tiny_llama_dir, tmp_path, capsys):
+    cfg = load_config(None, train_file=DATA, eval_fraction=0, model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=1, reference_cache_dir=None, model_dtype="float32",
+                      conditioning="none", lambda_source="fixed")
+    train(cfg)
+    st = evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=None, steering=("honesty", "conciseness"))["steering"]
+    assert st["model"]["mean_abs_delta"] == 0.0 and st["base"] is None and "conditioning 'none'" in st["base_note"]
+    with pytest.raises(ValueError, match="steering pair honesty,style: name two different aspects of the model "
+                                         r"\(helpfulness, honesty, conciseness\)"):
+        evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=None, steering=("honesty", "style"))
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "m"), DATA, "--no-cache", "--steering", "honesty,conciseness"]) == 0
+    out = capsys.readouterr().out
+    assert "Delta = log pi(y | x, honesty vertex) - log pi(y | x, conciseness vertex)" in out
+    assert "model: mean |Delta| 0.000 nats" in out
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(tmp_path / "m"), DATA, "--steering", "honesty"])
+    assert "expected two aspects as A,B" in capsys.readouterr().err

@@ -48,7 +48,8 @@ def _evaluate(args) -> int:
     from .evaluate_saved import evaluate_saved
 
     result = evaluate_saved(args.model_dir, args.data, batch_size=args.batch_size,
-                            reference_cache_dir=None if args.no_cache else "auto", dtype=args.dtype)
+                            reference_cache_dir=None if args.no_cache else "auto", dtype=args.dtype,
+                            steering=args.steering)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -63,7 +64,24 @@ def _evaluate(args) -> int:
         picks = " ".join(f"{result['baselines'][k].get(f'{a}/top1', float('nan')):>14.3f}" for k in kinds) \
             if a != "mean" else ""
         print(f"{a:<24} {m[f'{a}/top1']:>6.3f} {m[f'{a}/ndcg']:>6.3f} {m[f'{a}/kendall']:>8.3f}  {picks}")
+    if "steering" in result:
+        st = result["steering"]
+        a, b = st["pair"]
+        print(f"\nDelta = log pi(y | x, {a} vertex) - log pi(y | x, {b} vertex), per reply:")
+        for who, fig in (("model", st["model"]), ("base model, same lambda text", st["base"])):
+            if fig is None:
+                print(f"  {who}: {st['base_note']}")
+                continue
+            print(f"  {who}: mean |Delta| {fig['mean_abs_delta']:.3f} nats, Spearman with "
+                  f"r_{a} - r_{b} {fig['spearman']:.3f} ({fig['lists']} lists)")
     return 0
+
+
+def _aspect_pair(text: str) -> tuple[str, str]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"expected two aspects as A,B (e.g. conciseness,informativeness), got {text!r}")
+    return parts[0], parts[1]
 
 
 def _export(args) -> int:
@@ -150,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32"],
                    help="score a bf16/fp16-trained model's weights in fp32 (figures independent of the batch; "
                         "default: the dtype it trained in)")
+    p.add_argument("--steering", type=_aspect_pair, metavar="A,B",
+                   help="also measure how lambda steers: Delta = log pi(y | x, A's vertex) - log pi(y | x, B's "
+                        "vertex) per reply (mean |Delta| and its Spearman with r_A - r_B), for the model and for "
+                        "the base model given the same text")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_evaluate)
 

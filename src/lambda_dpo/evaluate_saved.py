@@ -6,6 +6,12 @@ policy conditioned on aspect k's vertex), computed with the run's own settings f
 directory's config.yaml (lengths, truncation, layout, score type, lambda text). The reference is
 what training used: the adapter switched off for a LoRA model, the base checkpoint otherwise.
 Beside them, the rating-blind picks (random, shortest, longest reply) on the same lists.
+
+Top-1 at the vertices does not show whether lambda steers (a model that ignores its lambda text
+can score as well: docs/steering.md, sixth round). With `steering=(a, b)`, Delta = log pi(y | x,
+c(e_a)) - log pi(y | x, c(e_b)) on every reply (`lambda_deltas`) is summarised as mean |Delta| and
+its within-list Spearman with r_a - r_b (`delta_summary`), for the model and for the untrained base
+given exactly the same lambda text (steering by the prompt alone; prompt conditioning only).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from .tokenization import tokenize_lists
 from .training.config import load_config
 from .training.prepare import as_lists, score_reference
 from .evaluation.listwise import evaluate_lists
-from .evaluation.steering_metrics import BASELINE_KINDS, baseline_top1
+from .evaluation.steering_metrics import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +84,42 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     return sm, collator, items, cfg, dict(report.rejected + trunc.rejected)
 
 
+def steering_summary(sm, collator, items, cfg, pair: tuple[str, str], batch_size: int,
+                     model_dir: str | Path) -> dict:
+    """{"pair": [a, b], "model": delta_summary, "base": delta_summary or None, "base_note": str}
+    for Delta between the vertices of aspects a and b on `items` (module docstring)."""
+    a, b = pair
+    missing = [x for x in pair if x not in sm.aspects]
+    if missing or a == b:
+        raise ValueError(f"steering pair {a},{b}: name two different aspects of the model "
+                         f"({', '.join(sm.aspects)})")
+    ratings, mask = ratings_tensor([it.tokens.source for it in items], sm.aspects)
+    r_a, r_b = ratings[..., sm.aspects.index(a)], ratings[..., sm.aspects.index(b)]
+
+    def summary(model) -> dict:
+        delta = lambda_deltas(model, collator, items, {a: 1.0}, {b: 1.0}, batch_size=batch_size,
+                              chunk_size=cfg.logprob_chunk_size)
+        return delta_summary(delta, r_a, r_b, mask)
+
+    out = {"pair": [a, b], "model": summary(sm.model), "base": None, "base_note": ""}
+    if sm.conditioning != "prompt":
+        out["base_note"] = f"no base comparison for conditioning {sm.conditioning!r} (the base model reads no soft prompt)"
+    elif hasattr(sm.model, "disable_adapter"):
+        with sm.model.disable_adapter():
+            out["base"] = summary(sm.model)
+    else:  # full weights: the checkpoint training started from
+        meta = read_model_meta(model_dir)
+        base = load_model(base_model_source(meta), dtype=saved_dtype(meta),
+                          trust_remote_code=cfg.trust_remote_code).eval().to(cfg.device)
+        if cfg.model_dtype == "float32" and saved_dtype(meta) != "float32":  # scored in fp32 (`dtype`)
+            upcast_to_float32(base)
+        out["base"] = summary(base)
+    return out
+
+
 def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int | None = None,
                    reference_cache_dir: str | None = "auto", dtype: str | None = None,
-                   max_lists: int | None = None) -> dict:
+                   max_lists: int | None = None, steering: tuple[str, str] | None = None) -> dict:
     """Listwise figures of the model saved in `model_dir` on the lists of `data`.
 
     Args:
@@ -95,9 +134,13 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
             weights held in fp32 for policy and reference, as training's `eval_dtype: float32`
             scores it; bf16 implicit rewards move with the batch's padding (`scripts/eval_noise.py`).
         max_lists: score only the first lists of `data` (training's `max_eval_lists`).
+        steering: two of the model's aspects (a, b): adds ``"steering"`` (`steering_summary`): how
+            much and in which direction moving lambda from b's vertex to a's changes each reply's
+            log-prob, for the model and for the base model given the same text.
 
     Returns ``{"metrics": {aspect/top1, /ndcg, /kendall, mean/...}, "baselines": {kind: {aspect/top1}},
-    "n_lists": int, "rejected": {reason: count}, "aspects": [...]}``.
+    "n_lists": int, "rejected": {reason: count}, "aspects": [...], "model_dir", "data", "dtype"}``,
+    plus ``"steering"`` when `steering` is given.
     """
     sm, collator, items, cfg, rejected = prepare_saved(model_dir, data, reference_cache_dir=reference_cache_dir,
                                                        dtype=dtype, max_lists=max_lists)
@@ -108,5 +151,7 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
     sources = [it.tokens.source for it in items]
     baselines = {kind: {f"{a}/top1": torch.nanmean(baseline_top1(sources, ratings[..., k], mask, kind).double()).item()
                         for k, a in enumerate(sm.aspects)} for kind in BASELINE_KINDS}
-    return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects),
+    extra = {"steering": steering_summary(sm, collator, items, cfg, tuple(steering),
+                                          batch_size or cfg.per_device_eval_batch_size, model_dir)} if steering else {}
+    return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects), **extra,
             "rejected": rejected, "model_dir": str(model_dir), "data": str(data), "dtype": cfg.model_dtype}
