@@ -20,6 +20,7 @@ module's no-grad path, not a library option. Appends one JSON line per dtype to 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -47,6 +48,8 @@ def rewards(prepared, batch_size):
 def fp32_head_token_logps(hidden, head, targets):
     """`scoring._token_logps` with the projection in fp32: `head` is the partial(F.linear, weight=,
     bias=) that `chunked_token_logps` passes on its no-grad path."""
+    if not isinstance(head, functools.partial):
+        raise SystemExit("--fp32-head needs a plain linear output layer (this model's is a module call)")
     weight, bias = head.keywords["weight"], head.keywords["bias"]
     with torch.autocast(hidden.device.type, enabled=False):
         logits = F.linear(hidden.float(), weight.float(), None if bias is None else bias.float())
@@ -88,9 +91,11 @@ def main() -> None:
                                  reference_cache_dir=None if args.fp32_head else "auto")
         if args.threads:
             scored = []
+            threads = torch.get_num_threads()
             for n in args.threads:
                 torch.set_num_threads(n)
                 scored.append(rewards(prepared, args.batch_sizes[0]))
+            torch.set_num_threads(threads)
             (a, mask), (b, _) = scored
             varied = {"batch_sizes": args.batch_sizes[:1], "threads": args.threads}
             flag = f"--batch-sizes {args.batch_sizes[0]} {args.batch_sizes[0]} --threads " + " ".join(map(str, args.threads))

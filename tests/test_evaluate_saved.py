@@ -145,12 +145,8 @@ def test_steering_figures_are_delta_of_the_model_and_of_the_base_given_the_same_
     assert steering["pair"] == ["conciseness", "helpfulness"]
     items = trainer.eval_dataset.items
     model_fig = _delta_figures(trainer.model, trainer.data_collator, items, "conciseness", "helpfulness")
-    if use_lora:
-        with trainer.model.disable_adapter():
-            base_fig = _delta_figures(trainer.model, trainer.data_collator, items, "conciseness", "helpfulness")
-    else:
-        base_fig = _delta_figures(load_model(tiny_llama_dir, dtype="float32").eval(), trainer.data_collator, items,
-                                  "conciseness", "helpfulness")
+    base_fig = _delta_figures(load_model(tiny_llama_dir, dtype="float32").eval(), trainer.data_collator, items,
+                              "conciseness", "helpfulness")  # the untrained checkpoint, loaded afresh
     for who, expected in (("model", model_fig), ("base", base_fig)):
         assert steering[who]["replies"] == expected["replies"] and steering[who]["lists"] == expected["lists"]
         assert steering[who]["mean_abs_delta"] == pytest.approx(expected["mean_abs_delta"], rel=1e-5), who
@@ -166,14 +162,15 @@ def test_steering_without_conditioning_is_zero_and_a_bad_pair_is_named(tiny_llam
     train(cfg)
     st = evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=None, steering=("honesty", "conciseness"))["steering"]
     assert st["model"]["mean_abs_delta"] == 0.0 and st["base"] is None and "conditioning 'none'" in st["base_note"]
+    assert evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=None,
+                          steering="honesty, conciseness")["steering"]["pair"] == ["honesty", "conciseness"]
     with pytest.raises(ValueError, match="steering pair honesty,style: name two different aspects of the model "
                                          r"\(helpfulness, honesty, conciseness\)"):
-        evaluate_saved(tmp_path / "m", DATA, reference_cache_dir=None, steering=("honesty", "style"))
+        evaluate_saved(tmp_path / "m", "no-such-file.jsonl", reference_cache_dir=None, steering=("honesty", "style"))
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "m"), DATA, "--no-cache", "--steering", "honesty,conciseness"]) == 0
     out = capsys.readouterr().out
     assert "Delta = log pi(y | x, honesty vertex) - log pi(y | x, conciseness vertex)" in out
     assert "model: mean |Delta| 0.000 nats" in out
-    with pytest.raises(SystemExit):
-        main(["evaluate", str(tmp_path / "m"), DATA, "--steering", "honesty"])
-    assert "expected two aspects as A,B" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "m"), DATA, "--no-cache", "--steering", "honesty"]) == 2
+    assert "steering pair honesty: name two different aspects of the model" in capsys.readouterr().err

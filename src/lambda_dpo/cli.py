@@ -24,8 +24,13 @@ def _train(args) -> int:
     from .training.config import load_config
     from .training.run import train
 
-    result = train(load_config(args.config, args.overrides))
-    result.trainer.accelerator.end_training()  # under `accelerate launch`: close the process group before exit
+    import torch.distributed as dist
+
+    try:
+        result = train(load_config(args.config, args.overrides))
+    finally:  # under `accelerate launch`: close the process group before exit (gloo aborts otherwise)
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     print(f"model saved to {result.output_dir}")
     for key, value in sorted(result.eval_metrics.items()):
         if key.startswith("eval_mean/"):
@@ -75,13 +80,6 @@ def _evaluate(args) -> int:
             print(f"  {who}: mean |Delta| {fig['mean_abs_delta']:.3f} nats, Spearman with "
                   f"r_{a} - r_{b} {fig['spearman']:.3f} ({fig['lists']} lists)")
     return 0
-
-
-def _aspect_pair(text: str) -> tuple[str, str]:
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(f"expected two aspects as A,B (e.g. conciseness,informativeness), got {text!r}")
-    return parts[0], parts[1]
 
 
 def _export(args) -> int:
@@ -168,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32"],
                    help="score a bf16/fp16-trained model's weights in fp32 (figures independent of the batch; "
                         "default: the dtype it trained in)")
-    p.add_argument("--steering", type=_aspect_pair, metavar="A,B",
+    p.add_argument("--steering", metavar="A,B",
                    help="also measure how lambda steers: Delta = log pi(y | x, A's vertex) - log pi(y | x, B's "
                         "vertex) per reply (mean |Delta| and its Spearman with r_A - r_B), for the model and for "
                         "the base model given the same text")

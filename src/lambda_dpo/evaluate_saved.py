@@ -84,15 +84,20 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     return sm, collator, items, cfg, dict(report.rejected + trunc.rejected)
 
 
+def _steering_pair(steering, aspects) -> tuple[str, str]:
+    """(a, b) from a pair or an "a,b" string; ValueError unless two different aspects of `aspects`."""
+    pair = [p.strip() for p in steering.split(",")] if isinstance(steering, str) else list(steering)
+    if len(pair) != 2 or pair[0] == pair[1] or any(x not in aspects for x in pair):
+        raise ValueError(f"steering pair {','.join(map(str, pair))}: name two different aspects of the model "
+                         f"({', '.join(aspects)})")
+    return pair[0], pair[1]
+
+
 def steering_summary(sm, collator, items, cfg, pair: tuple[str, str], batch_size: int,
                      model_dir: str | Path) -> dict:
     """{"pair": [a, b], "model": delta_summary, "base": delta_summary or None, "base_note": str}
     for Delta between the vertices of aspects a and b on `items` (module docstring)."""
     a, b = pair
-    missing = [x for x in pair if x not in sm.aspects]
-    if missing or a == b:
-        raise ValueError(f"steering pair {a},{b}: name two different aspects of the model "
-                         f"({', '.join(sm.aspects)})")
     ratings, mask = ratings_tensor([it.tokens.source for it in items], sm.aspects)
     r_a, r_b = ratings[..., sm.aspects.index(a)], ratings[..., sm.aspects.index(b)]
 
@@ -102,7 +107,9 @@ def steering_summary(sm, collator, items, cfg, pair: tuple[str, str], batch_size
         return delta_summary(delta, r_a, r_b, mask)
 
     out = {"pair": [a, b], "model": summary(sm.model), "base": None, "base_note": ""}
-    if sm.conditioning != "prompt":
+    if sm.conditioning == "none":
+        out["base_note"] = "conditioning 'none': the model never sees lambda, so Delta is 0 by construction"
+    elif sm.conditioning != "prompt":
         out["base_note"] = f"no base comparison for conditioning {sm.conditioning!r} (the base model reads no soft prompt)"
     elif hasattr(sm.model, "disable_adapter"):
         with sm.model.disable_adapter():
@@ -134,7 +141,7 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
             weights held in fp32 for policy and reference, as training's `eval_dtype: float32`
             scores it; bf16 implicit rewards move with the batch's padding (`scripts/eval_noise.py`).
         max_lists: score only the first lists of `data` (training's `max_eval_lists`).
-        steering: two of the model's aspects (a, b): adds ``"steering"`` (`steering_summary`): how
+        steering: two of the model's aspects, (a, b) or "a,b": adds ``"steering"`` (`steering_summary`): how
             much and in which direction moving lambda from b's vertex to a's changes each reply's
             log-prob, for the model and for the base model given the same text.
 
@@ -142,6 +149,8 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
     "n_lists": int, "rejected": {reason: count}, "aspects": [...], "model_dir", "data", "dtype"}``,
     plus ``"steering"`` when `steering` is given.
     """
+    if steering is not None:  # checked before anything is loaded or scored
+        steering = _steering_pair(steering, read_model_meta(model_dir)["aspects"])
     sm, collator, items, cfg, rejected = prepare_saved(model_dir, data, reference_cache_dir=reference_cache_dir,
                                                        dtype=dtype, max_lists=max_lists)
     metrics = evaluate_lists(sm.model, collator, items, batch_size=batch_size or cfg.per_device_eval_batch_size,
@@ -151,7 +160,7 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
     sources = [it.tokens.source for it in items]
     baselines = {kind: {f"{a}/top1": torch.nanmean(baseline_top1(sources, ratings[..., k], mask, kind).double()).item()
                         for k, a in enumerate(sm.aspects)} for kind in BASELINE_KINDS}
-    extra = {"steering": steering_summary(sm, collator, items, cfg, tuple(steering),
+    extra = {"steering": steering_summary(sm, collator, items, cfg, steering,
                                           batch_size or cfg.per_device_eval_batch_size, model_dir)} if steering else {}
     return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects), **extra,
             "rejected": rejected, "model_dir": str(model_dir), "data": str(data), "dtype": cfg.model_dtype}
