@@ -57,6 +57,7 @@ declare -A ROWS=(
   # sixth round: replicates (seed= changes only the training run's randomness; same dev lists)
   [k4-delta-seed1]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=1"
   [k4-delta-seed2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=2"
+  [k4-delta-seed2-steps200]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=2 max_steps=200"
   [k4-delta-more-data-2ep-seed1]="--extra-train=docs/steering/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP seed=1")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
@@ -68,7 +69,7 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        k4-delta-dirichlet k4-delta-vertices k4-delta-half-data k4-delta-beta0.5-lr1e-4
        k4-delta-60lists-300steps k4-delta-more-data-2ep
        base-embedding-instr k4-delta-embedding-instr k4-delta-embedding-header
-       k4-delta-seed1 k4-delta-seed2 k4-delta-more-data-2ep-seed1)
+       k4-delta-seed1 k4-delta-seed2 k4-delta-more-data-2ep-seed1 k4-delta-seed2-steps200)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 MORE_DATA=docs/steering/more-data-seed1/train.jsonl  # committed: the build the row ran on (runs/more-data/seed1)
