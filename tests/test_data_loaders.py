@@ -268,6 +268,8 @@ MALFORMED = {
     "response_type": (native(responses=["a", 7]), "responses[1]", "bad_response_type", None),
     "response_user_message": (native(responses=["a", [user("b")]]), "responses[1]", "bad_response_type", None),
     "no_usable_aspect": (native(ratings={"helpfulness": [1, None]}), "ratings", "no_usable_aspect", None),
+    "truncated_length": (native(truncated=[True]), "truncated", "bad_truncated", None),
+    "truncated_type": (native(truncated=[1, 0]), "truncated", "bad_truncated", None),
     "not_an_object": ("[1, 2, 3]", "", "not_an_object", None),
     "mixed_format": ({"prompt": "x", "chosen": "a", "rejected": "b"}, "", "mixed_format", None),
 }
@@ -479,3 +481,23 @@ def test_detection_skips_unreadable_leading_lines(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", ["{broken", native()])
     lists, report = load_lists(path, skip_bad=True)
     assert report.format == "native" and len(lists) == 1 and report.rejected == Counter({"bad_json": 1})
+
+
+def test_native_truncated_flags_and_build_data_meta(tmp_path):
+    meta = [{"slot": 0, "hit_max_new_tokens": False}, {"slot": 1, "hit_max_new_tokens": True}]
+    path = write_jsonl(tmp_path / "t.jsonl", [native(truncated=[True, False]), native(meta=meta), native(),
+                                             native(meta=[{"slot": 0}, {"slot": 1}])])
+    lists, _ = load_lists(path)
+    assert [lst.truncated for lst in lists] == [(True, False), (False, True), (), ()]
+    assert [lst.is_truncated(1) for lst in lists] == [False, True, False, False]
+    # written back and read again: the flags survive, a list with none cut writes no key
+    assert lists[0].to_json()["truncated"] == [True, False] and "truncated" not in lists[2].to_json()
+    again, _ = load_lists(write_jsonl(tmp_path / "u.jsonl", [lst.to_json() for lst in lists]))
+    assert [lst.truncated for lst in again] == [(True, False), (False, True), (), ()]
+
+
+def test_select_aspects_keeps_truncated_flags():
+    from lambda_dpo.data.schema import make_list, select_aspects
+    lst = make_list([user("q")], ["a", "b"], {"x": [1, 2], "y": [2, 1]}, "m:1", truncated=[False, True])
+    kept, ignored, dropped = select_aspects([lst], ["y"])
+    assert kept[0].truncated == (False, True) and tuple(kept[0].ratings) == ("y",) and ignored == ("x",)

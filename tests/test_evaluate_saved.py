@@ -174,3 +174,35 @@ def test_steering_without_conditioning_is_zero_and_a_bad_pair_is_named(tiny_llam
     assert "model: mean |Delta| 0.000 nats" in out
     assert main(["evaluate", str(tmp_path / "m"), DATA, "--no-cache", "--steering", "honesty"]) == 2
     assert "steering pair honesty: name two different aspects of the model" in capsys.readouterr().err
+
+
+def test_cut_replies_are_scored_as_trained_and_older_models_as_they_were(tiny_llama_dir, tmp_path):
+    """A saved model scores replies marked as truncated as its run did (without an end of turn); a
+    model saved before the marks were read (no `score_cut_ends` in its config.yaml) scores them with it."""
+    import yaml
+
+    from lambda_dpo.evaluate_saved import prepare_saved
+
+    records = [json.loads(line) for line in open(DATA)]
+    for i, rec in enumerate(records):
+        rec["truncated"] = [(i + j) % 3 == 0 for j in range(len(rec["responses"]))]
+    data = tmp_path / "cut.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = load_config(None, train_file=str(data), eval_file=str(data), model_name_or_path=tiny_llama_dir,
+                      output_dir=str(tmp_path / "m"), max_steps=2, learning_rate=5e-2, beta=0.5,
+                      reference_cache_dir=None, model_dtype="float32", seed=0)
+    result = train(cfg)
+    expected = {k.removeprefix("eval_"): v for k, v in result.eval_metrics.items() if "/" in k}
+    got = evaluate_saved(tmp_path / "m", data, reference_cache_dir=None)["metrics"]
+    assert all(got[k] == pytest.approx(v, abs=1e-6) for k, v in expected.items())
+    config = tmp_path / "m" / "config.yaml"
+    saved = yaml.safe_load(config.read_text())
+    assert saved["score_cut_ends"] is False
+    _, _, items, now, _ = prepare_saved(tmp_path / "m", data, reference_cache_dir=None)
+    del saved["score_cut_ends"]
+    config.write_text(yaml.safe_dump(saved))
+    _, _, old_items, old, _ = prepare_saved(tmp_path / "m", data, reference_cache_dir=None)
+    assert now.score_cut_ends is False and old.score_cut_ends is True
+    n_cut = sum(sum(r["truncated"]) for r in records)
+    changed = sum(a != b for x, y in zip(items, old_items) for a, b in zip(x.tokens.response_ids, y.tokens.response_ids))
+    assert n_cut > 0 and changed == n_cut  # every cut reply, and only those, loses its end of turn

@@ -32,3 +32,19 @@ def test_prompt_that_cannot_fit_is_rejected_with_reason(tok):
     assert out == [] and report.rejected == {"prompt_too_long": 1}
     with pytest.raises(DataError, match="data.jsonl:7.*prompt"):
         tokenize_lists(tok, [lst], 30, 16, skip_bad=False)
+
+
+def test_a_cut_reply_is_scored_without_an_end_of_turn(tok):
+    """A reply the data marks as truncated ends where its text ends: the template's end-of-turn ids
+    (which its writer never produced) are not part of it; `score_cut_ends` restores them."""
+    replies = ["The answer is four, because two and two", "Four."]
+    lst = make_list([{"role": "user", "content": "What is 2+2?"}], replies, {"a": [5, 1]}, "m:1",
+                    truncated=[True, False])
+    opened, report = tokenize_lists(tok, [lst], 256, 64)
+    closed, closed_report = tokenize_lists(tok, [lst], 256, 64, score_cut_ends=True)
+    assert report.open_ends == 1 and closed_report.open_ends == 0
+    cut, whole = opened[0].response_ids[0], closed[0].response_ids[0]
+    content = tok(replies[0], add_special_tokens=False)["input_ids"]
+    assert len(whole) > len(cut) and whole[:len(cut)] == cut and list(cut[-len(content):]) == content
+    assert tok.decode(cut).rstrip().endswith("two and two") and not tok.decode(whole).rstrip().endswith("two and two")
+    assert opened[0].response_ids[1] == closed[0].response_ids[1]  # complete replies keep their end of turn

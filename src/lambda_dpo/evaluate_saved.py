@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 import torch
+import yaml
 
 from .batching import ListCollator
 from .data import format_summary, load_lists, summarize
@@ -49,6 +50,8 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
                       aspects=list(meta["aspects"]), skip_bad_records=True)
     cfg.model_dtype = saved_dtype(meta)
+    if "score_cut_ends" not in yaml.safe_load((model_dir / CONFIG_FILE).read_text()):
+        cfg.score_cut_ends = True  # saved before cut replies were read as such: scored as it was trained
     # fp32 scoring of a bf16/fp16 model: the weights it trained with, held in fp32 (as training's
     # eval_dtype: float32 does), not the checkpoint loaded afresh in fp32
     upcast = dtype == "float32" and cfg.model_dtype in ("bfloat16", "float16")
@@ -63,7 +66,7 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     logger.info("evaluation data\n%s", format_summary(summarize(lists, report)))
     lists = as_lists(lists, cfg, str(data))[:max_lists]
     tokenized, trunc = tokenize_lists(sm.tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
-                                      skip_bad=True, truncation=cfg.truncation)
+                                      skip_bad=True, truncation=cfg.truncation, score_cut_ends=cfg.score_cut_ends)
     if not tokenized:
         raise ValueError(f"{data}: no list left to evaluate (rejected: {dict(trunc.rejected) or 'none'}; "
                          f"the model's aspects: {', '.join(sm.aspects)})")

@@ -12,6 +12,12 @@ Truncation (counted, never silent), `truncation="cut"` (the default):
 - a prompt that cannot be made to fit, or a response cut to nothing, rejects the list.
 With `truncation="reject"` nothing is cut: a list whose prompt or any response is over its limit
 is rejected (reasons `prompt_too_long`, `response_too_long`).
+
+Replies the data marks as truncated (`PreferenceList.truncated`: a sampler's token budget cut them
+mid-text) are scored without the template's end-of-turn tokens: their writer never ended the turn
+there, and scoring an invented end of turn asks the model how likely it is to stop mid-sentence
+(about -22 nats for SmolLM2 on the demo data), a large term that marks exactly the longest replies.
+`score_cut_ends=True` scores them as complete turns (the behaviour before the marks were read).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class TokenizedList:
 class TruncationReport(RejectionCounts):
     prompts_truncated: int = 0
     responses_truncated: int = 0
+    open_ends: int = 0  # replies the data marks as cut, scored without end-of-turn tokens
     rejected: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
 
@@ -56,13 +63,28 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message
                                               return_dict=False))
 
 
-def _encode_response(tokenizer, messages: Sequence[Message], prompt_ids: list[int], response: str) -> list[int]:
-    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": response}],
-                                         tokenize=True, return_dict=False)
+def _encode_response(tokenizer, messages: Sequence[Message], prompt_ids: list[int], response: str,
+                     open_end: bool = False) -> list[int]:
+    """The reply's ids after `prompt_ids`: with the template's end-of-turn tokens, or without them
+    when `open_end` (a reply cut before its end, whose writer never produced an end of turn)."""
+    conversation = [*messages, {"role": "assistant", "content": response}]
+    full = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
     if list(full[: len(prompt_ids)]) != prompt_ids:
         raise ValueError("the chat template renders the prompt differently when a reply follows it; "
                          "lambda-dpo needs a template whose prompt is a prefix of the full conversation")
-    return list(full[len(prompt_ids):])
+    if not open_end:
+        return list(full[len(prompt_ids):])
+    # the text up to the reply's last character, tokenised as apply_chat_template tokenises the whole
+    # (usually the full ids minus the end of turn; where the end-of-turn marker is plain text, the
+    # reply's last token may differ from the merged one in `full`)
+    text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    reply = response if response in text else response.strip()
+    end = text.rfind(reply) + len(reply)
+    ids = tokenizer(text[:end], add_special_tokens=False)["input_ids"] if reply in text else []
+    if len(ids) <= len(prompt_ids) or list(ids[: len(prompt_ids)]) != prompt_ids:
+        raise ValueError("cannot find where the reply ends in the templated conversation (the chat template "
+                         "rewrites it); mark no reply as truncated, or set score_cut_ends: true")
+    return ids[len(prompt_ids):]
 
 
 def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str, truncation: str = "cut"
@@ -92,8 +114,11 @@ def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str, trun
 
 def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_prompt_length: int,
                   max_response_length: int, report: TruncationReport | None = None,
-                  truncation: str = "cut") -> TokenizedList:
-    """Tokenise one list; raises DataError when it cannot fit the limits (see the module doc)."""
+                  truncation: str = "cut", score_cut_ends: bool = False) -> TokenizedList:
+    """Tokenise one list; raises DataError when it cannot fit the limits (see the module doc).
+
+    A response the list marks as truncated ends without the template's end-of-turn tokens unless
+    `score_cut_ends` (the behaviour before such marks were read)."""
     if truncation not in TRUNCATIONS:
         raise ValueError(f"truncation={truncation!r} is not one of {', '.join(TRUNCATIONS)}")
     report = report if report is not None else TruncationReport()
@@ -102,7 +127,9 @@ def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_p
     report.prompts_truncated += cut
     responses = []
     for i, text in enumerate(lst.responses):
-        ids = _encode_response(tokenizer, messages, prompt_ids, text)
+        open_end = lst.is_truncated(i) and not score_cut_ends
+        report.open_ends += open_end
+        ids = _encode_response(tokenizer, messages, prompt_ids, text, open_end)
         if len(ids) > max_response_length:
             if truncation == "reject":
                 raise DataError(lst.origin, f"responses[{i}]", f"response has {len(ids)} tokens, over "
@@ -118,14 +145,15 @@ def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_p
 
 
 def tokenize_lists(tokenizer: PreTrainedTokenizerBase, lists: Sequence[PreferenceList], max_prompt_length: int,
-                   max_response_length: int, skip_bad: bool = True, truncation: str = "cut"
-                   ) -> tuple[list[TokenizedList], TruncationReport]:
+                   max_response_length: int, skip_bad: bool = True, truncation: str = "cut",
+                   score_cut_ends: bool = False) -> tuple[list[TokenizedList], TruncationReport]:
     """Tokenise every list; lists that cannot fit are rejected and counted (or raise if skip_bad=False)."""
     report = TruncationReport()
     out = []
     for lst in lists:
         try:
-            out.append(tokenize_list(tokenizer, lst, max_prompt_length, max_response_length, report, truncation))
+            out.append(tokenize_list(tokenizer, lst, max_prompt_length, max_response_length, report, truncation,
+                                     score_cut_ends))
         except DataError as err:
             if not skip_bad:
                 raise

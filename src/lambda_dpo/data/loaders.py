@@ -24,7 +24,11 @@ Formats
      "ratings": {"helpfulness": [5, 1, ...],             # one per response; higher is better
                  "honesty": [5, null, ...]}}             # null / "N/A" = missing, never invented
 
-  Ratings may be numbers or numeric strings. An optional ``"id"`` and other extra keys are
+  Ratings may be numbers or numeric strings. An optional ``"truncated": [false, true, ...]``
+  marks replies that a length limit cut before their writer ended them (a sampler's
+  max_new_tokens); they are scored without the chat template's end-of-turn tokens (see
+  ``tokenization.py``). `lambda-dpo build-data`'s per-response ``"meta"`` entries say the same with
+  ``"hit_max_new_tokens"`` and are read as such. An optional ``"id"`` and other extra keys are
   ignored. An aspect whose value is ``null`` as a whole is treated as not rated for that list
   (Arrow fills absent struct fields with null when a file is converted to parquet).
 
@@ -475,7 +479,20 @@ def _parse_native(record: Mapping, origin: str, aspects: tuple[str, ...] | None)
         raise DataError(origin, "ratings", f"ratings is a {_json_type(ratings)}",
                         'give an object {"aspect": [one rating per response], ...}', "bad_ratings_type")
     ratings = {str(a): v for a, v in ratings.items() if v is not None}
-    return make_list(prompt, responses, ratings, origin, known_aspects=aspects)
+    return make_list(prompt, responses, ratings, origin, known_aspects=aspects,
+                     truncated=_native_truncated(record, len(responses)))
+
+
+def _native_truncated(record: Mapping, n: int) -> Any:
+    """The record's per-response cut flags: its ``truncated`` list, else the ``hit_max_new_tokens`` of
+    `lambda-dpo build-data`'s per-response ``meta``; None when it has neither (checked in make_list)."""
+    if record.get("truncated") is not None:
+        return record["truncated"]
+    meta = record.get("meta")
+    if (isinstance(meta, list) and len(meta) == n
+            and all(isinstance(m, Mapping) and isinstance(m.get("hit_max_new_tokens"), bool) for m in meta)):
+        return [m["hit_max_new_tokens"] for m in meta]
+    return None
 
 
 def _uf_annotation(value: Any, origin: str, fname: str) -> float | None:

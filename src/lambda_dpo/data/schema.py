@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
@@ -26,12 +26,21 @@ class PreferenceList:
         ratings: aspect name -> N ratings (same order as `responses`); None marks a missing one.
             Higher is better. Units are the source's (UltraFeedback 1-5, HelpSteer2 0-4).
         origin: where the record came from, "path:line" or "path:row N"; used in messages.
+        truncated: N flags, True where the response was cut by a length limit before its writer
+            ended it (a sampler's max_new_tokens); empty when the source says nothing (no response
+            is then taken as cut). Tokenisation scores a cut reply without the chat template's
+            end-of-turn tokens, which its writer never produced (`tokenization.py`).
     """
 
     prompt: tuple[Message, ...]
     responses: tuple[str, ...]
     ratings: Mapping[str, tuple[float | None, ...]]
     origin: str = "<memory>"
+    truncated: tuple[bool, ...] = ()
+
+    def is_truncated(self, i: int) -> bool:
+        """Whether response i was cut before its end (False when the source does not say)."""
+        return bool(self.truncated) and self.truncated[i]
 
     @property
     def n(self) -> int:
@@ -47,11 +56,14 @@ class PreferenceList:
 
     def to_json(self) -> dict:
         """The native listwise JSONL record for this list (see README "Data formats")."""
-        return {
+        record = {
             "prompt": [dict(m) for m in self.prompt],
             "responses": list(self.responses),
             "ratings": {a: list(r) for a, r in self.ratings.items()},
         }
+        if any(self.truncated):
+            record["truncated"] = list(self.truncated)
+        return record
 
 
 def select_aspects(lists: Sequence[PreferenceList], aspects: Sequence[str], source: str = "data"
@@ -68,8 +80,7 @@ def select_aspects(lists: Sequence[PreferenceList], aspects: Sequence[str], sour
         raise ValueError(f"{source}: no list rates aspect(s) {missing}; the data rates: {', '.join(present)}. "
                          "Fix `aspects` in the config.")
     ignored = tuple(a for a in present if a not in aspects)
-    kept = [PreferenceList(lst.prompt, lst.responses, {a: r for a, r in lst.ratings.items() if a in aspects},
-                           lst.origin) for lst in lists]
+    kept = [replace(lst, ratings={a: r for a, r in lst.ratings.items() if a in aspects}) for lst in lists]
     usable = [lst for lst in kept if lst.usable_aspects()]
     return usable, ignored, len(kept) - len(usable)
 
@@ -149,12 +160,14 @@ def make_list(
     ratings: Mapping[str, Sequence[float | None]],
     origin: str,
     known_aspects: Sequence[str] | None = None,
+    truncated: Sequence[bool] | None = None,
 ) -> PreferenceList:
     """Build a PreferenceList after the checks every format shares; raises DataError.
 
     Checks: N >= 2, no empty response, each rating list has length N and holds finite numbers
-    or None, aspects are among `known_aspects` when given, and at least one aspect is rated for
-    every response (otherwise no target can be built for the list).
+    or None, aspects are among `known_aspects` when given, at least one aspect is rated for
+    every response (otherwise no target can be built for the list), and `truncated`, when given,
+    holds N booleans.
     """
     if len(responses) < 2:
         raise DataError(origin, "responses", f"{len(responses)} response(s); a list needs at least 2",
@@ -188,7 +201,12 @@ def make_list(
             raise DataError(origin, fname, f"{len(values)} ratings for {len(responses)} responses",
                             "give exactly one rating (or null) per response, in response order", "ratings_length")
         clean[aspect] = tuple(check_rating(v, origin, f"{fname}[{i}]") for i, v in enumerate(values))
-    lst = PreferenceList(tuple(prompt), tuple(responses), clean, origin)
+    if truncated is not None and (isinstance(truncated, (str, bytes)) or not isinstance(truncated, Sequence)
+                                  or len(truncated) != len(responses) or not all(isinstance(t, bool) for t in truncated)):
+        raise DataError(origin, "truncated", f"{truncated!r} is not {len(responses)} booleans",
+                        "give one true/false per response, in response order (true: the reply was cut by a length "
+                        "limit), or leave the field out", "bad_truncated")
+    lst = PreferenceList(tuple(prompt), tuple(responses), clean, origin, tuple(truncated or ()))
     if not lst.usable_aspects():
         raise DataError(origin, "ratings", "no aspect is rated for every response, so no target can be built",
                         "rate every response on at least one aspect", "no_usable_aspect")

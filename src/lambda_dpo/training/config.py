@@ -79,6 +79,10 @@ class LambdaDPOConfig(TrainingArguments):
         "help": "Lists over max_prompt_length / max_response_length: 'cut' (the prompt loses the start of "
                 "its last user message, a response keeps its first tokens; counted in the log) or 'reject' "
                 "(the list is dropped, counted as prompt_too_long / response_too_long)."})
+    score_cut_ends: bool = field(default=False, metadata={
+        "help": "Score the chat template's end-of-turn tokens after replies the data marks as truncated (native "
+                "`truncated`, or build-data's meta hit_max_new_tokens). Default false: a cut reply is scored as "
+                "the text its writer produced, without an end of turn it never wrote (docs/steering.md)."})
     max_train_lists: int | None = field(default=None, metadata={
         "help": "Use at most this many training lists (after the eval split); for quick runs."})
     max_eval_lists: int | None = field(default=None, metadata={"help": "Use at most this many eval lists."})

@@ -181,10 +181,14 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     tokenized = {}
     for name, lists in (("train", train_lists), ("eval", eval_lists)):
         tokenized[name], trunc = tokenize_lists(tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
-                                                skip_bad=True, truncation=cfg.truncation)
+                                                skip_bad=True, truncation=cfg.truncation,
+                                                score_cut_ends=cfg.score_cut_ends)
         logger.info("%s: %d lists tokenised; %d prompts and %d responses truncated; rejected: %s", name,
                     len(tokenized[name]), trunc.prompts_truncated, trunc.responses_truncated,
                     dict(trunc.rejected) or "none")
+        if trunc.open_ends:
+            logger.info("%s: %d replies the data marks as cut mid-text are scored without an end of turn "
+                        "(score_cut_ends: false)", name, trunc.open_ends)
         for reason, example in trunc.examples.items():
             logger.warning("rejected (%s), e.g. %s", reason, example)
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
