@@ -58,7 +58,15 @@ declare -A ROWS=(
   [k4-delta-seed1]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=1"
   [k4-delta-seed2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=2"
   [k4-delta-seed2-steps200]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=2 max_steps=200"
-  [k4-delta-more-data-2ep-seed1]="--extra-train=docs/steering/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP seed=1")
+  [k4-delta-more-data-2ep-seed1]="--extra-train=docs/steering/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP seed=1"
+  # seventh round: replies cut by the sampler's budget scored without the end of turn they never had
+  [base-open-ends]="--base lambda_text=instructions score_cut_ends=false"
+  [k4-delta-open-ends]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false"
+  [k4-delta-open-ends-seed1]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=1"
+  [k4-delta-open-ends-seed2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=2"
+  # more draws at the vertices (the grid's own share is 4/35), the mixtures kept
+  [k4-delta-open-ends-vshare0.5]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.5"
+  [k4-delta-open-ends-vshare0.3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.3")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
@@ -69,7 +77,9 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        k4-delta-dirichlet k4-delta-vertices k4-delta-half-data k4-delta-beta0.5-lr1e-4
        k4-delta-60lists-300steps k4-delta-more-data-2ep
        base-embedding-instr k4-delta-embedding-instr k4-delta-embedding-header
-       k4-delta-seed1 k4-delta-seed2 k4-delta-more-data-2ep-seed1 k4-delta-seed2-steps200)
+       k4-delta-seed1 k4-delta-seed2 k4-delta-more-data-2ep-seed1 k4-delta-seed2-steps200
+       base-open-ends k4-delta-open-ends k4-delta-open-ends-seed1 k4-delta-open-ends-seed2
+       k4-delta-open-ends-vshare0.5 k4-delta-open-ends-vshare0.3)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 MORE_DATA=docs/steering/more-data-seed1/train.jsonl  # committed: the build the row ran on (runs/more-data/seed1)

@@ -266,3 +266,24 @@ def test_contrast_alpha_needs_lambda_contrast_and_trains(tmp_path, tiny_llama_di
     rel = lambda_contrast_loss(s[:b], s[b:], p[:b], p[b:], m[:b], 0.5)
     expected = (lambda_dpo_loss(s, p, m, 0.5) + torch.cat([rel, rel]) / 2).mean()  # every list has a target here
     assert torch.allclose(loss, expected, atol=1e-6), (loss, expected)
+
+
+def test_grid_vertex_share_draws_vertices_that_often_and_the_rest_evenly():
+    from lambda_dpo.training.config import load_config
+
+    aspects = ("a", "b", "c", "d")
+    grid = GridLambda(aspects, steps=4, seed=0, vertex_share=0.5)
+    assert torch.isclose(grid.probs.sum(), torch.tensor(1.0))
+    vertex = grid.points.max(dim=1).values == 1
+    assert torch.allclose(grid.probs[vertex], torch.full((4,), 0.125))
+    assert torch.allclose(grid.probs[~vertex], torch.full((31,), 0.5 / 31))
+    draws = grid.draw([(0, i) for i in range(4000)])
+    share = (draws.max(dim=1).values == 1).float().mean().item()
+    assert abs(share - 0.5) < 0.03  # 4000 draws: binomial std 0.008
+    assert torch.equal(draws, grid.draw([(0, i) for i in range(4000)]))  # a pure function of the keys
+    assert GridLambda(aspects, steps=4, vertex_share=None).probs is None  # unset: every point alike
+    assert (GridLambda(aspects, 4, vertex_share=0.0).draw([(0, i) for i in range(500)]).max(dim=1).values < 1).all()
+    with pytest.raises(ValueError, match="lambda_vertex_share must be in"):
+        GridLambda(aspects, 4, vertex_share=1.5)
+    with pytest.raises(ValueError, match="applies to lambda_source: grid"):
+        load_config(None, lambda_source="dirichlet", lambda_vertex_share=0.5)

@@ -124,17 +124,33 @@ class GridLambda(LambdaSource):
     K=2, steps=4: the five points 0, 0.25, 0.5, 0.75, 1 of the edge; K=4, steps=4: 35 points
     (4 vertices, 18 on edges, 12 inside faces, 1 inside). Vertices, where the aspects' own
     instructions are read alone, get as much weight as any mixture.
+
+
+    With `vertex_share` s, a draw is a vertex with probability s (each of the K vertices s/K) and
+    one of the other points otherwise (uniformly); None keeps every point equally likely (the
+    vertices' share is then K / number of points: 4/35 for K=4, steps=4).
     """
 
-    def __init__(self, aspects, steps: int = 4, seed: int = 0):
+    def __init__(self, aspects, steps: int = 4, seed: int = 0, vertex_share: float | None = None):
         super().__init__(aspects, seed)
         if steps < 1:
             raise ValueError(f"lambda_grid_steps must be >= 1, got {steps}")
         points = [c for c in itertools.product(range(steps + 1), repeat=len(self.aspects)) if sum(c) == steps]
         self.points = torch.tensor(points, dtype=torch.float32) / steps
+        self.probs = None
+        if vertex_share is not None:
+            if not 0 <= vertex_share <= 1:
+                raise ValueError(f"lambda_vertex_share must be in [0, 1], got {vertex_share}")
+            vertex = self.points.max(dim=1).values == 1
+            others = int((~vertex).sum())
+            if others == 0 and vertex_share < 1:
+                raise ValueError(f"lambda_grid_steps={steps} gives only vertices: lambda_vertex_share must be 1 or unset")
+            self.probs = torch.where(vertex, vertex_share / int(vertex.sum()), (1 - vertex_share) / max(others, 1))
 
     def _one(self, generator: torch.Generator) -> torch.Tensor:
-        return self.points[torch.randint(len(self.points), (1,), generator=generator)[0]]
+        if self.probs is None:
+            return self.points[torch.randint(len(self.points), (1,), generator=generator)[0]]
+        return self.points[torch.multinomial(self.probs, 1, generator=generator)[0]]
 
 
 class TableLambda(LambdaSource):
@@ -231,13 +247,14 @@ class AdaptiveLambda(LambdaSource):
 
 
 def build_lambda_source(kind: str, aspects: Sequence[str], *, fixed=None, alpha: float = 1.0, table=None,
-                        seed: int = 0, adaptive: dict | None = None, grid_steps: int = 4) -> LambdaSource:
+                        seed: int = 0, adaptive: dict | None = None, grid_steps: int = 4,
+                        vertex_share: float | None = None) -> LambdaSource:
     if kind == "fixed":
         return FixedLambda(aspects, fixed, seed)
     if kind == "dirichlet":
         return DirichletLambda(aspects, alpha, seed)
     if kind == "grid":
-        return GridLambda(aspects, grid_steps, seed)
+        return GridLambda(aspects, grid_steps, seed, vertex_share)
     if kind == "table":
         return TableLambda(aspects, table or [], seed)
     if kind == "adaptive":

@@ -122,7 +122,8 @@ def _train(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: s
 
 
 RECIPE_KEYS = ("loss_type", "beta", "rating_temperature", "score_type", "lambda_source", "lambda_grid_steps",
-               "lambda_contrast", "contrast_alpha", "rpo_alpha", "conditioning", "lambda_text", "learning_rate", "lora_r", "model_dtype")
+               "lambda_vertex_share", "lambda_contrast", "contrast_alpha", "rpo_alpha", "conditioning", "lambda_text",
+               "learning_rate", "lora_r", "model_dtype", "score_cut_ends")
 
 
 def _vertex(aspects: Sequence[str], aspect: str) -> torch.Tensor:

@@ -107,6 +107,10 @@ class LambdaDPOConfig(TrainingArguments):
                 "signal; adaptive_* fields)."})
     lambda_grid_steps: int = field(default=4, metadata={
         "help": "lambda_source=grid: weights are multiples of 1/steps (4: 0, 0.25, ..., 1)."})
+    lambda_vertex_share: float | None = field(default=None, metadata={
+        "help": "lambda_source=grid: share of draws that are a vertex (one aspect alone), the rest spread evenly "
+                "over the other grid points. Unset: every grid point equally likely (vertices 4/35 with four "
+                "aspects)."})
     lambda_contrast: bool | None = field(default=None, metadata={
         "help": "Put every list in the batch twice, under two different lambdas, so within a step only "
                 "lambda changes the target (doubles the responses scored per step: halve "
@@ -241,6 +245,9 @@ class LambdaDPOConfig(TrainingArguments):
             raise ValueError("config: beta and rating_temperature must be > 0")
         if self.truncation not in TRUNCATIONS:
             raise ValueError(f"config: truncation={self.truncation!r} is not one of {', '.join(TRUNCATIONS)}")
+        if self.lambda_vertex_share is not None and self.lambda_source != "grid":
+            raise ValueError(f"config: lambda_vertex_share applies to lambda_source: grid, not {self.lambda_source!r}; "
+                             "unset it or use the grid")
         for name in ("max_prompt_length", "max_response_length", "max_nonfinite_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} must be an integer >= 1")
