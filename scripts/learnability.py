@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
                     lambda_table=[{"weights": {a: 1.0}, "prob": 0.5} for a in PAIR], conditioning="prompt",
                     lambda_text="instructions", max_steps=100, per_device_train_batch_size=2,
                     learning_rate=5e-4, beta=0.1, rating_temperature=0.5, max_prompt_length=256,
-                    max_response_length=160, logging_steps=10, seed=0, output_dir="runs/learnability")
+                    max_response_length=160, logging_steps=10, seed=0, output_dir="runs/learnability",
+                    score_cut_ends=True)  # as the recorded rows ran (before cut replies were read as such)
     # As overrides before the command line's (JSON is YAML), so that the command line's win.
     cfg = load_config(None, [*(f"{k}={json.dumps(v)}" for k, v in settings.items()), *argv])
     result = train(cfg)

@@ -501,3 +501,11 @@ def test_select_aspects_keeps_truncated_flags():
     lst = make_list([user("q")], ["a", "b"], {"x": [1, 2], "y": [2, 1]}, "m:1", truncated=[False, True])
     kept, ignored, dropped = select_aspects([lst], ["y"])
     assert kept[0].truncated == (False, True) and tuple(kept[0].ratings) == ("y",) and ignored == ("x",)
+
+
+def test_build_data_meta_with_a_bad_flag_is_an_error_naming_meta(tmp_path):
+    meta = [{"hit_max_new_tokens": False}, {"hit_max_new_tokens": 1}]
+    path = write_jsonl(tmp_path / "m.jsonl", [native(meta=meta)])
+    with pytest.raises(DataError) as e:
+        load_lists(path)
+    assert e.value.reason == "bad_truncated" and e.value.field == "meta" and e.value.origin == f"{path}:1"

@@ -206,3 +206,31 @@ def test_cut_replies_are_scored_as_trained_and_older_models_as_they_were(tiny_ll
     n_cut = sum(sum(r["truncated"]) for r in records)
     changed = sum(a != b for x, y in zip(items, old_items) for a, b in zip(x.tokens.response_ids, y.tokens.response_ids))
     assert n_cut > 0 and changed == n_cut  # every cut reply, and only those, loses its end of turn
+
+
+def test_vertex_share_reaches_training_and_an_old_checkpoint_with_cut_replies_is_not_resumed_silently(
+        tiny_llama_dir, tmp_path):
+    """`lambda_vertex_share` is the share the trainer's lambda source draws with; resuming a checkpoint
+    whose saved arguments predate `score_cut_ends` on data with cut replies is a config error."""
+    import torch
+
+    records = [json.loads(line) for line in open(DATA)]
+    for rec in records:
+        rec["truncated"] = [j == 0 for j in range(len(rec["responses"]))]
+    data = tmp_path / "cut.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    common = dict(train_file=str(data), eval_fraction=0, model_name_or_path=tiny_llama_dir,
+                  output_dir=str(tmp_path / "m"), reference_cache_dir=None, model_dtype="float32",
+                  conditioning="prompt", lambda_text="instructions", lambda_vertex_share=0.75, save_strategy="steps",
+                  save_steps=2)
+    result = train(load_config(None, max_steps=2, **common))
+    source = result.trainer.prepared.source
+    vertex = source.points.max(dim=1).values == 1
+    assert torch.isclose(source.probs[vertex].sum(), torch.tensor(0.75))
+    ckpt = tmp_path / "m" / "checkpoint-2"
+    args = torch.load(ckpt / "training_args.bin", weights_only=False)
+    del args.__dict__["score_cut_ends"]  # as saved before the option existed
+    torch.save(args, ckpt / "training_args.bin")
+    with pytest.raises(ValueError, match="saved before score_cut_ends existed"):
+        train(load_config(None, max_steps=4, resume_from_checkpoint="latest", **common))
+    train(load_config(None, max_steps=4, resume_from_checkpoint="latest", score_cut_ends=True, **common))

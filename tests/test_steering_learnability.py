@@ -287,3 +287,7 @@ def test_grid_vertex_share_draws_vertices_that_often_and_the_rest_evenly():
         GridLambda(aspects, 4, vertex_share=1.5)
     with pytest.raises(ValueError, match="applies to lambda_source: grid"):
         load_config(None, lambda_source="dirichlet", lambda_vertex_share=0.5)
+    with pytest.raises(ValueError, match=r"lambda_vertex_share=1.5 must be a number in \[0, 1\]"):
+        load_config(None, ["lambda_vertex_share=1.5"])  # a config error, before any data or model is loaded
+    with pytest.raises(ValueError, match="has only vertices"):
+        load_config(None, lambda_grid_steps=1, lambda_vertex_share=0.5)

@@ -48,3 +48,25 @@ def test_a_cut_reply_is_scored_without_an_end_of_turn(tok):
     assert len(whole) > len(cut) and whole[:len(cut)] == cut and list(cut[-len(content):]) == content
     assert tok.decode(cut).rstrip().endswith("two and two") and not tok.decode(whole).rstrip().endswith("two and two")
     assert opened[0].response_ids[1] == closed[0].response_ids[1]  # complete replies keep their end of turn
+
+
+@pytest.mark.parametrize("reply", ["end", "im", "|>", "What is 2+2?"])
+def test_a_cut_reply_is_found_after_the_prompt_not_in_it_or_in_the_end_of_turn(tok, reply):
+    """The reply's end is looked for right after the templated prompt: a reply that is also text of
+    the prompt or of the end-of-turn marker still ends where it ends."""
+    lst = make_list([{"role": "user", "content": "What is 2+2?"}], [reply, "Four."], {"a": [5, 1]}, "m:1",
+                    truncated=[True, False])
+    tl = tokenize_list(tok, lst, 256, 64)
+    assert list(tl.response_ids[0]) == tok(reply, add_special_tokens=False)["input_ids"]
+
+
+def test_a_cut_reply_the_template_rewrites_is_a_counted_rejection(tok):
+    """A template that changes the reply's text (here: upper-cases it) leaves no end to find: that
+    list is rejected with a reason naming the reply, not a crash of the whole run."""
+    tok2 = type(tok).from_pretrained(tok.name_or_path)
+    tok2.chat_template = tok.chat_template.replace("message['content']", "message['content'] | upper")
+    good = make_list([{"role": "user", "content": "q"}], ["A", "B"], {"a": [5, 1]}, "m:1")
+    bad = make_list([{"role": "user", "content": "q"}], ["abc", "B"], {"a": [5, 1]}, "m:2", truncated=[True, False])
+    out, report = tokenize_lists(tok2, [good, bad], 256, 64)
+    assert len(out) == 1 and report.rejected == {"cut_reply_not_found": 1} and report.open_ends == 0
+    assert "m:2: field 'responses[0]'" in report.examples["cut_reply_not_found"]

@@ -67,6 +67,8 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     lists = as_lists(lists, cfg, str(data))[:max_lists]
     tokenized, trunc = tokenize_lists(sm.tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
                                       skip_bad=True, truncation=cfg.truncation, score_cut_ends=cfg.score_cut_ends)
+    if trunc.open_ends:
+        logger.info("%d replies the data marks as cut mid-text are scored without an end of turn", trunc.open_ends)
     if not tokenized:
         raise ValueError(f"{data}: no list left to evaluate (rejected: {dict(trunc.rejected) or 'none'}; "
                          f"the model's aspects: {', '.join(sm.aspects)})")

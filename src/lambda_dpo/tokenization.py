@@ -1,8 +1,8 @@
 """Validated lists -> token ids, through the tokenizer's own chat template.
 
 A response's ids are taken as the tail of the templated conversation (prompt + that reply)
-after the templated prompt, so they include the template's end-of-turn tokens and do not
-depend on the system message: the same response ids serve the unconditioned prompt (reference)
+after the templated prompt, so they include the template's end-of-turn tokens (except for a
+reply the data marks as cut: below) and do not depend on the system message: the same response ids serve the unconditioned prompt (reference)
 and every lambda-conditioned prompt (policy).
 
 Truncation (counted, never silent), `truncation="cut"` (the default):
@@ -38,7 +38,8 @@ class TokenizedList:
     """A PreferenceList with token ids for its unconditioned prompt and each response.
 
     prompt_ids: the templated prompt ending with the generation prompt, [P] ints.
-    response_ids: N sequences of ints, each the reply plus end-of-turn tokens.
+    response_ids: N sequences of ints, each the reply plus end-of-turn tokens (the reply alone when
+        the data marks it as cut and `score_cut_ends` is off).
     prompt: the (possibly truncated) prompt messages, for re-templating under conditioning.
     """
 
@@ -76,15 +77,24 @@ def _encode_response(tokenizer, messages: Sequence[Message], prompt_ids: list[in
         return list(full[len(prompt_ids):])
     # the text up to the reply's last character, tokenised as apply_chat_template tokenises the whole
     # (usually the full ids minus the end of turn; where the end-of-turn marker is plain text, the
-    # reply's last token may differ from the merged one in `full`)
+    # reply's last token may differ from the merged one in `full`). The reply is looked for right
+    # after the templated prompt, never in the prompt or in the end-of-turn text.
     text = tokenizer.apply_chat_template(conversation, tokenize=False)
-    reply = response if response in text else response.strip()
-    end = text.rfind(reply) + len(reply)
-    ids = tokenizer(text[:end], add_special_tokens=False)["input_ids"] if reply in text else []
+    start = len(tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False))
+    ids = []
+    for reply in (response, response.strip()):  # templates that trim the reply (`| trim`) drop its edges
+        at = text.find(reply, start)
+        if reply and at >= 0 and not text[start:at].strip():
+            ids = tokenizer(text[: at + len(reply)], add_special_tokens=False)["input_ids"]
+            break
     if len(ids) <= len(prompt_ids) or list(ids[: len(prompt_ids)]) != prompt_ids:
-        raise ValueError("cannot find where the reply ends in the templated conversation (the chat template "
-                         "rewrites it); mark no reply as truncated, or set score_cut_ends: true")
+        raise ReplyNotFound("the chat template does not write the reply as it is given (it rewrites it), so its "
+                            "end cannot be found to score the reply without an end of turn")
     return ids[len(prompt_ids):]
+
+
+class ReplyNotFound(ValueError):
+    """A reply marked as cut whose text the chat template does not reproduce (see `_encode_response`)."""
 
 
 def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str, truncation: str = "cut"
@@ -122,14 +132,19 @@ def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_p
     if truncation not in TRUNCATIONS:
         raise ValueError(f"truncation={truncation!r} is not one of {', '.join(TRUNCATIONS)}")
     report = report if report is not None else TruncationReport()
+    open_ends = 0
     messages, prompt_ids, cut = _fit_prompt(tokenizer, [dict(m) for m in lst.prompt], max_prompt_length, lst.origin,
                                             truncation)
     report.prompts_truncated += cut
     responses = []
     for i, text in enumerate(lst.responses):
         open_end = lst.is_truncated(i) and not score_cut_ends
-        report.open_ends += open_end
-        ids = _encode_response(tokenizer, messages, prompt_ids, text, open_end)
+        try:
+            ids = _encode_response(tokenizer, messages, prompt_ids, text, open_end)
+        except ReplyNotFound as err:
+            raise DataError(lst.origin, f"responses[{i}]", str(err), "unmark the reply as truncated, or set "
+                            "score_cut_ends: true", "cut_reply_not_found") from None
+        open_ends += open_end
         if len(ids) > max_response_length:
             if truncation == "reject":
                 raise DataError(lst.origin, f"responses[{i}]", f"response has {len(ids)} tokens, over "
@@ -141,6 +156,7 @@ def tokenize_list(tokenizer: PreTrainedTokenizerBase, lst: PreferenceList, max_p
             raise DataError(lst.origin, f"responses[{i}]", "response has no tokens after templating",
                             "remove the empty response", "empty_response_tokens")
         responses.append(tuple(ids))
+    report.open_ends += open_ends  # counted once the list is accepted
     return TokenizedList(lst, tuple(messages), tuple(prompt_ids), tuple(responses))
 
 

@@ -480,18 +480,21 @@ def _parse_native(record: Mapping, origin: str, aspects: tuple[str, ...] | None)
                         'give an object {"aspect": [one rating per response], ...}', "bad_ratings_type")
     ratings = {str(a): v for a, v in ratings.items() if v is not None}
     return make_list(prompt, responses, ratings, origin, known_aspects=aspects,
-                     truncated=_native_truncated(record, len(responses)))
+                     truncated=_native_truncated(record, len(responses), origin))
 
 
-def _native_truncated(record: Mapping, n: int) -> Any:
-    """The record's per-response cut flags: its ``truncated`` list, else the ``hit_max_new_tokens`` of
-    `lambda-dpo build-data`'s per-response ``meta``; None when it has neither (checked in make_list)."""
+def _native_truncated(record: Mapping, n: int, origin: str) -> Any:
+    """The record's per-response cut flags: its ``truncated`` list (checked in make_list), else the
+    ``hit_max_new_tokens`` of `lambda-dpo build-data`'s per-response ``meta``; None when it has neither."""
     if record.get("truncated") is not None:
         return record["truncated"]
     meta = record.get("meta")
-    if (isinstance(meta, list) and len(meta) == n
-            and all(isinstance(m, Mapping) and isinstance(m.get("hit_max_new_tokens"), bool) for m in meta)):
-        return [m["hit_max_new_tokens"] for m in meta]
+    if isinstance(meta, list) and any(isinstance(m, Mapping) and "hit_max_new_tokens" in m for m in meta):
+        flags = [m.get("hit_max_new_tokens") if isinstance(m, Mapping) else None for m in meta]
+        if len(flags) != n or not all(isinstance(f, bool) for f in flags):
+            raise DataError(origin, "meta", f"hit_max_new_tokens is {flags!r}, not one true/false per response",
+                            "give every meta entry a boolean hit_max_new_tokens, one entry per response", "bad_truncated")
+        return flags
     return None
 
 

@@ -38,6 +38,10 @@ class PreferenceList:
     origin: str = "<memory>"
     truncated: tuple[bool, ...] = ()
 
+    def __post_init__(self):
+        if self.truncated and len(self.truncated) != len(self.responses):
+            raise ValueError(f"{self.origin}: {len(self.truncated)} truncated flags for {len(self.responses)} responses")
+
     def is_truncated(self, i: int) -> bool:
         """Whether response i was cut before its end (False when the source does not say)."""
         return bool(self.truncated) and self.truncated[i]

@@ -109,8 +109,8 @@ class LambdaDPOConfig(TrainingArguments):
         "help": "lambda_source=grid: weights are multiples of 1/steps (4: 0, 0.25, ..., 1)."})
     lambda_vertex_share: float | None = field(default=None, metadata={
         "help": "lambda_source=grid: share of draws that are a vertex (one aspect alone), the rest spread evenly "
-                "over the other grid points. Unset: every grid point equally likely (vertices 4/35 with four "
-                "aspects)."})
+                "over the other grid points. Unset: every grid point equally likely (vertices 4/35 of draws "
+                "with four aspects and lambda_grid_steps 4)."})
     lambda_contrast: bool | None = field(default=None, metadata={
         "help": "Put every list in the batch twice, under two different lambdas, so within a step only "
                 "lambda changes the target (doubles the responses scored per step: halve "
@@ -245,9 +245,16 @@ class LambdaDPOConfig(TrainingArguments):
             raise ValueError("config: beta and rating_temperature must be > 0")
         if self.truncation not in TRUNCATIONS:
             raise ValueError(f"config: truncation={self.truncation!r} is not one of {', '.join(TRUNCATIONS)}")
-        if self.lambda_vertex_share is not None and self.lambda_source != "grid":
-            raise ValueError(f"config: lambda_vertex_share applies to lambda_source: grid, not {self.lambda_source!r}; "
-                             "unset it or use the grid")
+        if self.lambda_vertex_share is not None:
+            if self.lambda_source != "grid":
+                raise ValueError(f"config: lambda_vertex_share applies to lambda_source: grid, not "
+                                 f"{self.lambda_source!r}; unset it or use the grid")
+            if isinstance(self.lambda_vertex_share, bool) or not isinstance(self.lambda_vertex_share, (int, float)) \
+                    or not 0 <= self.lambda_vertex_share <= 1:
+                raise ValueError(f"config: lambda_vertex_share={self.lambda_vertex_share!r} must be a number in [0, 1]")
+            if self.lambda_vertex_share < 1 and (self.lambda_grid_steps == 1 or len(self.aspects or ()) == 1):
+                raise ValueError("config: with lambda_grid_steps: 1 (or one aspect) the grid has only vertices; "
+                                 "lambda_vertex_share must be 1 or unset")
         for name in ("max_prompt_length", "max_response_length", "max_nonfinite_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"config: {name}={getattr(self, name)!r} must be an integer >= 1")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from ..batching import ListCollator, ScoredList
 from ..conditioning import (EMBEDDING_FILE, LambdaText, aspect_instruction, attach_lambda_embedding,
                             load_lambda_embedding)
@@ -130,6 +132,23 @@ def resume_checkpoint(cfg: LambdaDPOConfig) -> str | None:
     return None
 
 
+def check_resume_scoring(cfg: LambdaDPOConfig, open_ends: int) -> None:
+    """Refuse to resume, with open-ended cut replies, a checkpoint saved before `score_cut_ends` existed:
+    that run scored an end of turn after them, and resuming would change its objective mid-run."""
+    checkpoint = resume_checkpoint(cfg) if open_ends and not cfg.score_cut_ends else None
+    args_file = Path(checkpoint or "") / "training_args.bin"
+    if not checkpoint or not args_file.exists():
+        return
+    try:
+        saved = torch.load(args_file, weights_only=False)
+    except Exception:  # unreadable args: nothing to compare with (the Trainer reports it when it resumes)
+        return
+    if "score_cut_ends" not in vars(saved):
+        raise ValueError(f"config: {checkpoint} was saved before score_cut_ends existed: that run scored an end of "
+                         "turn after the replies the data marks as cut. Set score_cut_ends: true to resume it as it "
+                         "ran, or start a new output_dir")
+
+
 def adaptive_callback(cfg, log, source, collator, val_items):
     """The adaptive lambda source's callback, restored from the checkpoint being resumed if any."""
     from .adaptive_lambda import STATE_FILE, AdaptiveLambdaCallback
@@ -191,6 +210,7 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
                         "(score_cut_ends: false)", name, trunc.open_ends)
         for reason, example in trunc.examples.items():
             logger.warning("rejected (%s), e.g. %s", reason, example)
+        check_resume_scoring(cfg, trunc.open_ends)
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
     # With several processes the main one computes and caches it; the others then read the cache.
     # Under ZeRO-3 every process first gathers the partitioned weights.
