@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from ..batching import ListCollator, ScoredList
 from ..conditioning import (EMBEDDING_FILE, LambdaText, aspect_instruction, attach_lambda_embedding,
                             load_lambda_embedding)
@@ -132,18 +130,15 @@ def resume_checkpoint(cfg: LambdaDPOConfig) -> str | None:
     return None
 
 
+CHECKPOINT_SCORING = "lambda_dpo_scoring.json"  # written into every checkpoint (LambdaDPOTrainer.save_model)
+
+
 def check_resume_scoring(cfg: LambdaDPOConfig, open_ends: int) -> None:
-    """Refuse to resume, with open-ended cut replies, a checkpoint saved before `score_cut_ends` existed:
-    that run scored an end of turn after them, and resuming would change its objective mid-run."""
+    """Refuse to resume, with open-ended cut replies, a checkpoint saved before `score_cut_ends` existed
+    (it has no CHECKPOINT_SCORING file): that run scored an end of turn after them, and resuming would
+    change its objective mid-run."""
     checkpoint = resume_checkpoint(cfg) if open_ends and not cfg.score_cut_ends else None
-    args_file = Path(checkpoint or "") / "training_args.bin"
-    if not checkpoint or not args_file.exists():
-        return
-    try:
-        saved = torch.load(args_file, weights_only=False)
-    except Exception:  # unreadable args: nothing to compare with (the Trainer reports it when it resumes)
-        return
-    if "score_cut_ends" not in vars(saved):
+    if checkpoint and Path(checkpoint).is_dir() and not (Path(checkpoint) / CHECKPOINT_SCORING).exists():
         raise ValueError(f"config: {checkpoint} was saved before score_cut_ends existed: that run scored an end of "
                          "turn after the replies the data marks as cut. Set score_cut_ends: true to resume it as it "
                          "ran, or start a new output_dir")

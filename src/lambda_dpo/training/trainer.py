@@ -8,6 +8,7 @@ whole lists, step metrics, and a listwise evaluation.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..atomic import atomic_write_text
 from ..batching import ListCollator, ListDataset, ScoredList
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
@@ -25,7 +27,7 @@ from ..models import (float32_label, load_model, load_tokenizer, resolve_model_d
 from ..scoring import ScoringBatch, score_batch
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
-from .prepare import adaptive_callback, lambda_text, prepare, score_reference
+from .prepare import CHECKPOINT_SCORING, adaptive_callback, lambda_text, prepare, score_reference
 
 
 class _EpochToCollator(TrainerCallback):
@@ -154,6 +156,8 @@ class LambdaDPOTrainer(Trainer):
         out = Path(output_dir or self.args.output_dir)
         if self.is_world_process_zero():
             save_lambda_embedding(unwrap_model(self.model, peft=False), out)
+            if _internal_call:  # a checkpoint: how its run scored cut replies (checked when it is resumed)
+                atomic_write_text(out / CHECKPOINT_SCORING, json.dumps({"score_cut_ends": self.args.score_cut_ends}))
             if self.prepared is not None and not _internal_call:  # a model directory generate/export can read
                 write_model_files(out, self.args, self.prepared.aspects, self.eval_metrics,
                                   lambda_text(self.args))
