@@ -125,7 +125,6 @@ class GridLambda(LambdaSource):
     (4 vertices, 18 on edges, 12 inside faces, 1 inside). Vertices, where the aspects' own
     instructions are read alone, get as much weight as any mixture.
 
-
     With `vertex_share` s, a draw is a vertex with probability s (each of the K vertices s/K) and
     one of the other points otherwise (uniformly); None keeps every point equally likely (the
     vertices' share is then K / number of points: 4/35 for K=4, steps=4).

@@ -2,8 +2,8 @@
 
 A response's ids are taken as the tail of the templated conversation (prompt + that reply)
 after the templated prompt, so they include the template's end-of-turn tokens (except for a
-reply the data marks as cut: below) and do not depend on the system message: the same response ids serve the unconditioned prompt (reference)
-and every lambda-conditioned prompt (policy).
+reply the data marks as cut: below) and do not depend on the system message: the same response
+ids serve the unconditioned prompt (reference) and every lambda-conditioned prompt (policy).
 
 Truncation (counted, never silent), `truncation="cut"` (the default):
 - prompt: the last user message's text loses tokens from its start until the templated
@@ -64,6 +64,10 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message
                                               return_dict=False))
 
 
+class ReplyNotFound(ValueError):
+    """A reply marked as cut whose text the chat template does not reproduce (see `_encode_response`)."""
+
+
 def _encode_response(tokenizer, messages: Sequence[Message], prompt_ids: list[int], response: str,
                      open_end: bool = False) -> list[int]:
     """The reply's ids after `prompt_ids`: with the template's end-of-turn tokens, or without them
@@ -91,10 +95,6 @@ def _encode_response(tokenizer, messages: Sequence[Message], prompt_ids: list[in
         raise ReplyNotFound("the chat template does not write the reply as it is given (it rewrites it), so its "
                             "end cannot be found to score the reply without an end of turn")
     return ids[len(prompt_ids):]
-
-
-class ReplyNotFound(ValueError):
-    """A reply marked as cut whose text the chat template does not reproduce (see `_encode_response`)."""
 
 
 def _fit_prompt(tokenizer, messages: list[dict], max_len: int, origin: str, truncation: str = "cut"
