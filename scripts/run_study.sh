@@ -66,7 +66,22 @@ declare -A ROWS=(
   [k4-delta-open-ends-seed2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=2"
   # more draws at the vertices (the grid's own share is 4/35), the mixtures kept
   [k4-delta-open-ends-vshare0.5]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.5"
-  [k4-delta-open-ends-vshare0.3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.3")
+  [k4-delta-open-ends-vshare0.3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.3"
+  # eighth round: the seed that does not steer at 100 steps (seed 2), three levers at the same 100 steps
+  [k4-delta-open-ends-seed2-lr1e-3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=2 learning_rate=1e-3"
+  [k4-delta-open-ends-seed2-constant]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=2 lr_scheduler_type=constant"
+  [k4-delta-open-ends-seed2-a2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=2 contrast_alpha=2.0"
+  [k4-delta-open-ends-lr1e-3-seed1]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=1 learning_rate=1e-3"
+  [k4-delta-open-ends-lr1e-3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false learning_rate=1e-3"
+  [k4-delta-open-ends-constant-seed1]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=1 lr_scheduler_type=constant"
+  [k4-delta-open-ends-constant]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lr_scheduler_type=constant"
+  # the weights written as words (high / medium / low priority), swept at all 5 points of the edge
+  [base-open-ends-p5]="--base --points=5 lambda_text=instructions score_cut_ends=false"
+  [base-priorities-p5]="--base --points=5 lambda_text=priorities score_cut_ends=false"
+  [k4-delta-open-ends-p5]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false"
+  [k4-delta-priorities-p5]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_text=priorities"
+  [k4-delta-priorities-p5-seed1]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_text=priorities seed=1"
+  [k4-delta-priorities-p5-seed2]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_text=priorities seed=2")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
@@ -79,7 +94,10 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        base-embedding-instr k4-delta-embedding-instr k4-delta-embedding-header
        k4-delta-seed1 k4-delta-seed2 k4-delta-more-data-2ep-seed1 k4-delta-seed2-steps200
        base-open-ends k4-delta-open-ends k4-delta-open-ends-seed1 k4-delta-open-ends-seed2
-       k4-delta-open-ends-vshare0.5 k4-delta-open-ends-vshare0.3)
+       k4-delta-open-ends-vshare0.5 k4-delta-open-ends-vshare0.3
+       k4-delta-open-ends-seed2-lr1e-3 k4-delta-open-ends-seed2-constant k4-delta-open-ends-seed2-a2
+       base-open-ends-p5 base-priorities-p5 k4-delta-priorities-p5 k4-delta-open-ends-p5
+       k4-delta-priorities-p5-seed1 k4-delta-priorities-p5-seed2)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 MORE_DATA=docs/steering/more-data-seed1/train.jsonl  # committed: the build the row ran on (runs/more-data/seed1)

@@ -149,10 +149,10 @@ def test_full_fine_tune_exports_its_weights(tmp_path, tiny_llama_dir, one_thread
     assert "fully fine-tuned" in (out / "README.md").read_text()
 
 
-def fake_model_dir(path: Path, conditioning: str) -> Path:
+def fake_model_dir(path: Path, conditioning: str, text: LambdaText | None = None) -> Path:
     cfg = load_config(None, output_dir=str(path), model_name_or_path=str(path), conditioning=conditioning,
                       model_dtype="float32")
-    write_model_files(path, cfg, ("a", "b"), {}, LambdaText())
+    write_model_files(path, cfg, ("a", "b"), {}, text or LambdaText())
     return path
 
 
@@ -180,7 +180,7 @@ def test_not_a_model_directory_and_a_busy_destination_are_clear_errors(tmp_path,
     assert (busy / "keep.txt").exists()
 
 
-def test_card_for_the_weights_style_and_for_an_unconditioned_model(tmp_path):
+def test_card_for_the_weights_and_priorities_styles_and_for_an_unconditioned_model(tmp_path):
     from lambda_dpo.conditioning import LAMBDA_HEADER
     from lambda_dpo.export import export_card
     from lambda_dpo.model_dir import read_model_meta
@@ -188,5 +188,8 @@ def test_card_for_the_weights_style_and_for_an_unconditioned_model(tmp_path):
     meta = read_model_meta(fake_model_dir(tmp_path / "w", "prompt"))  # LambdaText(): the "weights" style
     card = export_card(meta, "float32")
     assert f"`{LAMBDA_HEADER}`" in card and f"{LAMBDA_HEADER} a=0.25, b=0.75." in card
+    card = export_card(read_model_meta(fake_model_dir(tmp_path / "p", "prompt", LambdaText("priorities"))), "float32")
+    assert "`(high priority)` when W > 0.625" in card and "Focus on b. (high priority)\nFocus on a. (low priority)" in card
+    assert "(weight" not in card and "Focus on a.\n```" in card  # a vertex: the sentence alone
     card = export_card(read_model_meta(fake_model_dir(tmp_path / "n", "none")), "float32")
     assert "without lambda conditioning" in card and "(weight" not in card and LAMBDA_HEADER not in card

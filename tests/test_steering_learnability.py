@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lambda_dpo.batching import ListCollator
-from lambda_dpo.conditioning import LambdaText, aspect_instruction, condition_prompt
+from lambda_dpo.conditioning import LambdaText, aspect_instruction, condition_prompt, priority_tag
 from lambda_dpo.data.schema import make_list, select_aspects
 from lambda_dpo.evaluation.listwise import evaluate_lists
 from lambda_dpo.generation import load_steerable, steered_prompt_ids
@@ -107,6 +107,21 @@ def test_instruction_text_orders_by_weight_and_omits_zero_weights():
     assert LambdaText.from_dict(text.to_dict()) == text and LambdaText.from_dict(None).style == "weights"
     with pytest.raises(ValueError, match="lambda_text"):
         LambdaText("poem")
+
+
+def test_priority_text_writes_each_weight_as_a_word():
+    text = LambdaText("priorities", {"a": "Do A."})
+    assert text.render({"a": 0.25, "b": 0.75, "c": 0.0}) == "Focus on b. (high priority)\nDo A. (low priority)"
+    assert text.render({"a": 0.5, "b": 0.5}) == "Do A. (medium priority)\nFocus on b. (medium priority)"
+    assert text.render({"a": 1.0, "b": 0.0}) == "Do A."  # the only line: the sentence alone
+    assert text.render({"a": 0.004, "b": 0.996}) == "Focus on b."  # a rounds to 0.00: left out, b alone
+    # Bands on the weight rounded to two decimals as %.2f does (0.375 -> 0.38, 0.625 -> 0.62: never on an edge).
+    for w, word in [(0.01, "low"), (0.374, "low"), (0.375, "medium"), (0.38, "medium"), (0.62, "medium"),
+                    (0.625, "medium"), (0.63, "high"), (0.985, "high")]:
+        assert priority_tag(w) == f" ({word} priority)", w
+    assert text.render({"a": 0.6, "b": 0.3, "c": 0.1}) == (
+        "Do A. (medium priority)\nFocus on b. (low priority)\nFocus on c. (low priority)")
+    assert LambdaText.from_dict(text.to_dict()) == text
 
 
 def test_grid_source_is_uniform_over_quarter_points():

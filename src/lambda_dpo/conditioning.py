@@ -28,7 +28,7 @@ from .tokenization import encode_prompt
 
 CONDITIONING_MODES = ("none", "prompt", "embedding")
 EMBEDDING_INITS = ("header", "instructions")
-LAMBDA_TEXT_STYLES = ("instructions", "weights")
+LAMBDA_TEXT_STYLES = ("instructions", "priorities", "weights")
 EMBEDDING_FILE = "lambda_embedding.safetensors"
 
 LAMBDA_HEADER = "Preference weights for your reply (higher means that quality matters more):"
@@ -63,6 +63,13 @@ def aspect_instruction(aspect: str, given: Mapping[str, str] | None = None) -> s
     return DEFAULT_ASPECT_INSTRUCTIONS.get(aspect, f"Focus on {aspect.replace('_', ' ')}.")
 
 
+def priority_tag(weight: float) -> str:
+    """The "priorities" style's word for a weight W (rounded to two decimals, so never on a band's edge):
+    ' (low priority)' for W < 0.375, ' (medium priority)' up to 0.625, ' (high priority)' above."""
+    w = round(weight, 2)
+    return f" ({'high' if w > 0.625 else 'medium' if w > 0.375 else 'low'} priority)"
+
+
 @dataclass(frozen=True)
 class LambdaText:
     """How lambda is written into the system message (conditioning "prompt"); saved with the model.
@@ -73,6 +80,16 @@ class LambdaText:
 
         Answer in one short sentence. (weight 0.75)
         Give a detailed, thorough answer. (weight 0.25)
+
+    style "priorities": the same lines with the weight W (two decimals) written as a word: ` (high
+    priority)` for W > 0.625, ` (medium priority)` for 0.375 < W < 0.625, ` (low priority)` below;
+    a line that is the only one (every other aspect rounds to 0.00) is the sentence alone:
+
+        Answer in one short sentence. (high priority)
+        Give a detailed, thorough answer. (low priority)
+
+    (a 135M model reads words it has seen far better than digits; the bands are a quarter wide
+    around the grid's quarter steps, so 0.7 and 0.8 read the same).
 
     `instructions` maps aspect -> sentence; missing aspects use `aspect_instruction`'s default.
     """
@@ -89,7 +106,13 @@ class LambdaText:
             return f"{LAMBDA_HEADER} {format_lambda(lam)}."
         order = {a: i for i, a in enumerate(lam)}
         kept = sorted((a for a, w in lam.items() if round(w, 2) > 0), key=lambda a: (-round(lam[a], 2), order[a]))
-        return "\n".join(f"{aspect_instruction(a, self.instructions)} (weight {lam[a]:.2f})" for a in kept)
+        return "\n".join(aspect_instruction(a, self.instructions) + self._weight_suffix(lam[a], alone=len(kept) == 1)
+                         for a in kept)
+
+    def _weight_suffix(self, weight: float, alone: bool) -> str:
+        if self.style == "instructions":
+            return f" (weight {weight:.2f})"
+        return "" if alone else priority_tag(weight)
 
     def to_dict(self) -> dict:
         return {"style": self.style, "instructions": dict(self.instructions)}

@@ -142,10 +142,14 @@ def _rule(text: LambdaText, aspects: list[str]) -> tuple[str, str]:
         return (f"one line: `{LAMBDA_HEADER}`, a space, every aspect in the order above as `aspect=weight` with "
                 "the weight to two decimals, separated by `, `, and a final `.`.", "")
     sentences = "\n".join(f"| {a} | {aspect_instruction(a, text.instructions)} |" for a in aspects)
+    weight = ("a space, and `(weight W)` with W the weight to two decimals" if text.style == "instructions" else
+              "a space, and the weight W (rounded to two decimals) as a word: `(high priority)` when W > 0.625, "
+              "`(medium priority)` when 0.375 < W < 0.625, `(low priority)` when W < 0.375; when there is only "
+              "one line, the sentence alone")
     return ("one line per aspect whose weight rounds to at least 0.01 (an aspect at 0.00 gets no line), "
             "heaviest first (by the weight rounded to two decimals; ties in the aspect order above); each line is "
-            "the aspect's sentence from the table below, a space, and `(weight W)` with W the weight to two "
-            "decimals. Lines are joined by a single newline, with no trailing newline.",
+            f"the aspect's sentence from the table below, {weight}. Lines are joined by a single newline, with no "
+            "trailing newline.",
             f"\n| aspect | sentence |\n|---|---|\n{sentences}\n")
 
 

@@ -153,10 +153,11 @@ class LambdaDPOConfig(TrainingArguments):
                 "from lambda to embedding_tokens soft-prompt vectors, trained with the adapter)."})
     lambda_text: str = field(default="instructions", metadata={
         "help": "conditioning=prompt: how lambda is written. instructions (one line per weighted aspect, "
-                "heaviest first: the aspect's instruction sentence and its weight) | weights (one line "
+                "heaviest first: the aspect's instruction sentence and its weight) | priorities (the same "
+                "lines, the weight as high / medium / low priority) | weights (one line "
                 "'Preference weights ...: a=0.70, b=0.30.'). Exact format: docs/steering.md."})
     aspect_instructions: Any = field(default=None, metadata={
-        "help": "lambda_text=instructions: {aspect: sentence} asking for that aspect, e.g. {conciseness: "
+        "help": "lambda_text=instructions or priorities: {aspect: sentence} asking for that aspect, e.g. {conciseness: "
                 "'Answer in one short sentence.'}. Aspects left out use a built-in default for common "
                 "names (conditioning.DEFAULT_ASPECT_INSTRUCTIONS), else 'Focus on <aspect>.'."})
     embedding_tokens: int = field(default=4, metadata={
