@@ -143,13 +143,14 @@ def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| row | top-1 conc | top-1 inf | mean abs Delta | Spearman Delta | words w=0 / 0.5 / 1 | ratio 1:0 "
+    head = ("| row | top-1 conc | top-1 inf | mean abs Delta | Spearman Delta | words w=0 / 0.5 / 1 (5 points: "
+            "0 / 0.25 / 0.5 / 0.75 / 1) | ratio 1:0 "
             "| longer at w=1 (sign test) | loss first -> last | new tokens | command |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         ev, d, s = r["eval"], r["delta"], r["sweep"]
         sign = s["summary"]["sign_test"]["words"]
-        words = " / ".join(f"{p['mean_words']:.0f}" for p in s["points"] if p["w"] in (0.0, 0.5, 1.0))
+        words = " / ".join(f"{p['mean_words']:.0f}" for p in s["points"])
         loss = f"{r['train_loss'][0]:.2f} -> {r['train_loss'][-1]:.2f}" if r["train_loss"] and not r["base"] else "-"
         lines.append(f"| {r['row']} | {ev.get(f'{PAIR[0]}/top1', float('nan')):.2f} | "
                      f"{ev.get(f'{PAIR[1]}/top1', float('nan')):.2f} | {d['mean_abs_delta']:.2f} | "
