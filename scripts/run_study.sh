@@ -86,7 +86,16 @@ declare -A ROWS=(
   [k4-delta-open-ends-p5-seed2]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=2"
   [k4-delta-priorities-p5-steps200]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_text=priorities max_steps=200"
   [k4-delta-open-ends-seed3]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=3"
-  [k4-delta-open-ends-seed4]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=4")
+  [k4-delta-open-ends-seed4]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=4"
+  # ninth round: levers that move the policy further or show the vertices more, 3 seeds each, 5 points
+  [k4-delta-open-ends-p5-steps200]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false max_steps=200"
+  [k4-delta-open-ends-p5-steps200-seed1]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false max_steps=200 seed=1"
+  [k4-delta-open-ends-p5-steps200-seed2]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false max_steps=200 seed=2"
+  [k4-delta-open-ends-p5-vshare0.3]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.3"
+  [k4-delta-open-ends-p5-vshare0.3-seed1]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.3 seed=1"
+  [k4-delta-open-ends-p5-vshare0.3-seed2]="--points=5 aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false lambda_vertex_share=0.3 seed=2"
+  # which part of seed 2's randomness fails: the order of the lists (data_seed) or the rest
+  [k4-delta-open-ends-seed2-data0]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false seed=2 data_seed=0")
 ORDER=(base-instructions instructions-grid instructions-grid-contrast instructions-grid-k4 weights-dirichlet-tau1
        base-weights instructions-grid-rpo instructions-grid-k4-contrast instructions-dirichlet instructions-grid-tau1
        instructions-grid-beta0.3 instructions-grid-lr1e-3 instructions-grid-mean instructions-grid-rpo1
@@ -104,7 +113,10 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        base-open-ends-p5 base-priorities-p5 k4-delta-priorities-p5 k4-delta-open-ends-p5
        k4-delta-priorities-p5-seed1 k4-delta-priorities-p5-seed2 k4-delta-open-ends-p5-seed1 k4-delta-open-ends-p5-seed2
        k4-delta-open-ends-constant k4-delta-open-ends-constant-seed1 k4-delta-priorities-p5-steps200
-       k4-delta-open-ends-seed3 k4-delta-open-ends-seed4)
+       k4-delta-open-ends-seed3 k4-delta-open-ends-seed4
+       k4-delta-open-ends-p5-vshare0.3 k4-delta-open-ends-p5-steps200 k4-delta-open-ends-p5-vshare0.3-seed1
+       k4-delta-open-ends-p5-steps200-seed1 k4-delta-open-ends-p5-vshare0.3-seed2 k4-delta-open-ends-p5-steps200-seed2
+       k4-delta-open-ends-seed2-data0)
 [ $# -gt 0 ] && ORDER=("$@")
 while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
 MORE_DATA=docs/steering/more-data-seed1/train.jsonl  # committed: the build the row ran on (runs/more-data/seed1)
