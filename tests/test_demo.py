@@ -181,3 +181,69 @@ def test_ablation_report_counts_undefined_seeds_and_says_whether_a_lead_beats_th
     assert "largest Pareto area: `y` (3.05), ahead of `x` by 1.95: more than" in text
     # x's mean rho is defined on one seed only: its spread is unknown, so y's decides
     assert "highest mean controllability: `x` (0.50), ahead of `y` by 0.35: more than the larger seed std of the two (0.07)" in text
+
+
+def _load_heldout_recipe():
+    """scripts/heldout_recipe.py (not a package) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "heldout_recipe.py"
+    spec = importlib.util.spec_from_file_location("heldout_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_heldout_recipe_trains_only_the_steered_model_and_reuses_the_baselines(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    mod = _load_heldout_recipe()
+    ref = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
+    ref.update(preset="full", budget={"max_steps": 100, "eval_lists": 40, "gen_prompts": 24, "max_new_tokens": 96},
+               model="m", torch_threads=2, wall_seconds=1.0, recipe={"lambda_text": "instructions"},
+               methods={name: {} for name in demo.METHODS},
+               baselines={"random": {f"{a}/top1": 0.4 for a in ref["aspects"]}})
+    ref["base_with_text"].update(listwise={}, delta={"spearman": 0.3, "mean_abs_delta": 4.0})
+    ref["runs"]["lambda_dpo_fixed"]["0"]["listwise"] = {"instruction_following/top1": 0.7}
+    ref["seeds"] = [0, 1, 2]
+    ref["runs"] = {name: {str(s): per_seed["0"] for s in ref["seeds"]} for name, per_seed in ref["runs"].items()}
+    ref_file = tmp_path / "ref.json"
+    ref_file.write_text(json.dumps(ref))
+    trained, base_measured = [], []
+
+    def fake_train(name, overrides, p, out, seed, model, data):
+        trained.append((name, overrides["max_steps"], overrides["lambda_vertex_share"], p.max_steps, seed))
+        return SimpleNamespace(trainer=SimpleNamespace(args=SimpleNamespace(**{k: 0 for k in demo.RECIPE_KEYS})))
+
+    def fake_measure(result, specs, p, steered):
+        assert steered
+        run = json.loads(json.dumps(ref["runs"]["lambda_dpo_steered"]["0"]))
+        run["edge"]["points"][-1]["mean_words"] = 90.0  # the new recipe's own figures, not the reference's
+        return run
+
+    monkeypatch.setattr(mod, "_train", fake_train)
+    monkeypatch.setattr(mod, "measure_model", fake_measure)
+    monkeypatch.setattr(mod, "measure_base", lambda *a: base_measured.append(a) or ref["base_with_text"])
+    monkeypatch.setattr(mod, "_read_specs", lambda path: [])
+    monkeypatch.setattr(mod, "demo_data_dir", lambda: tmp_path)
+    out = mod.main(["--out", str(tmp_path / "run"), "--baselines", str(ref_file), "max_steps=200",
+                    "lambda_vertex_share=0.3"])
+    assert trained == [("lambda_dpo_steered", 200, 0.3, 200, s) for s in (0, 1, 2)]
+    assert not base_measured  # the overrides do not change what the untrained model reads
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["runs"]["dpo_best_worst"] == ref["runs"]["dpo_best_worst"]
+    assert m["runs"]["lambda_dpo_fixed"] == ref["runs"]["lambda_dpo_fixed"]
+    assert [r["edge"]["points"][-1]["mean_words"] for r in m["runs"]["lambda_dpo_steered"].values()] == [90.0] * 3
+    assert m["budget"]["max_steps"] == 200 and m["methods"]["lambda_dpo_steered"]["lambda_vertex_share"] == 0.3
+    text = (out / "report.md").read_text()
+    assert f"DPO, the lambda-fixed model and the rating-blind picks are those of `{ref_file}`" in text
+    assert "90 " in text.split("## Targets")[1].split("\n\n")[1]  # the targets use the new steered figures
+    # a change in what the base model reads measures it again; a reference of another budget is refused
+    mod.main(["--out", str(tmp_path / "run2"), "--baselines", str(ref_file), "max_steps=200",
+              "lambda_vertex_share=0.3", "lambda_text=priorities"])
+    assert len(base_measured) == 1
+    ref["budget"]["gen_prompts"] = 16
+    ref_file.write_text(json.dumps(ref))
+    with pytest.raises(SystemExit, match="different budget"):
+        mod.main(["--out", str(tmp_path / "run3"), "--baselines", str(ref_file)])

@@ -200,6 +200,10 @@ def write_steering_report(m: dict, out: Path) -> Path:
             else f"wall time {m['wall_seconds']:.0f} s")
     if m.get("listwise_rescored"):  # listwise figures recomputed from the saved models
         wall += f"; listwise figures recomputed from the saved models: `{m['listwise_rescored']['command']}`"
+    if m.get("baselines_from"):  # scripts/heldout_recipe.py: only the steered model was trained in this run
+        wall += (f"; only the steered model was trained here: DPO, the lambda-fixed model and the rating-blind picks "
+                 f"are those of `{m['baselines_from']}`" + ("" if m.get("base_remeasured") else ", and so is the base "
+                 "model given the same text"))
     text = f"""# lambda-dpo demo: does lambda steer the model?
 
 Model `{m['model']}`; seeds {seeds}; {budget['max_steps']} training steps per method, each scoring the
