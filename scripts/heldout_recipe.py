@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> Path:
         overrides[key.strip()] = yaml.safe_load(value)
     ref = json.loads(Path(args.baselines).read_text())
     p = dataclasses.replace(PRESETS["full"], max_steps=int(overrides.get("max_steps", PRESETS["full"].max_steps)))
+    # budget stays the baselines' (what DPO and lambda-fixed trained for); the steered model's steps beside it
     if ref["budget"]["eval_lists"] != p.eval_lists or ref["budget"]["gen_prompts"] != p.gen_prompts:
         raise SystemExit(f"{args.baselines}: measured on a different budget ({ref['budget']}); rerun "
                          "`lambda-dpo demo --preset full` first")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
             if remeasure_base:
                 base = measure_base(result, specs, p, DEFAULT_MODEL)
         del result
-    metrics = {**ref, "budget": dataclasses.asdict(p), "recipe": recipe, "base_with_text": base,
+    metrics = {**ref, "steered_max_steps": p.max_steps, "recipe": recipe, "base_with_text": base,
                "methods": {**ref["methods"], STEERED: steered},
                "runs": {**ref["runs"], STEERED: runs}, "baselines_from": args.baselines,
                "base_remeasured": remeasure_base, "wall_seconds": round(time.time() - started, 1)}

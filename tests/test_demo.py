@@ -235,8 +235,10 @@ def test_heldout_recipe_trains_only_the_steered_model_and_reuses_the_baselines(m
     assert m["runs"]["dpo_best_worst"] == ref["runs"]["dpo_best_worst"]
     assert m["runs"]["lambda_dpo_fixed"] == ref["runs"]["lambda_dpo_fixed"]
     assert [r["edge"]["points"][-1]["mean_words"] for r in m["runs"]["lambda_dpo_steered"].values()] == [90.0] * 3
-    assert m["budget"]["max_steps"] == 200 and m["methods"]["lambda_dpo_steered"]["lambda_vertex_share"] == 0.3
+    assert m["budget"]["max_steps"] == 100 and m["steered_max_steps"] == 200  # the baselines' budget, and ours
+    assert m["methods"]["lambda_dpo_steered"]["lambda_vertex_share"] == 0.3
     text = (out / "report.md").read_text()
+    assert "100 (200 for the steered model) training steps per method" in text
     assert f"DPO, the lambda-fixed model and the rating-blind picks are those of `{ref_file}`" in text
     assert "90 " in text.split("## Targets")[1].split("\n\n")[1]  # the targets use the new steered figures
     # a change in what the base model reads measures it again; a reference of another budget is refused

@@ -200,13 +200,16 @@ def write_steering_report(m: dict, out: Path) -> Path:
             else f"wall time {m['wall_seconds']:.0f} s")
     if m.get("listwise_rescored"):  # listwise figures recomputed from the saved models
         wall += f"; listwise figures recomputed from the saved models: `{m['listwise_rescored']['command']}`"
+    steps = str(budget["max_steps"])
+    if m.get("steered_max_steps", budget["max_steps"]) != budget["max_steps"]:
+        steps += f" ({m['steered_max_steps']} for the steered model)"
     if m.get("baselines_from"):  # scripts/heldout_recipe.py: only the steered model was trained in this run
         wall += (f"; only the steered model was trained here: DPO, the lambda-fixed model and the rating-blind picks "
                  f"are those of `{m['baselines_from']}`" + ("" if m.get("base_remeasured") else ", and so is the base "
                  "model given the same text"))
     text = f"""# lambda-dpo demo: does lambda steer the model?
 
-Model `{m['model']}`; seeds {seeds}; {budget['max_steps']} training steps per method, each scoring the
+Model `{m['model']}`; seeds {seeds}; {steps} training steps per method, each scoring the
 replies of 2 lists (the steered model: 1 list under 2 lambdas);
 {budget['eval_lists']} held-out lists (eval.jsonl); {budget['gen_prompts']} held-out prompts x
 {budget['max_new_tokens']} new tokens (greedy) per lambda; {m['torch_threads']} torch threads;
