@@ -21,12 +21,11 @@ import logging
 import time
 from pathlib import Path
 
-import yaml
-
 from lambda_dpo.demo.data import demo_data_dir
 from lambda_dpo.demo.run import METHODS, PRESETS, RECIPE_KEYS, STEERED, _read_specs, _train, measure_base, measure_model
 from lambda_dpo.evaluation.steering_report import save_demo_outputs
 from lambda_dpo.models import DEFAULT_MODEL
+from lambda_dpo.training.config import load_config
 
 BASE_READS = ("lambda_text", "conditioning", "score_cut_ends", "aspect_instructions")
 
@@ -39,12 +38,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("overrides", nargs="*", help="key=value training options of the steered method")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    overrides = {}
-    for item in args.overrides:  # read as load_config reads them (the config validates keys and types)
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"override {item!r} is not key=value (example: max_steps=200)")
-        overrides[key.strip()] = yaml.safe_load(value)
+    cfg = load_config(None, args.overrides)  # parsed and validated before any training: a typo fails here
+    overrides = {item.partition("=")[0].strip(): getattr(cfg, item.partition("=")[0].strip()) for item in args.overrides}
     ref = json.loads(Path(args.baselines).read_text())
     p = dataclasses.replace(PRESETS["full"], max_steps=int(overrides.get("max_steps", PRESETS["full"].max_steps)))
     # budget stays the baselines' (what DPO and lambda-fixed trained for); the steered model's steps beside it
