@@ -1,7 +1,7 @@
 """Held-out check of a steering recipe, at a third of `make demo-full`'s cost.
 
-Trains only the steered method, for the full preset's seeds and budget with the given key=value
-overrides (the study's syntax), measures it on eval.jsonl exactly as `lambda-dpo demo --preset full`
+Trains only the steered method, for the full preset's seeds and its steered budget (200 steps; a
+max_steps=N override replaces it) with the given key=value overrides (the study's syntax), measures it on eval.jsonl exactly as `lambda-dpo demo --preset full`
 does, and takes the baselines that do not depend on the steered recipe (DPO best-vs-worst and the
 lambda-fixed model, both never shown lambda; the rating-blind picks) from a committed demo-full run,
 so the report's 14 targets compare like with like. The untrained model given the same lambda text is
@@ -15,7 +15,6 @@ eval.jsonl is for final numbers only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import time
@@ -41,8 +40,8 @@ def main(argv: list[str] | None = None) -> Path:
     cfg = load_config(None, args.overrides)  # parsed and validated before any training: a typo fails here
     overrides = {item.partition("=")[0].strip(): getattr(cfg, item.partition("=")[0].strip()) for item in args.overrides}
     ref = json.loads(Path(args.baselines).read_text())
-    p = dataclasses.replace(PRESETS["full"], max_steps=int(overrides.get("max_steps", PRESETS["full"].max_steps)))
-    # budget stays the baselines' (what DPO and lambda-fixed trained for); the steered model's steps beside it
+    p = PRESETS["full"]  # budget stays the baselines' (what DPO and lambda-fixed trained for)
+    steps = int(overrides.pop("max_steps", p.steered_steps))  # the steered model's, beside it
     if ref["budget"]["eval_lists"] != p.eval_lists or ref["budget"]["gen_prompts"] != p.gen_prompts:
         raise SystemExit(f"{args.baselines}: measured on a different budget ({ref['budget']}); rerun "
                          "`lambda-dpo demo --preset full` first")
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> Path:
     started = time.time()
     data = Path(str(demo_data_dir()))
     specs = _read_specs(data / "eval.jsonl")[: p.gen_prompts]
-    steered = {**METHODS[STEERED], "model_dtype": "auto", **overrides}
+    steered = {**METHODS[STEERED], "model_dtype": "auto", **overrides, "max_steps": steps}
     runs, base, recipe = {}, ref["base_with_text"], None
     remeasure_base = any(k in overrides for k in BASE_READS)
     for s in p.seeds:
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> Path:
             if remeasure_base:
                 base = measure_base(result, specs, p, DEFAULT_MODEL)
         del result
-    metrics = {**ref, "steered_max_steps": p.max_steps, "recipe": recipe, "base_with_text": base,
+    metrics = {**ref, "steered_max_steps": steps, "recipe": recipe, "base_with_text": base,
                "methods": {**ref["methods"], STEERED: steered},
                "runs": {**ref["runs"], STEERED: runs}, "baselines_from": args.baselines,
                "base_remeasured": remeasure_base, "wall_seconds": round(time.time() - started, 1)}

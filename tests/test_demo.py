@@ -1,5 +1,6 @@
 """The demo and ablation pipelines end to end on a tiny model and a tiny freshly built dataset."""
 
+import dataclasses
 import json
 
 import pytest
@@ -43,6 +44,24 @@ def test_demo_measures_steering_and_writes_report_and_plots(micro, tiny_llama_di
                     "## Generation-free", "## Held-out top-1", "pick: shortest"):
         assert heading in report
     assert (out / "steering.png").stat().st_size > 1000 and (out / "pareto.png").stat().st_size > 1000
+
+
+def test_the_steered_model_gets_its_own_step_budget(micro, monkeypatch, tiny_llama_dir, tmp_path):
+    steps = {}
+
+    def recording_train(cfg):
+        steps[cfg.output_dir.split("/")[-1]] = cfg.max_steps
+        return train(cfg)
+
+    train = demo.train
+    monkeypatch.setattr(demo, "train", recording_train)
+    monkeypatch.setitem(demo.PRESETS, "micro", dataclasses.replace(MICRO, steered_max_steps=3))
+    out = demo.run_demo("micro", tmp_path / "run", model=tiny_llama_dir)
+    assert steps == {"lambda_dpo_steered-seed0": 3, "dpo_best_worst-seed0": 2, "lambda_dpo_fixed-seed0": 2}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steered_max_steps"] == 3 and metrics["budget"]["max_steps"] == 2
+    assert "2 (3 for the steered model) training steps per method" in (out / "report.md").read_text()
+    assert demo.PRESETS["full"].steered_steps == 200 and demo.PRESETS["default"].steered_steps == 40
 
 
 def _fake_metrics(words, base_words, top1_conc=0.95, top1_inf=0.8, dpo_if=0.5):
@@ -229,7 +248,7 @@ def test_heldout_recipe_trains_only_the_steered_model_and_reuses_the_baselines(m
     monkeypatch.setattr(mod, "demo_data_dir", lambda: tmp_path)
     out = mod.main(["--out", str(tmp_path / "run"), "--baselines", str(ref_file), "max_steps=200",
                     "lambda_vertex_share=0.3"])
-    assert trained == [("lambda_dpo_steered", 200, 0.3, 200, s) for s in (0, 1, 2)]
+    assert trained == [("lambda_dpo_steered", 200, 0.3, 100, s) for s in (0, 1, 2)]  # p: the baselines' budget
     assert not base_measured  # the overrides do not change what the untrained model reads
     m = json.loads((out / "metrics.json").read_text())
     assert m["runs"]["dpo_best_worst"] == ref["runs"]["dpo_best_worst"]

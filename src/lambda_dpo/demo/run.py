@@ -9,8 +9,10 @@ Then on the held-out split (eval.jsonl): greedy replies along the conciseness-in
 judged; Delta = log pi(y | x, informativeness) - log pi(y | x, conciseness) on the held-out lists;
 top-1 of the implicit reward at every aspect's vertex beside random / shortest / longest picks;
 the replies at the centre lambda. Writes metrics.json, report.md (targets first) and PNG plots.
-`--preset full` repeats every training for 3 seeds (the committed report in docs/demo-full;
-docs/demo-default is the earlier demo, from before lambda was written as instructions).
+`--preset full` repeats every training for 3 seeds and trains the steered model twice as many steps
+(the committed report of the current defaults: docs/heldout-steps200; docs/demo-full-open-ends and
+docs/demo-full are earlier 100-step runs, docs/demo-default the demo from before lambda was written
+as instructions).
 """
 
 from __future__ import annotations
@@ -62,11 +64,18 @@ class Preset:
     full_grid: bool
     seeds: tuple[int, ...] = (0,)
     methods: tuple[str, ...] = tuple(METHODS)  # which of METHODS the demo trains
+    steered_max_steps: int | None = None  # the steered model's steps (None: max_steps, as every other method)
+
+    @property
+    def steered_steps(self) -> int:
+        return self.steered_max_steps or self.max_steps
 
 
 # Budgets on 2 CPU cores (bf16 mixed mode, ~3 s per step here). `full` is the committed report (3 seeds,
-# all three methods, 100 steps each: the budget at which the steering recipe beat the prompt alone on the
-# dev split, docs/steering.md). `default` (`make demo`) is cut to fit 20 minutes on a fresh machine
+# all three methods, 100 steps each, the steered model 200: at 100 steps one dev seed in three did not steer
+# and the held-out ends were 2.5x apart; at 200 all steer, 3.8x, docs/steering.md, ninth round). 200 steps
+# of one list under two lambdas are the forward passes of 200 steps of 2 lists, and as many lists as
+# DPO sees in its 100 steps. `default` (`make demo`) is cut to fit 20 minutes on a fresh machine
 # (measured 17.1 min from empty caches): the steered model and DPO only, 40 steps, 16 prompts. Replies get 96
 # new tokens, the budget the demo data was sampled with (64 cut the longest replies, compressing the
 # informativeness end). `quick` is a smoke run; the ablation uses it by default.
@@ -75,7 +84,7 @@ PRESETS = {
     "default": Preset(train_lists=None, max_steps=40, eval_lists=40, gen_prompts=16, max_new_tokens=96,
                       full_grid=False, methods=(STEERED, "dpo_best_worst")),
     "full": Preset(train_lists=None, max_steps=100, eval_lists=40, gen_prompts=24, max_new_tokens=96,
-                   full_grid=False, seeds=(0, 1, 2)),
+                   full_grid=False, seeds=(0, 1, 2), steered_max_steps=200),
 }
 
 
@@ -91,7 +100,8 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
     started = time.time()
     data = Path(str(demo_data_dir()))
     specs = _read_specs(data / "eval.jsonl")[: p.gen_prompts]
-    methods = {name: METHODS[name] for name in p.methods}
+    methods = {name: {**METHODS[name], **({"max_steps": p.steered_steps} if name == STEERED else {})}
+               for name in p.methods}
     runs: dict[str, dict[int, dict]] = {name: {} for name in methods}
     base = baselines = recipe = None
     for s in seeds:
@@ -105,6 +115,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
             del result
     metrics = {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
                "conflict": list(CONFLICT), "edge_ws": list(EDGE_WS), "methods": methods,
+               "steered_max_steps": p.steered_steps,
                "recipe": recipe, "runs": runs, "base_with_text": base,
                "baselines": baselines, "example_prompt": specs[0].prompt if specs else "",
                "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
@@ -117,8 +128,9 @@ def _train(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: s
                   aspects=list(ASPECTS), max_train_lists=p.train_lists, max_eval_lists=p.eval_lists,
                   max_steps=p.max_steps, per_device_train_batch_size=2, max_prompt_length=256,
                   max_response_length=160, logging_steps=10, seed=seed)
-    logger.info("training %s (seed %d, %d steps)", name, seed, p.max_steps)
-    return train(load_config(None, output_dir=str(out / "models" / f"{name}-seed{seed}"), **{**common, **overrides}))
+    cfg = load_config(None, output_dir=str(out / "models" / f"{name}-seed{seed}"), **{**common, **overrides})
+    logger.info("training %s (seed %d, %d steps)", name, seed, cfg.max_steps)
+    return train(cfg)
 
 
 RECIPE_KEYS = ("loss_type", "beta", "rating_temperature", "score_type", "lambda_source", "lambda_grid_steps",
