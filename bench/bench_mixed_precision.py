@@ -75,9 +75,10 @@ def worker(args) -> dict:
     def log(msg):
         print(f"    [{args.dtype} {args.task} {args.label}] {msg}", file=sys.stderr, flush=True)
 
-    model = add_lora(load_model(args.model, dtype=args.dtype), args.lora_r)
+    model = add_lora(load_model(args.model, dtype=args.dtype, attn_implementation=args.attn), args.lora_r)
     touch_weights(model)
     record = {"dtype": args.dtype, "precision": precision_label(model), "task": args.task, "label": args.label,
+              "attn_implementation": model.config._attn_implementation,
               "threads": torch.get_num_threads(),
               "trainable_dtypes": sorted({str(p.dtype) for p in model.parameters() if p.requires_grad})}
     record["rss_loaded_mib"] = current_rss_mib()
@@ -131,7 +132,7 @@ def run_worker(dtype: str, task: str, label: str, extra: list[str], args) -> dic
            "--min-steps", str(args.min_steps), "--max-timed-seconds", str(args.max_timed_seconds),
            "--ref-lists", str(args.ref_lists), "--ref-batch", str(args.ref_batch),
            "--gen-prompts", str(args.gen_prompts), "--gen-tokens", str(args.gen_tokens),
-           "--gen-batch", str(args.gen_batch), *extra]
+           "--gen-batch", str(args.gen_batch), "--attn", args.attn, *extra]
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false",
            "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1",
@@ -238,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--gen-batch", type=int, default=16, help="generate()'s batch_size (its default, 16)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"],
+                    help="the model's attention implementation (default %(default)s, transformers' own default)")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")

@@ -1,0 +1,97 @@
+"""Attention kernel x precision for the shared-prompt training step, interleaved in one process.
+
+    python bench/bench_attention.py                      # 256/128 and 128/64, 3 rounds
+    python bench/bench_attention.py --configs 128x64 --rounds 2
+
+On this CPU the bf16 matrix products are 2x faster than fp32 but PyTorch's fused SDPA kernel is not
+(bench/results/profiles/), which caps the mixed mode's gain. transformers' "eager" attention does
+the same arithmetic as explicit bf16 matrix products. This script times one SmolLM2-135M LoRA-r16
+training step (prompt_cache layout, reference precomputed, N = 4, one list per step) for each of
+fp32 / bf16 x sdpa / eager, round-robin within each round so that drift of a shared machine
+hits every setting alike, and prints the medians and the ratios that decide a default. Peak memory
+is not comparable within one process: bench/bench_mixed_precision.py --attn measures it.
+Results: bench/results/<tag>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+
+from listwise_steps import time_listwise_steps  # noqa: E402
+from workload import add_lora, make_lists  # noqa: E402
+
+SETTINGS = [("float32", "sdpa"), ("float32", "eager"), ("bfloat16", "sdpa"), ("bfloat16", "eager")]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default="256x128,128x64", help="PxR prompt/response lengths (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--tag", default="attention")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    from lambda_dpo.models import load_model
+
+    models = {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in ("float32", "bfloat16")}
+    results = {}
+    for cfg in args.configs.split(","):
+        p, r = map(int, cfg.split("x"))
+        lists = make_lists(p, r, args.n, 3, models["float32"].config.vocab_size)
+        times = {s: [] for s in SETTINGS}
+        for rnd in range(args.rounds):
+            for dtype, attn in SETTINGS:
+                model = models[dtype]
+                model.set_attn_implementation(attn)
+                res = time_listwise_steps(model, lists, "ours", warmup=1, steps=2)
+                times[(dtype, attn)] += res["step_s"]
+                print(f"{cfg} round {rnd + 1} {dtype:>8} {attn:>5}: "
+                      + " ".join(f"{t:.2f}" for t in res["step_s"]) + " s", flush=True)
+        med = {f"{d}/{a}": statistics.median(t) for (d, a), t in times.items()}
+        results[cfg] = {"median_s": med, "steps_s": {f"{d}/{a}": t for (d, a), t in times.items()},
+                        "bf16_eager_over_bf16_sdpa": med["bfloat16/sdpa"] / med["bfloat16/eager"],
+                        "fp32_eager_over_fp32_sdpa": med["float32/sdpa"] / med["float32/eager"],
+                        "mixed_best_over_fp32_best": min(med["float32/sdpa"], med["float32/eager"])
+                        / min(med["bfloat16/sdpa"], med["bfloat16/eager"]),
+                        "mixed_sdpa_over_fp32_sdpa": med["float32/sdpa"] / med["bfloat16/sdpa"]}
+    record = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "n": args.n,
+              "rounds": args.rounds, "model": args.model, "torch": torch.__version__, "results": results}
+    lines = [f"# Attention kernel x precision ({args.threads} threads, N = {args.n}, LoRA r16, prompt_cache, "
+             f"{args.rounds} rounds x 2 timed steps, medians, s per list)", "",
+             "| P/R | fp32 sdpa | fp32 eager | bf16 sdpa | bf16 eager | bf16: eager over sdpa | "
+             "fp32: eager over sdpa | mixed over fp32, sdpa both | mixed over fp32, best of each |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for cfg, res in results.items():
+        m = res["median_s"]
+        lines.append(f"| {cfg.replace('x', '/')} | {m['float32/sdpa']:.2f} | {m['float32/eager']:.2f} | "
+                     f"{m['bfloat16/sdpa']:.2f} | {m['bfloat16/eager']:.2f} | {res['bf16_eager_over_bf16_sdpa']:.2f}x | "
+                     f"{res['fp32_eager_over_fp32_sdpa']:.2f}x | {res['mixed_sdpa_over_fp32_sdpa']:.2f}x | "
+                     f"**{res['mixed_best_over_fp32_best']:.2f}x** |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return record
+
+
+if __name__ == "__main__":
+    main()
