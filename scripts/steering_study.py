@@ -51,7 +51,8 @@ COMMON = dict(model_name_or_path="smollm2-135m-instruct", eval_fraction=0.15, ma
               max_prompt_length=256, max_response_length=160, logging_steps=10, seed=0, report_to="none",
               model_dtype="bfloat16",  # pinned (the mixed mode, 1.6x fp32 here): rows compare like with like
               lambda_contrast=False, contrast_alpha=0.0,  # the levers as the rows were first run: off unless named
-              score_cut_ends=True)  # the rows before 2026-12-01 scored an end of turn after sampler-cut replies
+              score_cut_ends=True,  # the rows before 2026-12-01 scored an end of turn after sampler-cut replies
+              attn_implementation="sdpa")  # every row ran with SDPA (auto picks eager for bf16 on the CPU since)
 
 
 def split_files(extra: str | None, workdir: Path, seed: int = 0) -> tuple[Path, Path]:

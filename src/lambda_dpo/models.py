@@ -367,6 +367,34 @@ def resolve_model_dtype(requested: str, device: str | torch.device | None = None
     return "float32", f"auto: bf16 speed on {device.type} devices is not verified"
 
 
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager")
+EAGER_MAX_LENGTH = 1024  # eager attention keeps every [query x key] probability for backward
+
+
+def resolve_attn_implementation(requested: str, model_dtype: str, device: str | torch.device | None = None,
+                                max_length: int = 0) -> tuple[str, str]:
+    """`attn_implementation` -> (transformers' attn_implementation, why), for the run's log line.
+
+    "auto": "eager" for a bfloat16 model on the CPU whose rows are at most EAGER_MAX_LENGTH tokens
+    (max_length: prompt + response budget), else "sdpa" (transformers' default). On this kind of CPU
+    the fused SDPA kernel runs no faster in bf16 than in fp32, while eager's explicit bf16 products
+    do: 1.12-1.20x per training step, none in fp32 (`python bench/bench_attention.py`). Eager stores
+    the attention probabilities for backward, hence the length bound.
+    """
+    if requested not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation={requested!r} is not one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+    if requested != "auto":
+        return requested, "set in the config"
+    on_cpu = torch.device(device if device is not None else "cpu").type == "cpu"
+    if on_cpu and model_dtype == "bfloat16" and max_length <= EAGER_MAX_LENGTH:
+        return "eager", (f"auto: bf16 on the CPU, rows of at most {max_length} tokens: explicit bf16 products "
+                         "beat the fused SDPA kernel here (bench/bench_attention.py)")
+    return "sdpa", ("auto: transformers' default" + ("" if on_cpu and model_dtype == "bfloat16" else
+                                                     f" for {model_dtype} on {torch.device(device or 'cpu').type}")
+                    + (f" (rows of {max_length} tokens are past eager's bound, {EAGER_MAX_LENGTH})"
+                       if on_cpu and model_dtype == "bfloat16" else ""))
+
+
 def unwrap_model(model, *, peft: bool = True) -> torch.nn.Module:
     """The model under its distributed wrappers (DDP, FSDP, DeepSpeed, torch.compile) and, with
     `peft`, under PEFT's wrapper too: the transformers model whose weights, config and input

@@ -22,6 +22,7 @@ from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_STYL
 from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
+from ..models import ATTN_IMPLEMENTATIONS
 from ..scoring import LAYOUTS
 from ..tokenization import TRUNCATIONS
 from .adaptive_lambda import ADAPTIVE_SIGNALS
@@ -38,6 +39,10 @@ class LambdaDPOConfig(TrainingArguments):
                 "that dtype, LoRA weights, lambda embedding, optimiser states, log-softmax and loss in fp32, "
                 "products under autocast (CPU and CUDA alike). auto: bfloat16 with LoRA on a CUDA GPU with bf16 or "
                 "a CPU with avx512_bf16/amx_bf16, else float32; the log says which and why."})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "auto | sdpa | eager. The model's attention kernel. auto: eager for a bfloat16 model on the CPU "
+                "when max_prompt_length + max_response_length <= 1024 (faster there: bench/bench_attention.py), "
+                "else sdpa, transformers' default; the log says which and why."})
     eval_dtype: str = field(default="model", metadata={
         "help": "model | float32. How the held-out lists are scored when model_dtype is bfloat16/float16. "
                 "model: in that dtype (fast; the implicit rewards then move with the batch's padding, about "
@@ -210,6 +215,7 @@ class LambdaDPOConfig(TrainingArguments):
                    "conditioning": CONDITIONING_MODES,
                    "embedding_init": EMBEDDING_INITS,
                    "model_dtype": ("auto", "float32", "bfloat16", "float16"),
+                   "attn_implementation": ATTN_IMPLEMENTATIONS,
                    "data_format": ("auto", *FORMATS),
                    # "naive" is not chosen here: it is what shared_prompt=False means
                    "shared_prompt_layout": ("auto", *(layout for layout in LAYOUTS if layout != "naive"))}

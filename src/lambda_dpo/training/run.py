@@ -17,7 +17,7 @@ import torch
 from ..atomic import atomic_write_text
 from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..model_dir import mark_incomplete
-from ..models import load_model, load_tokenizer, resolve_model_dtype
+from ..models import load_model, load_tokenizer, resolve_attn_implementation, resolve_model_dtype
 from .config import LambdaDPOConfig
 from .prepare import as_lists, infer_aspects, resume_checkpoint
 from .trainer import LambdaDPOTrainer
@@ -80,7 +80,11 @@ def prepare_model(cfg: LambdaDPOConfig):
     logger.info("model_dtype: %s (%s)%s", cfg.model_dtype, why,
                 "; LoRA weights, optimiser states, log-softmax and loss in fp32, products under autocast"
                 if cfg.model_dtype != "float32" and cfg.use_lora else "")
-    model = load_model(cfg.model_name_or_path, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code)
+    cfg.attn_implementation, why = resolve_attn_implementation(
+        cfg.attn_implementation, cfg.model_dtype, cfg.device, cfg.max_prompt_length + cfg.max_response_length)
+    logger.info("attn_implementation: %s (%s)", cfg.attn_implementation, why)
+    model = load_model(cfg.model_name_or_path, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code,
+                       attn_implementation=cfg.attn_implementation)
     return tokenizer, model
 
 

@@ -22,8 +22,8 @@ from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_contrast_loss, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..model_dir import write_model_files
-from ..models import (float32_label, load_model, load_tokenizer, resolve_model_dtype, unwrap_model,
-                      weights_in_float32)
+from ..models import (float32_label, load_model, load_tokenizer, resolve_attn_implementation, resolve_model_dtype,
+                      unwrap_model, weights_in_float32)
 from ..scoring import ScoringBatch, score_batch
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
@@ -68,8 +68,11 @@ class LambdaDPOTrainer(Trainer):
             if model is None or isinstance(model, str):
                 args.model_name_or_path = model or args.model_name_or_path
                 args.model_dtype, _ = resolve_model_dtype(args.model_dtype, args.device, trains_base_weights=not args.use_lora)
+                args.attn_implementation, _ = resolve_attn_implementation(
+                    args.attn_implementation, args.model_dtype, args.device,
+                    args.max_prompt_length + args.max_response_length)
                 model = load_model(args.model_name_or_path, dtype=args.model_dtype,
-                                   trust_remote_code=args.trust_remote_code)
+                                   trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation)
             if processing_class is None:
                 processing_class = load_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
             self.prepared = prepare(args, model, processing_class, train_dataset, eval_dataset)

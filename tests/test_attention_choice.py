@@ -1,0 +1,54 @@
+"""attn_implementation: the auto rule, and eager scoring the shared-prompt layout exactly as sdpa does."""
+
+import logging
+
+import pytest
+import torch
+
+from lambda_dpo.models import EAGER_MAX_LENGTH, load_model, resolve_attn_implementation
+from lambda_dpo.scoring import build_batch, score_batch
+from lambda_dpo.training.config import load_config
+from lambda_dpo.training.run import prepare_model
+
+
+def test_auto_picks_eager_only_for_bf16_on_the_cpu_within_the_length_bound():
+    assert resolve_attn_implementation("auto", "bfloat16", "cpu", 384)[0] == "eager"
+    assert resolve_attn_implementation("auto", "bfloat16", "cpu", EAGER_MAX_LENGTH)[0] == "eager"
+    name, why = resolve_attn_implementation("auto", "bfloat16", "cpu", EAGER_MAX_LENGTH + 1)
+    assert name == "sdpa" and "past eager's bound" in why
+    assert resolve_attn_implementation("auto", "float32", "cpu", 384)[0] == "sdpa"
+    assert resolve_attn_implementation("auto", "float16", "cpu", 384)[0] == "sdpa"  # not measured: default
+    assert resolve_attn_implementation("auto", "bfloat16", "cuda", 384)[0] == "sdpa"
+    assert resolve_attn_implementation("eager", "float32", "cuda", 9999) == ("eager", "set in the config")
+    with pytest.raises(ValueError, match="flash"):
+        resolve_attn_implementation("flash", "float32")
+    with pytest.raises(ValueError, match="attn_implementation='flash' is not one of auto, sdpa, eager"):
+        load_config(None, attn_implementation="flash")
+
+
+def test_the_run_loads_the_kernel_it_resolved_and_logs_why(tiny_llama_dir, tmp_path, caplog):
+    cfg = load_config(None, model_name_or_path=str(tiny_llama_dir), model_dtype="bfloat16",
+                      max_prompt_length=64, max_response_length=32, output_dir=str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="lambda_dpo.training.run"):
+        _, model = prepare_model(cfg)
+    assert cfg.attn_implementation == "eager" and model.config._attn_implementation == "eager"
+    assert "attn_implementation: eager (auto: bf16 on the CPU" in caplog.text
+    cfg = load_config(None, model_name_or_path=str(tiny_llama_dir), model_dtype="float32", output_dir=str(tmp_path))
+    _, model = prepare_model(cfg)
+    assert cfg.attn_implementation == "sdpa" and model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("layout", ["prompt_cache", "packed", "naive"])
+def test_eager_and_sdpa_score_the_same_log_probs(tiny_llama_dir, layout):
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 200, (n,), generator=g).tolist() for n in (7, 12)]
+    responses = [[torch.randint(3, 200, (n,), generator=g).tolist() for n in lens] for lens in ((3, 9, 5), (6, 2, 8))]
+    batch = build_batch(prompts, responses, layout=layout)
+    logps = {}
+    for attn in ("sdpa", "eager"):
+        model = load_model(tiny_llama_dir, attn_implementation=attn).eval()
+        with torch.no_grad():
+            logps[attn], n_tok = score_batch(model, batch)
+    # fp32 throughout: the two kernels differ only in summation order (~1e-6 relative)
+    torch.testing.assert_close(logps["eager"], logps["sdpa"], rtol=1e-5, atol=1e-5)
+    assert n_tok.min() > 0
