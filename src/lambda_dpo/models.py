@@ -385,14 +385,13 @@ def resolve_attn_implementation(requested: str, model_dtype: str, device: str | 
         raise ValueError(f"attn_implementation={requested!r} is not one of {', '.join(ATTN_IMPLEMENTATIONS)}")
     if requested != "auto":
         return requested, "set in the config"
-    on_cpu = torch.device(device if device is not None else "cpu").type == "cpu"
-    if on_cpu and model_dtype == "bfloat16" and max_length <= EAGER_MAX_LENGTH:
-        return "eager", (f"auto: bf16 on the CPU, rows of at most {max_length} tokens: explicit bf16 products "
-                         "beat the fused SDPA kernel here (bench/bench_attention.py)")
-    return "sdpa", ("auto: transformers' default" + ("" if on_cpu and model_dtype == "bfloat16" else
-                                                     f" for {model_dtype} on {torch.device(device or 'cpu').type}")
-                    + (f" (rows of {max_length} tokens are past eager's bound, {EAGER_MAX_LENGTH})"
-                       if on_cpu and model_dtype == "bfloat16" else ""))
+    kind = torch.device(device if device is not None else "cpu").type
+    if kind != "cpu" or model_dtype != "bfloat16":
+        return "sdpa", f"auto: transformers' default for {model_dtype} on {kind}"
+    if max_length > EAGER_MAX_LENGTH:
+        return "sdpa", f"auto: rows of {max_length} tokens are past eager's bound ({EAGER_MAX_LENGTH})"
+    return "eager", (f"auto: bf16 on the CPU, rows of at most {max_length} tokens: explicit bf16 products "
+                     "beat the fused SDPA kernel here (bench/bench_attention.py)")
 
 
 def unwrap_model(model, *, peft: bool = True) -> torch.nn.Module:
