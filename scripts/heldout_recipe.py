@@ -2,8 +2,9 @@
 
 Trains only the steered method, for the full preset's seeds and its steered budget (200 steps; a
 max_steps=N override replaces it) with the given key=value overrides (the study's syntax),
-measures it on eval.jsonl exactly as `lambda-dpo demo --preset full` does, and takes the baselines that do not depend on the steered recipe (DPO best-vs-worst and the
-lambda-fixed model, both never shown lambda; the rating-blind picks) from a committed demo-full run,
+measures it on eval.jsonl exactly as `lambda-dpo demo --preset full` does, and takes the
+baselines that do not depend on the steered recipe (DPO best-vs-worst and the lambda-fixed model,
+both never shown lambda; the rating-blind picks) from a committed demo-full run,
 so the report's 14 targets compare like with like. The untrained model given the same lambda text is
 measured again only when an override changes what it reads (lambda_text, conditioning, how cut
 replies are scored). Use it after the dev split (scripts/steering_study.py) has picked a recipe;
