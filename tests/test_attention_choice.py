@@ -52,3 +52,15 @@ def test_eager_and_sdpa_score_the_same_log_probs(tiny_llama_dir, layout):
     # fp32 throughout: the two kernels differ only in summation order (~1e-6 relative)
     torch.testing.assert_close(logps["eager"], logps["sdpa"], rtol=1e-5, atol=1e-5)
     assert n_tok.min() > 0
+
+
+def test_the_reference_cache_is_keyed_by_the_kernel(tiny_llama_dir, tmp_path):
+    from lambda_dpo.training.prepare import score_reference
+    from test_mixed_precision import tokenized
+
+    tls = tokenized([[5, 6, 7], [8, 9]], [[[10, 11], [12]], [[13], [14, 15, 16]]])
+    cfg = load_config(None, model_name_or_path=str(tiny_llama_dir), model_dtype="float32",
+                      reference_cache_dir=str(tmp_path / "c"), output_dir=str(tmp_path / "o"))
+    for attn in ("sdpa", "eager", "sdpa"):
+        score_reference(cfg, load_model(tiny_llama_dir, attn_implementation=attn).eval(), tls, "prompt_cache", "t")
+    assert len(list((tmp_path / "c").glob("reference-*.safetensors"))) == 2  # one per kernel; the third call hit

@@ -96,10 +96,13 @@ def with_lora(model, cfg: LambdaDPOConfig):
 def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], layout: str, name: str,
                     dtype: str | None = None) -> list[ScoredList]:
     """Reference log-probs of `lists` (cached); `dtype` names the weights' dtype when it is not
-    cfg.model_dtype (it keys the cache)."""
+    cfg.model_dtype (it keys the cache). The attention kernel keys it too: eager and sdpa round bf16
+    differently, and a reference from the other kernel would be a silent mix."""
     cache = None if cfg.reference_cache_dir is None else (
         default_cache_dir() / "reference" if cfg.reference_cache_dir == "auto" else Path(cfg.reference_cache_dir))
-    ref = reference_logps(model, lists, cache, settings={"dtype": dtype or cfg.model_dtype, "layout": layout},
+    settings = {"dtype": dtype or cfg.model_dtype, "layout": layout,
+                "attn_implementation": getattr(model.config, "_attn_implementation", None)}
+    ref = reference_logps(model, lists, cache, settings=settings,
                           batch_size=cfg.reference_batch_size, layout=layout, chunk_size=cfg.logprob_chunk_size,
                           desc=f"reference log-probs ({name})")
     return [ScoredList(tl, r, i) for i, (tl, r) in enumerate(zip(lists, ref))]
