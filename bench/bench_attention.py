@@ -2,6 +2,7 @@
 
     python bench/bench_attention.py                      # 256/128 and 128/64, 3 rounds
     python bench/bench_attention.py --configs 128x64 --rounds 2
+    python bench/bench_attention.py --task generate --tag attention_generate   # greedy generation
 
 On this CPU the bf16 matrix products are 2x faster than fp32 but PyTorch's fused SDPA kernel is not
 (bench/results/profiles/), which caps the mixed mode's gain. transformers' "eager" attention does
@@ -10,6 +11,10 @@ training step (prompt_cache layout, reference precomputed, N = 4, one list per s
 fp32 / bf16 x sdpa / eager, round-robin within each round so that drift of a shared machine
 hits every setting alike, and prints the medians and the ratios that decide a default. Peak memory
 is not comparable within one process: bench/bench_mixed_precision.py --attn measures it.
+`--task generate` times greedy generation instead (lambda_dpo.generation.generate of
+--gen-prompts prompts x --gen-tokens new tokens, batches of 12 as the demo uses, the same token count
+in every setting), in the same round-robin: decoding runs one query position against a growing
+key/value cache, a different shape from training's.
 Results: bench/results/<tag>.json and .md.
 """
 
@@ -18,8 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -32,15 +37,21 @@ if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
 import torch  # noqa: E402
 
 from listwise_steps import time_listwise_steps  # noqa: E402
+from round_robin import medians, round_robin  # noqa: E402
 from workload import add_lora, make_lists  # noqa: E402
+
+from bench_mixed_precision import gen_prompts  # noqa: E402  (the same prompts as its generate task)
 
 SETTINGS = [("float32", "sdpa"), ("float32", "eager"), ("bfloat16", "sdpa"), ("bfloat16", "eager")]
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", default="train", choices=["train", "generate"])
     ap.add_argument("--configs", default="256x128,128x64", help="PxR prompt/response lengths (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
+    ap.add_argument("--gen-prompts", type=int, default=24)
+    ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -53,30 +64,34 @@ def main(argv: list[str] | None = None) -> dict:
 
     models = {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in ("float32", "bfloat16")}
     results = {}
-    for cfg in args.configs.split(","):
-        p, r = map(int, cfg.split("x"))
-        lists = make_lists(p, r, args.n, 3, models["float32"].config.vocab_size)
-        times = {s: [] for s in SETTINGS}
-        for rnd in range(args.rounds):
-            for dtype, attn in SETTINGS:
-                model = models[dtype]
-                model.set_attn_implementation(attn)
-                res = time_listwise_steps(model, lists, "ours", warmup=1, steps=2)
-                times[(dtype, attn)] += res["step_s"]
-                print(f"{cfg} round {rnd + 1} {dtype:>8} {attn:>5}: "
-                      + " ".join(f"{t:.2f}" for t in res["step_s"]) + " s", flush=True)
-        med = {f"{d}/{a}": statistics.median(t) for (d, a), t in times.items()}
+    configs = args.configs.split(",") if args.task == "train" else [f"gen{args.gen_prompts}x{args.gen_tokens}"]
+    for cfg in configs:
+        if args.task == "train":
+            p, r = map(int, cfg.split("x"))
+            lists = make_lists(p, r, args.n, 3, models["float32"].config.vocab_size)
+            timed = lambda model: time_listwise_steps(model, lists, "ours", warmup=1, steps=2)["step_s"]  # noqa: E731
+        else:
+            timed = _generation_timer(args)
+        def run(setting, timed=timed):
+            dtype, attn = setting
+            models[dtype].set_attn_implementation(attn)
+            return timed(models[dtype])
+
+        times = round_robin(SETTINGS, run, args.rounds, cfg)
+        med = {f"{d}/{a}": m for (d, a), m in medians(times).items()}
         results[cfg] = {"median_s": med, "steps_s": {f"{d}/{a}": t for (d, a), t in times.items()},
                         "bf16_eager_over_bf16_sdpa": med["bfloat16/sdpa"] / med["bfloat16/eager"],
                         "fp32_eager_over_fp32_sdpa": med["float32/sdpa"] / med["float32/eager"],
                         "mixed_best_over_fp32_best": min(med["float32/sdpa"], med["float32/eager"])
                         / min(med["bfloat16/sdpa"], med["bfloat16/eager"]),
                         "mixed_sdpa_over_fp32_sdpa": med["float32/sdpa"] / med["bfloat16/sdpa"]}
-    record = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "n": args.n,
+    record = {"cpu": platform.processor() or platform.machine(), "task": args.task, "threads": args.threads, "n": args.n,
               "rounds": args.rounds, "model": args.model, "torch": torch.__version__, "results": results}
-    lines = [f"# Attention kernel x precision ({args.threads} threads, N = {args.n}, LoRA r16, prompt_cache, "
-             f"{args.rounds} rounds x 2 timed steps, medians, s per list)", "",
-             "| P/R | fp32 sdpa | fp32 eager | bf16 sdpa | bf16 eager | bf16: eager over sdpa | "
+    what = (f"N = {args.n}, LoRA r16, prompt_cache, {args.rounds} rounds x 2 timed steps, medians, s per list"
+             if args.task == "train" else f"greedy generation, {args.gen_prompts} prompts x {args.gen_tokens} new "
+             f"tokens, batches of 12, LoRA r16, {args.rounds} rounds, medians, s per run")
+    lines = [f"# Attention kernel x precision ({args.threads} threads, {what})", "",
+             "| setting (P/R) | fp32 sdpa | fp32 eager | bf16 sdpa | bf16 eager | bf16: eager over sdpa | "
              "fp32: eager over sdpa | mixed over fp32, sdpa both | mixed over fp32, best of each |",
              "|---|---|---|---|---|---|---|---|---|"]
     for cfg, res in results.items():
@@ -91,6 +106,26 @@ def main(argv: list[str] | None = None) -> dict:
     (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return record
+
+
+def _generation_timer(args):
+    """A function model -> [seconds] timing one greedy generation run of the bench's prompts."""
+    from lambda_dpo.generation import SteerableModel, generate
+    from lambda_dpo.models import load_tokenizer
+
+    tok = load_tokenizer(args.model)
+    prompts = gen_prompts(args.gen_prompts)
+
+    def timed(model) -> list[float]:
+        model.eval()
+        model.generation_config.min_new_tokens = args.gen_tokens  # the same token count in every setting
+        sm = SteerableModel(model, tok, ("quality",), "none")
+        generate(sm, prompts[:2], max_new_tokens=4)  # warm-up of this kernel
+        t0 = time.perf_counter()
+        generate(sm, prompts, max_new_tokens=args.gen_tokens, batch_size=12)
+        return [time.perf_counter() - t0]
+
+    return timed
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -47,13 +48,16 @@ def precompute_reference(model, lists, chunk_size: int = 1024, layout: str = "pr
 
 def time_listwise_steps(model, lists, method: str, warmup: int = 1, steps: int = 3, *, min_steps: int = 1,
                         max_timed_seconds: float = float("inf"), chunk_size: int = 1024, beta: float = BETA,
-                        lr: float = LR, log=None) -> dict:
+                        lr: float = LR, log=None, reference: list[torch.Tensor] | None = None) -> dict:
     """Time full training steps (forward + backward + AdamW step) of `method` (a LISTWISE_LAYOUTS key).
 
     One list per step; list i is used at step i (cycling). "ours" / "ours_packed": prompt_cache /
     packed layout, reference log-probs precomputed before timing. "naive": one row per response and a reference forward
     (adapter disabled, no grad) inside every step. Timing stops early once `max_timed_seconds`
-    of timed steps have run and at least `min_steps` were timed.
+    of timed steps have run and at least `min_steps` were timed. `reference`: per-list [N] log-probs
+    from precompute_reference, for callers that must keep the precompute out of what they measure
+    (profile_step.py); computed here when None. Each phase runs under a torch.profiler label
+    ("reference forward", "policy forward", "loss", "backward", "optimizer").
 
     Returns {"step_s": [...], "cpu_s": [...], "precompute_s_per_list": float | None, "loss": float}.
     """
@@ -69,10 +73,10 @@ def time_listwise_steps(model, lists, method: str, warmup: int = 1, steps: int =
     target, mask = rank_target(n), torch.ones(1, n, dtype=torch.bool)
     batches = [build_batch([p], [rs], layout=layout) for p, rs in lists]
     precompute = None
-    if cached_ref:
-        refs, precompute = precompute_reference(model, lists, chunk_size, layout)
-        refs = [r[None] for r in refs]
+    if cached_ref and reference is None:
+        reference, precompute = precompute_reference(model, lists, chunk_size, layout)
         log(f"reference precompute {precompute:.2f} s/list")
+    refs = [r[None] for r in reference] if cached_ref else None
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -83,14 +87,18 @@ def time_listwise_steps(model, lists, method: str, warmup: int = 1, steps: int =
         if cached_ref:
             ref = refs[i % len(refs)]
         else:
-            with torch.no_grad(), _reference_context(model):
+            with record_function("reference forward"), torch.no_grad(), _reference_context(model):
                 ref, _ = score_batch(model, batch, chunk_size)
-        logps, n_tok = score_batch(model, batch, chunk_size)
-        scores = sequence_scores(logps, ref, n_tok, "sum")
-        loss = lambda_dpo_loss(scores, target, mask, beta).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        with record_function("policy forward"):
+            logps, n_tok = score_batch(model, batch, chunk_size)
+        with record_function("loss"):
+            scores = sequence_scores(logps, ref, n_tok, "sum")
+            loss = lambda_dpo_loss(scores, target, mask, beta).mean()
+        with record_function("backward"):
+            loss.backward()
+        with record_function("optimizer"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         loss_value = loss.item()
         timed = i >= warmup

@@ -74,3 +74,43 @@ def test_flop_model_sits_between_one_and_token_counts(costs):
         # prompt_cache skips the masked blocks the packed row pays for
         assert costs.flop_model("ours", p, r, 4) < costs.flop_model("ours_packed", p, r, 4)
     assert costs.flop_model("trl_all", 256, 128, 4) == pytest.approx(6 * costs.flop_model("trl_bw", 256, 128, 4))
+
+
+def test_precomputed_reference_gives_the_same_steps(workload, listwise):
+    """profile_step.py passes the reference in, to keep its precompute out of the profile: same loss."""
+    lists = workload.make_lists(12, 6, 3, 2, vocab_size=512)
+    losses = []
+    for pass_reference in (False, True):
+        torch.manual_seed(0)
+        model = workload.add_lora(tiny_model("llama", vocab_size=512), r=4)
+        reference = listwise.precompute_reference(model, lists)[0] if pass_reference else None
+        out = listwise.time_listwise_steps(model, lists, "ours", warmup=1, steps=1, reference=reference)
+        assert (out["precompute_s_per_list"] is None) == pass_reference
+        losses.append(out["loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+def test_profile_kinds_of_work():
+    classify = load_bench("profile_step").classify
+    vocab = 49152
+    assert classify("mm", [[512, 576], [576, vocab]], vocab).startswith("output layer")
+    assert classify("mm", [[512, 576], [576, 1536]], vocab).startswith("linear layers")
+    assert classify("_scaled_dot_product_flash_attention_for_cpu", [[4, 9, 128, 64]], vocab) == "attention kernel"
+    assert classify("copy_", [[4, 3, 3, 384, 64], [4, 3, 3, 384, 64], []], vocab).startswith("key/value head expansion")
+    assert classify("copy_", [[4, 384, 576], [4, 384, 576], []], vocab) == "copies and views"
+    assert classify("fill_", [[4, 384, 9, 64], []], vocab) == "allocation and zero fills"
+    assert classify("_foreach_mul_", [[], []], vocab).startswith("optimizer")
+    assert classify("silu", [[4, 128, 1536]], vocab).startswith("elementwise")
+
+
+def test_profile_side_by_side_table():
+    side_by_side = load_bench("profile_step").side_by_side
+    results = {"prompt_cache": {"phases_s": {"policy forward": 1.0, "backward": 2.0}, "kinds_s": {"attention kernel": 1.0}},
+               "naive": {"phases_s": {"reference forward": 1.0, "policy forward": 3.0, "backward": 4.0},
+                         "kinds_s": {"attention kernel": 2.5}}}
+    lines = side_by_side(results)
+    assert lines[0] == "| s per step | prompt_cache | naive | naive over prompt_cache |"
+    assert "| policy forward | 1.000 | 3.000 | 3.00x |" in lines
+    assert "| reference forward | 0.000 | 1.000 | - |" in lines
+    assert "| **total** (phases) | 3.000 | 8.000 | 2.67x |" in lines
+    assert "| attention kernel | 1.000 | 2.500 | 2.50x |" in lines
