@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from lambda_dpo.demo.data import demo_data_dir, judge_all
-from lambda_dpo.demo.run import CONFLICT, EDGE_WS, _read_specs
+from lambda_dpo.demo.run import CONFLICT, EDGE_WS, GEN_BATCH, _read_specs
 from lambda_dpo.evaluation.steering import mean_judge_scores
 from lambda_dpo.evaluation.steering_metrics import edge_sweep
 from lambda_dpo.evaluation.steering_report import save_demo_outputs
@@ -34,7 +34,7 @@ def regenerate(sm: SteerableModel, specs, max_new_tokens: int, steered: bool) ->
     prompts = [s.prompt for s in specs]
 
     def gen(ps, lam):
-        return generate(sm, ps, lam, max_new_tokens=max_new_tokens, batch_size=12)
+        return generate(sm, ps, lam, max_new_tokens=max_new_tokens, batch_size=GEN_BATCH)
 
     if not steered:
         replies = gen(prompts, None)

@@ -25,8 +25,19 @@ def micro(monkeypatch, tiny_data):
     monkeypatch.setitem(demo.PRESETS, "micro", MICRO)
 
 
-def test_demo_measures_steering_and_writes_report_and_plots(micro, tiny_llama_dir, tmp_path):
+def test_demo_measures_steering_and_writes_report_and_plots(micro, monkeypatch, tiny_llama_dir, tmp_path):
+    batches = []
+
+    def recording_generate(sm, prompts, lam=None, **kw):
+        batches.append((len(prompts), kw["batch_size"]))
+        return generate(sm, prompts, lam, **kw)
+
+    generate = demo.generate
+    monkeypatch.setattr(demo, "generate", recording_generate)
     out = demo.run_demo("micro", tmp_path / "run", model=tiny_llama_dir)
+    # every generation call of the demo runs its prompts as one batch (GEN_BATCH: faster decoding)
+    assert batches and all(n <= b == demo.GEN_BATCH for n, b in batches)
+    assert all(p.gen_prompts <= demo.GEN_BATCH for p in demo.PRESETS.values())
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["runs"]) == set(demo.METHODS) and metrics["seeds"] == [0]
     steered = metrics["runs"]["lambda_dpo_steered"]["0"]

@@ -1,0 +1,112 @@
+"""Greedy generation, fp32 against the bf16 mixed mode, with the variants tried to speed up decoding.
+
+    python bench/generation_variants.py                   # 24 prompts x 64 new tokens, 2 rounds
+    python bench/generation_variants.py --rounds 3 --tag generation_variants_3
+
+Variants, each timed for both precisions in one process, round-robin (round_robin.py):
+  default     lambda_dpo.generation.generate as shipped: DynamicCache, SDPA, and for bf16 weights
+              models.precision_context (autocast; the fp32 LoRA weights cast to bf16 per call)
+  static      the same with transformers' StaticCache (`cache_implementation="static"`): key/value
+              buffers allocated once instead of concatenated at every decoding step
+  peft_cast   bf16 only: no autocast, PEFT's own casting (each LoRA product in fp32 on an fp32 copy
+              of its input): decoding multiplies 12-row inputs, where bf16 products are not faster
+  one_batch   every prompt in one batch (what the demo does since 2026-12-02, demo.run.GEN_BATCH)
+              instead of batches of 12: a decoding step of 24 rows costs about what one of 12 does
+The LoRA (r16, all linear layers, B = 0 as initialised) is attached as in a trained run, batches
+of 12 (the demo's until 2026-12-02) but for one_batch, and every run is forced to the same number of new tokens
+(min_new_tokens) so that the precisions do the same work. Prints medians, the mixed-over-fp32 ratio
+of each variant and how many replies a variant leaves unchanged. Results: bench/results/<tag>.*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+
+from bench_mixed_precision import gen_prompts  # noqa: E402
+from round_robin import medians, round_robin  # noqa: E402
+from workload import add_lora  # noqa: E402
+
+SETTINGS = [("float32", "default"), ("bfloat16", "default"), ("float32", "static"), ("bfloat16", "static"),
+            ("bfloat16", "peft_cast"), ("float32", "one_batch"), ("bfloat16", "one_batch")]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--gen-prompts", type=int, default=24)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--tag", default="generation_variants")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    import lambda_dpo.generation as generation
+    from lambda_dpo.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(args.model)
+    models = {d: add_lora(load_model(args.model, dtype=d)).eval() for d in ("float32", "bfloat16")}
+    prompts = gen_prompts(args.gen_prompts)
+    shipped_context = generation.precision_context
+    replies = {}
+
+    def run(setting):
+        dtype, variant = setting
+        model = models[dtype]
+        model.generation_config.min_new_tokens = args.gen_tokens
+        model.generation_config.cache_implementation = "static" if variant == "static" else None
+        generation.precision_context = ((lambda m: contextlib.nullcontext()) if variant == "peft_cast"
+                                        else shipped_context)
+        try:
+            sm = generation.SteerableModel(model, tok, ("quality",), "none")
+            generation.generate(sm, prompts[:2], max_new_tokens=4)  # warm-up of this variant
+            t0 = time.perf_counter()
+            batch = len(prompts) if variant == "one_batch" else 12
+            replies[setting] = generation.generate(sm, prompts, max_new_tokens=args.gen_tokens, batch_size=batch)
+            return [time.perf_counter() - t0]
+        finally:
+            generation.precision_context = shipped_context
+
+    times = round_robin(SETTINGS, run, args.rounds, f"gen{args.gen_prompts}x{args.gen_tokens}")
+    med = {f"{d}/{v}": s for (d, v), s in medians(times).items()}
+    same = {f"{d}/{v}": sum(a == b for a, b in zip(replies[(d, v)], replies[(d, "default")]))
+            for d, v in SETTINGS if v != "default"}
+    record = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "rounds": args.rounds,
+              "prompts": args.gen_prompts, "new_tokens": args.gen_tokens, "model": args.model,
+              "torch": torch.__version__, "median_s": med, "runs_s": {f"{d}/{v}": t for (d, v), t in times.items()},
+              "replies_equal_to_default": same}
+    fp32 = med["float32/default"]
+    lines = [f"# Greedy generation variants ({args.threads} threads, {args.gen_prompts} prompts x {args.gen_tokens} new "
+             f"tokens, batches of 12, LoRA r16, {args.rounds} rounds, medians)", "",
+             "| precision | variant | s per run | over fp32 default | over the same precision's default | "
+             f"replies equal to default (of {args.gen_prompts}) |", "|---|---|---|---|---|---|"]
+    for d, v in SETTINGS:
+        s = med[f"{d}/{v}"]
+        lines.append(f"| {d} | {v} | {s:.2f} | {fp32 / s:.2f}x | {med[f'{d}/default'] / s:.2f}x | "
+                     f"{same.get(f'{d}/{v}', '-')} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return record
+
+
+if __name__ == "__main__":
+    main()
