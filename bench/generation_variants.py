@@ -91,15 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
               "prompts": args.gen_prompts, "new_tokens": args.gen_tokens, "model": args.model,
               "torch": torch.__version__, "median_s": med, "runs_s": {f"{d}/{v}": t for (d, v), t in times.items()},
               "replies_equal_to_default": same}
-    fp32 = med["float32/default"]
-    lines = [f"# Greedy generation variants ({args.threads} threads, {args.gen_prompts} prompts x {args.gen_tokens} new "
-             f"tokens, batches of 12, LoRA r16, {args.rounds} rounds, medians)", "",
-             "| precision | variant | s per run | over fp32 default | over the same precision's default | "
-             f"replies equal to default (of {args.gen_prompts}) |", "|---|---|---|---|---|---|"]
-    for d, v in SETTINGS:
-        s = med[f"{d}/{v}"]
-        lines.append(f"| {d} | {v} | {s:.2f} | {fp32 / s:.2f}x | {med[f'{d}/default'] / s:.2f}x | "
-                     f"{same.get(f'{d}/{v}', '-')} |")
+    lines = render(record)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
@@ -108,5 +100,24 @@ def main(argv: list[str] | None = None) -> dict:
     return record
 
 
+def render(record: dict) -> list[str]:
+    """The markdown table of a result record (also `--render FILE.json`)."""
+    med, same, n = record["median_s"], record["replies_equal_to_default"], record["prompts"]
+    lines = [f"# Greedy generation variants ({record['threads']} threads, {n} prompts x {record['new_tokens']} new "
+             f"tokens, batches of 12 unless one_batch, LoRA r16, {record['rounds']} rounds, medians)", "",
+             "| precision | variant | s per run | over fp32 default | over the same precision's default | "
+             f"mixed over fp32, same variant | replies equal to default (of {n}) |", "|---|---|---|---|---|---|---|"]
+    for d, v in SETTINGS:
+        s = med[f"{d}/{v}"]
+        fp32_same = med.get(f"float32/{v}")
+        mixed = f"{fp32_same / s:.2f}x" if d == "bfloat16" and fp32_same else "-"
+        lines.append(f"| {d} | {v} | {s:.2f} | {med['float32/default'] / s:.2f}x | {med[f'{d}/default'] / s:.2f}x | "
+                     f"{mixed} | {same.get(f'{d}/{v}', '-')} |")
+    return lines
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        print("\n".join(render(json.loads(Path(sys.argv[2]).read_text()))))
+        raise SystemExit
     main()

@@ -114,3 +114,15 @@ def test_profile_side_by_side_table():
     assert "| reference forward | 0.000 | 1.000 | - |" in lines
     assert "| **total** (phases) | 3.000 | 8.000 | 2.67x |" in lines
     assert "| attention kernel | 1.000 | 2.500 | 2.50x |" in lines
+
+
+def test_generation_variants_table():
+    gv = load_bench("generation_variants")
+    med = {f"{d}/{v}": 10.0 for d, v in gv.SETTINGS}
+    med.update({"bfloat16/default": 8.0, "float32/one_batch": 6.0, "bfloat16/one_batch": 4.0})
+    record = {"median_s": med, "replies_equal_to_default": {"bfloat16/one_batch": 23}, "prompts": 24, "threads": 2,
+              "new_tokens": 64, "rounds": 2}
+    lines = gv.render(record)
+    assert "| bfloat16 | default | 8.00 | 1.25x | 1.00x | 1.25x | - |" in lines
+    assert "| bfloat16 | one_batch | 4.00 | 2.50x | 2.00x | 1.50x | 23 |" in lines
+    assert "| bfloat16 | peft_cast | 10.00 | 1.00x | 0.80x | - | - |" in lines

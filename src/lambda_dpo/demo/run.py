@@ -45,8 +45,9 @@ CONFLICT = ("conciseness", "informativeness")  # the pair the judges put in real
 EDGE_WS = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of informativeness along the edge (1 - w on conciseness)
 STEERED = "lambda_dpo_steered"
 # Generation batch: every preset's prompts in one batch. A greedy decoding step of 24 rows costs
-# about what one of 12 does here, so one batch of 16 or 24 is 1.5-1.6x faster than batches of 12
-# (python bench/generation_variants.py). In bf16 a reply can change with the batch's padding.
+# about what one of 12 does here: 24 prompts x 64 tokens in one batch took 2.06x less time than in
+# batches of 12 in bf16, 1.62x in fp32 (bench/results/generation_variants.md). In bf16 a reply can
+# change with the batch's padding.
 GEN_BATCH = 32
 
 METHODS = {

@@ -1,0 +1,105 @@
+"""Shared prompt vs one row per response, fp32 and mixed, interleaved in one process (steady state).
+
+    python bench/bench_layouts.py                       # 256/128 and 128/64, 3 rounds
+    python bench/bench_layouts.py --configs 256x128 --rounds 4 --tag layouts_256
+
+bench_throughput.py runs each method in a fresh process, for a clean peak-memory figure, and
+times 2-3 steps after one warm-up: the first steps of a process also pay for memory touched for
+the first time, which costs a naive step (3x the activations) more than ours, and the machine's
+drift between processes lands on one method only. This script times both layouts in the same
+process, round-robin (round_robin.py), on one SmolLM2-135M LoRA-r16 model per precision: one
+list per AdamW step, N = 4; prompt_cache reads reference log-probs computed before timing, naive
+runs its reference forward inside every step (as in listwise_steps.py). Each precision runs with
+the attention kernel `attn_implementation: auto` picks for it (sdpa in fp32, eager in bf16 here).
+Prints the medians and the two ratios issue 12 sets targets for, beside the FLOP model's
+prediction (cost_model.predicted_speedup_flops). Results: bench/results/<tag>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+
+from cost_model import predicted_speedup_flops  # noqa: E402
+from listwise_steps import time_listwise_steps  # noqa: E402
+from round_robin import medians, round_robin  # noqa: E402
+from workload import add_lora, make_lists  # noqa: E402
+
+SETTINGS = [("float32", "ours"), ("float32", "naive"), ("bfloat16", "ours"), ("bfloat16", "naive")]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default="256x128,128x64", help="PxR prompt/response lengths (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--tag", default="layouts")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    from lambda_dpo.models import load_model, resolve_attn_implementation
+
+    models = {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in ("float32", "bfloat16")}
+    results, kernels = {}, {}
+    for cfg in args.configs.split(","):
+        p, r = map(int, cfg.split("x"))
+        lists = make_lists(p, r, args.n, 3, models["float32"].config.vocab_size)
+        for dtype, model in models.items():
+            kernels[dtype] = resolve_attn_implementation("auto", dtype, "cpu", p + r)[0]
+            model.set_attn_implementation(kernels[dtype])
+
+        def run(setting):
+            dtype, method = setting
+            return time_listwise_steps(models[dtype], lists, method, warmup=1, steps=2)["step_s"]
+
+        times = round_robin(SETTINGS, run, args.rounds, cfg)
+        med = {f"{d}/{m}": s for (d, m), s in medians(times).items()}
+        results[cfg] = {"median_s": med, "steps_s": {f"{d}/{m}": t for (d, m), t in times.items()},
+                        "kernels": dict(kernels),
+                        "naive_over_prompt_cache_fp32": med["float32/naive"] / med["float32/ours"],
+                        "naive_over_prompt_cache_mixed": med["bfloat16/naive"] / med["bfloat16/ours"],
+                        "mixed_over_fp32_prompt_cache": med["float32/ours"] / med["bfloat16/ours"],
+                        "mixed_over_fp32_naive": med["float32/naive"] / med["bfloat16/naive"],
+                        "flop_model_naive_over_prompt_cache": predicted_speedup_flops("naive", p, r, args.n)}
+    record = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "n": args.n,
+              "rounds": args.rounds, "model": args.model, "torch": torch.__version__, "results": results}
+    lines = [f"# prompt_cache vs naive, fp32 vs mixed, interleaved ({args.threads} threads, N = {args.n}, LoRA r16, "
+             f"{args.rounds} rounds x 2 timed steps, medians, s per list)", "",
+             "| P/R | fp32 prompt_cache | fp32 naive | mixed prompt_cache | mixed naive | prompt_cache over naive, "
+             "fp32 (target 2.4x) | FLOP model | prompt_cache over naive, mixed | mixed over fp32, prompt_cache "
+             "(target 1.6x) | mixed over fp32, naive |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for cfg, res in results.items():
+        m = res["median_s"]
+        lines.append(f"| {cfg.replace('x', '/')} | {m['float32/ours']:.2f} | {m['float32/naive']:.2f} | "
+                     f"{m['bfloat16/ours']:.2f} | {m['bfloat16/naive']:.2f} | "
+                     f"**{res['naive_over_prompt_cache_fp32']:.2f}x** | {res['flop_model_naive_over_prompt_cache']:.2f}x | "
+                     f"{res['naive_over_prompt_cache_mixed']:.2f}x | **{res['mixed_over_fp32_prompt_cache']:.2f}x** | "
+                     f"{res['mixed_over_fp32_naive']:.2f}x |")
+    lines.append("")
+    lines.append("Kernels (attn_implementation auto): " + ", ".join(f"{d}: {k}" for d, k in kernels.items()))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return record
+
+
+if __name__ == "__main__":
+    main()
