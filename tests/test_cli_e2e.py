@@ -126,3 +126,20 @@ def test_every_baseline_trains_on_the_same_pipeline(loss_type, tiny_gpt2_dir, tm
     result = train(cfg)
     assert torch.isfinite(torch.tensor(result.train_metrics["train_loss"]))
     assert 0 <= result.eval_metrics["eval_mean/top1"] <= 1
+
+
+def test_generate_passes_its_batch_size(monkeypatch, capsys):
+    import lambda_dpo.generation as generation
+
+    seen = {}
+
+    def fake_generate(sm, prompts, lam, **kw):
+        seen.update(kw, prompts=prompts)
+        return [f"reply to {p}" for p in prompts]
+
+    monkeypatch.setattr(generation, "load_steerable", lambda path, trust_remote_code=False: object())
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    assert main(["generate", "--model", "m", "--batch-size", "3", "a", "b"]) == 0
+    assert seen["batch_size"] == 3 and seen["prompts"] == ["a", "b"]
+    assert capsys.readouterr().out.split("\n")[:2] == ["reply to a", "reply to b"]
+    assert main(["generate", "--model", "m", "c"]) == 0 and seen["batch_size"] == 16  # generate()'s own default

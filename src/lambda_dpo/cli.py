@@ -43,7 +43,7 @@ def _generate(args) -> int:
 
     sm = load_steerable(args.model, trust_remote_code=args.trust_remote_code)
     replies = generate(sm, args.prompts, args.lam, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                       temperature=args.temperature, seed=args.seed)
+                       temperature=args.temperature, seed=args.seed, batch_size=args.batch_size)
     for reply in replies:
         print(reply)
     return 0
@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="prompts decoded together (default 16); larger batches are faster while memory lasts")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_generate)
 
