@@ -38,6 +38,10 @@ def test_demo_measures_steering_and_writes_report_and_plots(micro, monkeypatch, 
     # every generation call of the demo runs its prompts as one batch (GEN_BATCH: faster decoding)
     assert batches and all(n <= b == demo.GEN_BATCH for n, b in batches)
     assert all(p.gen_prompts <= demo.GEN_BATCH for p in demo.PRESETS.values())
+    stages = json.loads((out / "metrics.json").read_text())["stage_seconds"]
+    assert list(stages) == list(demo.STAGES) and all(v > 0 for v in stages.values())
+    assert sum(stages.values()) <= json.loads((out / "metrics.json").read_text())["wall_seconds"] + 0.1
+    assert f"training {stages['training']:.0f} s" in (out / "report.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["runs"]) == set(demo.METHODS) and metrics["seeds"] == [0]
     steered = metrics["runs"]["lambda_dpo_steered"]["0"]

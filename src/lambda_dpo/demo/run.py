@@ -17,6 +17,7 @@ as instructions).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -109,13 +110,17 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                for name in p.methods}
     runs: dict[str, dict[int, dict]] = {name: {} for name in methods}
     base = baselines = recipe = None
+    stages = dict.fromkeys(STAGES, 0.0)
     for s in seeds:
         for name, overrides in methods.items():
-            result = _train(name, {"model_dtype": model_dtype, **overrides}, p, out, s, model, data)
-            runs[name][s] = measure_model(result, specs, p, steered=result.trainer.args.conditioning != "none")
+            with _timed(stages, "training"):
+                result = _train(name, {"model_dtype": model_dtype, **overrides}, p, out, s, model, data)
+            with _timed(stages, "trained models' steering figures"):
+                runs[name][s] = measure_model(result, specs, p, steered=result.trainer.args.conditioning != "none")
             if base is None and name == STEERED:  # the base model given the same lambda text, and rating-blind picks
                 recipe = {k: getattr(result.trainer.args, k) for k in RECIPE_KEYS}
-                base = measure_base(result, specs, p, model)
+                with _timed(stages, "base model given the same text"):
+                    base = measure_base(result, specs, p, model)
                 baselines = listwise_baselines(result.trainer.eval_dataset.items, result.aspects)
             del result
     metrics = {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
@@ -123,9 +128,25 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                "steered_max_steps": p.steered_steps,
                "recipe": recipe, "runs": runs, "base_with_text": base,
                "baselines": baselines, "example_prompt": specs[0].prompt if specs else "",
-               "wall_seconds": round(time.time() - started, 1), "torch_threads": torch.get_num_threads()}
+               "wall_seconds": round(time.time() - started, 1),
+               "stage_seconds": {k: round(v, 1) for k, v in stages.items()}, "torch_threads": torch.get_num_threads()}
     save_demo_outputs(metrics, out)
     return out
+
+
+# Where a demo's wall time goes (metrics.json `stage_seconds`, and the report's first lines):
+# training = loading, tokenising, the reference pass, the steps and the trainer's held-out scoring;
+# steering figures = Delta and the greedy generations along the edge (or the one judged point).
+STAGES = ("training", "trained models' steering figures", "base model given the same text")
+
+
+@contextlib.contextmanager
+def _timed(stages: dict[str, float], key: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[key] += time.perf_counter() - start
 
 
 def _train(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: str, data: Path):

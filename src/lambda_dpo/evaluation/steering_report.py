@@ -198,6 +198,8 @@ def write_steering_report(m: dict, out: Path) -> Path:
             f"(`scripts/regenerate_demo.py`, {m.get('wall_seconds_regenerate', float('nan')):.0f} s; the run itself "
             f"generated {regen['max_new_tokens']} new tokens: `{regen['run']}`)" if regen
             else f"wall time {m['wall_seconds']:.0f} s")
+    if m.get("stage_seconds"):
+        wall += " (" + ", ".join(f"{k} {v:.0f} s" for k, v in m["stage_seconds"].items()) + ")"
     if m.get("listwise_rescored"):  # listwise figures recomputed from the saved models
         wall += f"; listwise figures recomputed from the saved models: `{m['listwise_rescored']['command']}`"
     steps = str(budget["max_steps"])
