@@ -21,8 +21,6 @@ Results: bench/results/<tag>.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 import warnings
@@ -37,7 +35,7 @@ if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
 import torch  # noqa: E402
 
 from listwise_steps import time_listwise_steps  # noqa: E402
-from round_robin import medians, round_robin  # noqa: E402
+from round_robin import add_common_args, environment, medians, round_robin, save  # noqa: E402
 from workload import add_lora, make_lists  # noqa: E402
 
 from bench_mixed_precision import gen_prompts  # noqa: E402  (the same prompts as its generate task)
@@ -53,10 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--gen-prompts", type=int, default=24)
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--tag", default="attention")
-    ap.add_argument("--out", default=str(HERE / "results"))
+    add_common_args(ap, "attention")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -85,8 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "mixed_best_over_fp32_best": min(med["float32/sdpa"], med["float32/eager"])
                         / min(med["bfloat16/sdpa"], med["bfloat16/eager"]),
                         "mixed_sdpa_over_fp32_sdpa": med["float32/sdpa"] / med["bfloat16/sdpa"]}
-    record = {"cpu": platform.processor() or platform.machine(), "task": args.task, "threads": args.threads, "n": args.n,
-              "rounds": args.rounds, "model": args.model, "torch": torch.__version__, "results": results}
+    record = {**environment(args), "task": args.task, "n": args.n, "rounds": args.rounds, "results": results}
     what = (f"N = {args.n}, LoRA r16, prompt_cache, {args.rounds} rounds x 2 timed steps, medians, s per list"
              if args.task == "train" else f"greedy generation, {args.gen_prompts} prompts x {args.gen_tokens} new "
              f"tokens, batches of 12, LoRA r16, {args.rounds} rounds, medians, s per run")
@@ -100,11 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{m['bfloat16/sdpa']:.2f} | {m['bfloat16/eager']:.2f} | {res['bf16_eager_over_bf16_sdpa']:.2f}x | "
                      f"{res['fp32_eager_over_fp32_sdpa']:.2f}x | {res['mixed_sdpa_over_fp32_sdpa']:.2f}x | "
                      f"**{res['mixed_best_over_fp32_best']:.2f}x** |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
-    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args, record, lines)
     return record
 
 

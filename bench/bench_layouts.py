@@ -18,8 +18,6 @@ prediction (cost_model.predicted_speedup_flops). Results: bench/results/<tag>.js
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import warnings
 from pathlib import Path
@@ -34,7 +32,7 @@ import torch  # noqa: E402
 
 from cost_model import predicted_speedup_flops  # noqa: E402
 from listwise_steps import time_listwise_steps  # noqa: E402
-from round_robin import medians, round_robin  # noqa: E402
+from round_robin import add_common_args, environment, medians, round_robin, save  # noqa: E402
 from workload import add_lora, make_lists  # noqa: E402
 
 SETTINGS = [("float32", "ours"), ("float32", "naive"), ("bfloat16", "ours"), ("bfloat16", "naive")]
@@ -45,10 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--configs", default="256x128,128x64", help="PxR prompt/response lengths (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
     ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--tag", default="layouts")
-    ap.add_argument("--out", default=str(HERE / "results"))
+    add_common_args(ap, "layouts")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -76,8 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "mixed_over_fp32_prompt_cache": med["float32/ours"] / med["bfloat16/ours"],
                         "mixed_over_fp32_naive": med["float32/naive"] / med["bfloat16/naive"],
                         "flop_model_naive_over_prompt_cache": predicted_speedup_flops("naive", p, r, args.n)}
-    record = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "n": args.n,
-              "rounds": args.rounds, "model": args.model, "torch": torch.__version__, "results": results}
+    record = {**environment(args), "n": args.n, "rounds": args.rounds, "results": results}
     lines = [f"# prompt_cache vs naive, fp32 vs mixed, interleaved ({args.threads} threads, N = {args.n}, LoRA r16, "
              f"{args.rounds} rounds x 2 timed steps, medians, s per list)", "",
              "| P/R | fp32 prompt_cache | fp32 naive | mixed prompt_cache | mixed naive | prompt_cache over naive, "
@@ -93,11 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{res['mixed_over_fp32_naive']:.2f}x |")
     lines.append("")
     lines.append("Kernels (attn_implementation auto): " + ", ".join(f"{d}: {k}" for d, k in kernels.items()))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
-    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args, record, lines)
     return record
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import sys
 import time
 import warnings
@@ -38,7 +37,7 @@ if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
 import torch  # noqa: E402
 
 from bench_mixed_precision import gen_prompts  # noqa: E402
-from round_robin import medians, round_robin  # noqa: E402
+from round_robin import add_common_args, environment, medians, round_robin, save  # noqa: E402
 from workload import add_lora  # noqa: E402
 
 SETTINGS = [("float32", "default"), ("bfloat16", "default"), ("float32", "static"), ("bfloat16", "static"),
@@ -50,10 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--gen-prompts", type=int, default=24)
     ap.add_argument("--gen-tokens", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--tag", default="generation_variants")
-    ap.add_argument("--out", default=str(HERE / "results"))
+    add_common_args(ap, "generation_variants")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -87,16 +83,11 @@ def main(argv: list[str] | None = None) -> dict:
     med = {f"{d}/{v}": s for (d, v), s in medians(times).items()}
     same = {f"{d}/{v}": sum(a == b for a, b in zip(replies[(d, v)], replies[(d, "default")]))
             for d, v in SETTINGS if v != "default"}
-    record = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "rounds": args.rounds,
-              "prompts": args.gen_prompts, "new_tokens": args.gen_tokens, "model": args.model,
-              "torch": torch.__version__, "median_s": med, "runs_s": {f"{d}/{v}": t for (d, v), t in times.items()},
+    record = {**environment(args), "rounds": args.rounds, "prompts": args.gen_prompts,
+              "new_tokens": args.gen_tokens, "median_s": med, "runs_s": {f"{d}/{v}": t for (d, v), t in times.items()},
               "replies_equal_to_default": same}
     lines = render(record)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
-    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args, record, lines)
     return record
 
 

@@ -1,12 +1,16 @@
 """Round-robin timing in one process: every setting once per round, so drift of a shared machine
 (other jobs, memory first touched, thermal or frequency changes) hits every setting alike.
 
-Used by bench_attention.py (kernel x precision) and bench_layouts.py (layout x precision).
+Used by bench_attention.py (kernel x precision), bench_layouts.py (layout x precision) and
+generation_variants.py, with the command-line options and result files they share.
 """
 
 from __future__ import annotations
 
+import json
+import platform
 import statistics
+from pathlib import Path
 from typing import Callable, Hashable, Sequence
 
 
@@ -26,3 +30,28 @@ def round_robin(settings: Sequence[Hashable], timed: Callable[[Hashable], list[f
 
 def medians(times: dict) -> dict:
     return {s: statistics.median(t) for s, t in times.items()}
+
+
+def add_common_args(ap, tag: str) -> None:
+    """The options every round-robin script shares: threads, model, where the results go."""
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--tag", default=tag, help="results file name (default %(default)s)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+
+
+def environment(args) -> dict:
+    """What a result depends on besides its settings: CPU, torch threads and version, model."""
+    import torch
+
+    return {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "model": args.model,
+            "torch": torch.__version__}
+
+
+def save(args, record: dict, lines: list[str]) -> None:
+    """bench/results/<tag>.json (the record) and .md (the table lines), and print the table."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
