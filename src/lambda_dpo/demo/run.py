@@ -82,7 +82,7 @@ class Preset:
 # and the held-out ends were 2.5x apart; at 200 all steer, 3.8x, docs/steering.md, ninth round). 200 steps
 # of one list under two lambdas are the forward passes of 200 steps of 2 lists, and as many lists as
 # DPO sees in its 100 steps. `default` (`make demo`) is cut to fit 20 minutes on a fresh machine
-# (measured 17.1 min from empty caches): the steered model and DPO only, 40 steps, 16 prompts. Replies get 96
+# (measured 18.1-18.5 min from empty caches, 2026-12-02): the steered model and DPO only, 40 steps, 16 prompts. Replies get 96
 # new tokens, the budget the demo data was sampled with (64 cut the longest replies, compressing the
 # informativeness end). `quick` is a smoke run; the ablation uses it by default.
 PRESETS = {
