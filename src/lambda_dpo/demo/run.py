@@ -82,9 +82,9 @@ class Preset:
 # and the held-out ends were 2.5x apart; at 200 all steer, 3.8x, docs/steering.md, ninth round). 200 steps
 # of one list under two lambdas are the forward passes of 200 steps of 2 lists, and as many lists as
 # DPO sees in its 100 steps. `default` (`make demo`) is cut to fit 20 minutes on a fresh machine
-# (measured 18.1-18.5 min from empty caches, 2026-12-02): the steered model and DPO only, 40 steps, 16 prompts. Replies get 96
-# new tokens, the budget the demo data was sampled with (64 cut the longest replies, compressing the
-# informativeness end). `quick` is a smoke run; the ablation uses it by default.
+# (measured 18.1-18.5 min from empty caches, 2026-12-02): the steered model and DPO only, 40 steps,
+# 16 prompts. Replies get 96 new tokens, the budget the demo data was sampled with (64 cut the
+# longest replies, compressing the informativeness end). `quick` is a smoke run; the ablation uses it by default.
 PRESETS = {
     "quick": Preset(train_lists=None, max_steps=24, eval_lists=12, gen_prompts=12, max_new_tokens=48, full_grid=False),
     "default": Preset(train_lists=None, max_steps=40, eval_lists=40, gen_prompts=16, max_new_tokens=96,
