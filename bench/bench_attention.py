@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,11 +31,10 @@ sys.path.insert(0, str(HERE))
 if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
 
 from listwise_steps import time_listwise_steps  # noqa: E402
-from round_robin import add_common_args, environment, medians, round_robin, save  # noqa: E402
-from workload import add_lora, make_lists  # noqa: E402
+from round_robin import add_common_args, environment, lora_models, medians, parse_and_start, round_robin, save  # noqa: E402,E501
+from workload import make_lists  # noqa: E402
 
 from bench_mixed_precision import gen_prompts  # noqa: E402  (the same prompts as its generate task)
 
@@ -52,12 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--n", type=int, default=4)
     add_common_args(ap, "attention")
-    args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads)
-    from lambda_dpo.models import load_model
-
-    models = {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in ("float32", "bfloat16")}
+    args = parse_and_start(ap, argv)
+    models = lora_models(args)
     results = {}
     configs = args.configs.split(",") if args.task == "train" else [f"gen{args.gen_prompts}x{args.gen_tokens}"]
     for cfg in configs:

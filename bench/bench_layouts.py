@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,12 +27,11 @@ sys.path.insert(0, str(HERE))
 if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
 
 from cost_model import predicted_speedup_flops  # noqa: E402
 from listwise_steps import time_listwise_steps  # noqa: E402
-from round_robin import add_common_args, environment, medians, round_robin, save  # noqa: E402
-from workload import add_lora, make_lists  # noqa: E402
+from round_robin import add_common_args, environment, lora_models, medians, parse_and_start, round_robin, save  # noqa: E402,E501
+from workload import make_lists  # noqa: E402
 
 SETTINGS = [("float32", "ours"), ("float32", "naive"), ("bfloat16", "ours"), ("bfloat16", "naive")]
 
@@ -44,12 +42,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
     ap.add_argument("--n", type=int, default=4)
     add_common_args(ap, "layouts")
-    args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads)
-    from lambda_dpo.models import load_model, resolve_attn_implementation
+    args = parse_and_start(ap, argv)
+    from lambda_dpo.models import resolve_attn_implementation
 
-    models = {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in ("float32", "bfloat16")}
+    models = lora_models(args)
     results, kernels = {}, {}
     for cfg in args.configs.split(","):
         p, r = map(int, cfg.split("x"))

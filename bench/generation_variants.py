@@ -25,7 +25,6 @@ import contextlib
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,11 +33,9 @@ sys.path.insert(0, str(HERE))
 if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
 
 from bench_mixed_precision import gen_prompts  # noqa: E402
-from round_robin import add_common_args, environment, medians, round_robin, save  # noqa: E402
-from workload import add_lora  # noqa: E402
+from round_robin import add_common_args, environment, lora_models, medians, parse_and_start, round_robin, save  # noqa: E402,E501
 
 SETTINGS = [("float32", "default"), ("bfloat16", "default"), ("float32", "static"), ("bfloat16", "static"),
             ("bfloat16", "peft_cast"), ("float32", "one_batch"), ("bfloat16", "one_batch")]
@@ -50,14 +47,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--gen-prompts", type=int, default=24)
     ap.add_argument("--gen-tokens", type=int, default=64)
     add_common_args(ap, "generation_variants")
-    args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads)
+    args = parse_and_start(ap, argv)
     import lambda_dpo.generation as generation
-    from lambda_dpo.models import load_model, load_tokenizer
+    from lambda_dpo.models import load_tokenizer
 
     tok = load_tokenizer(args.model)
-    models = {d: add_lora(load_model(args.model, dtype=d)).eval() for d in ("float32", "bfloat16")}
+    models = {d: m.eval() for d, m in lora_models(args).items()}
     prompts = gen_prompts(args.gen_prompts)
     shipped_context = generation.precision_context
     replies = {}

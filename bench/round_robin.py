@@ -55,3 +55,23 @@ def save(args, record: dict, lines: list[str]) -> None:
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
     (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def parse_and_start(ap, argv) -> "argparse.Namespace":
+    """Parse the command line, silence library warnings and set the torch thread count."""
+    import warnings
+
+    import torch
+
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def lora_models(args) -> dict:
+    """{"float32": model, "bfloat16": model}: args.model in each precision with the bench's LoRA (r16)."""
+    from lambda_dpo.models import load_model
+    from workload import add_lora
+
+    return {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in ("float32", "bfloat16")}
