@@ -126,3 +126,23 @@ def test_generation_variants_table():
     assert "| bfloat16 | default | 8.00 | 1.25x | 1.00x | 1.25x | - |" in lines
     assert "| bfloat16 | one_batch | 4.00 | 2.50x | 2.00x | 1.50x | 23 |" in lines
     assert "| bfloat16 | peft_cast | 10.00 | 1.00x | 0.80x | - | - |" in lines
+
+
+def test_head_variants_before_and_after_agree(monkeypatch):
+    """head_variants.py times the old out-of-place log-softmax against the in-place one: the two
+    give the same log-probs and input gradients, so the bench compares like with like."""
+    from lambda_dpo import scoring
+
+    bench = load_bench("head_variants")
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False).requires_grad_(False)
+    targets = torch.randint(0, 50, (23,))
+    results = []
+    for forward in (None, bench.out_of_place_forward):
+        if forward is not None:
+            monkeypatch.setattr(scoring._FrozenHeadTokenLogps, "forward", staticmethod(forward))
+        hidden = torch.randn(23, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        logps = scoring.chunked_token_logps(hidden, head, targets, chunk_size=4)
+        logps.sum().backward()
+        results.append((logps.detach(), hidden.grad))
+    torch.testing.assert_close(results[0], results[1])

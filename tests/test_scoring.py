@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lambda_dpo.models import tiny_model
-from lambda_dpo.scoring import (LAYOUTS, block_attention_mask, build_batch, choose_layout, chunked_token_logps,
-                                score_batch)
+from lambda_dpo.scoring import (LAYOUTS, _softmax_, block_attention_mask, build_batch, choose_layout,
+                                chunked_token_logps, score_batch)
 
 VOCAB = 97
 
@@ -123,6 +123,34 @@ def test_chunked_logps_match_full_softmax_and_grad():
     g_full, = torch.autograd.grad(full.sum(), hidden)
     g_chunk, = torch.autograd.grad(chunked_token_logps(hidden, head, targets, chunk_size=4).sum(), hidden)
     torch.testing.assert_close(g_chunk, g_full)
+
+
+def test_in_place_softmax_matches_torch_and_is_stable():
+    """`_softmax_` overwrites fp32 logits with their softmax and returns the log-sum-exp, also for
+    logits far outside exp's range (shifted by 1e4)."""
+    torch.manual_seed(0)
+    logits = torch.randn(7, 50) * 5 + torch.tensor([0.0, 1e4, -1e4, 0, 0, 0, 0])[:, None]
+    expected_lse, expected_probs = logits.logsumexp(-1), logits.softmax(-1)
+    buffer = logits.clone()
+    lse = _softmax_(buffer)
+    torch.testing.assert_close(lse, expected_lse)
+    torch.testing.assert_close(buffer, expected_probs)
+    assert torch.isfinite(lse).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_no_grad_chunked_logps_match_log_softmax(dtype):
+    """Without grad (reference and evaluation scoring) the in-place log-softmax gives
+    log_softmax's values in fp32, for fp32 and bf16 heads alike."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False).to(dtype)
+    hidden = torch.randn(23, 16, dtype=dtype)
+    targets = torch.randint(0, 50, (23,))
+    full = head(hidden).float().log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+    with torch.no_grad():
+        chunked = chunked_token_logps(hidden, head, targets, chunk_size=4)
+    assert chunked.dtype == torch.float32
+    torch.testing.assert_close(chunked, full)
 
 
 def test_unverified_architecture_falls_back_with_one_warning(caplog):

@@ -254,11 +254,27 @@ def _gathered(unit: torch.nn.Module | None, head: torch.nn.Module, backward_foll
             unit.reshard()
 
 
+def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """[c, vocab] fp32 logits, overwritten in place with their softmax; returns their [c] log-sum-exp.
+
+    In place because a second [c, vocab] buffer is costly on the CPU: chunks of that size come
+    straight from the kernel (mmap) and each page is faulted in and zeroed on first touch, which
+    made the out-of-place `logsumexp` take longer than the projection itself (bench/results/head_variants.md).
+    """
+    top = logits.amax(-1, keepdim=True)
+    total = logits.sub_(top).exp_().sum(-1, keepdim=True)
+    logits.div_(total)
+    return (top + total.log()).squeeze(-1)
+
+
 def _token_logps(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor
                  ) -> torch.Tensor:
     """[c, d] hidden states -> [c] fp32 log-probs of `targets` under the vocabulary projection `head`."""
     logits = head(hidden).float()
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+    picked = logits.gather(-1, targets[:, None]).squeeze(-1)
+    if logits.requires_grad:  # under checkpointing: autograd needs the logits unmodified
+        return picked - logits.logsumexp(-1)
+    return picked - _softmax_(logits)
 
 
 class _FrozenHeadTokenLogps(torch.autograd.Function):
@@ -273,9 +289,9 @@ class _FrozenHeadTokenLogps(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets):
         logits = F.linear(hidden, weight, bias).float()
-        lse = logits.logsumexp(-1)
-        logps = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
-        probs = logits.sub_(lse[:, None]).exp_().to(weight.dtype)
+        logps = logits.gather(-1, targets[:, None]).squeeze(-1)
+        logps -= _softmax_(logits)
+        probs = logits.to(weight.dtype)
         ctx.save_for_backward((weight[targets] - probs @ weight).float())
         ctx.hidden_dtype = hidden.dtype
         return logps
