@@ -8,6 +8,7 @@ generation_variants.py, with the command-line options and result files they shar
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 from pathlib import Path
@@ -44,8 +45,9 @@ def environment(args) -> dict:
     """What a result depends on besides its settings: CPU, torch threads and version, model."""
     import torch
 
+    allocator = {k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("MALLOC_")}
     return {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "model": args.model,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "allocator": allocator or "default"}
 
 
 def save(args, record: dict, lines: list[str]) -> None:
