@@ -1,5 +1,6 @@
 """The command line end to end on a tiny saved model: validate-data, train, evaluate, generate."""
 
+import inspect
 import json
 from pathlib import Path
 
@@ -131,6 +132,7 @@ def test_every_baseline_trains_on_the_same_pipeline(loss_type, tiny_gpt2_dir, tm
 def test_generate_passes_its_batch_size(monkeypatch, capsys):
     import lambda_dpo.generation as generation
 
+    default = inspect.signature(generation.generate).parameters["batch_size"].default
     seen = {}
 
     def fake_generate(sm, prompts, lam, **kw):
@@ -142,4 +144,4 @@ def test_generate_passes_its_batch_size(monkeypatch, capsys):
     assert main(["generate", "--model", "m", "--batch-size", "3", "a", "b"]) == 0
     assert seen["batch_size"] == 3 and seen["prompts"] == ["a", "b"]
     assert capsys.readouterr().out.split("\n")[:2] == ["reply to a", "reply to b"]
-    assert main(["generate", "--model", "m", "c"]) == 0 and seen["batch_size"] == 16  # generate()'s own default
+    assert main(["generate", "--model", "m", "c"]) == 0 and seen["batch_size"] == default == 32

@@ -59,7 +59,7 @@ def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, s
 @torch.no_grad()
 def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, str]]],
              lam: str | Mapping[str, float] | None = None, *, max_new_tokens: int = 128, do_sample: bool = False,
-             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16) -> list[str]:
+             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 32) -> list[str]:
     """Replies to `prompts` under `lam` (uniform over the model's aspects when None).
 
     Prompts are left-padded into batches of `batch_size`; greedy unless do_sample.
