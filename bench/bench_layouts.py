@@ -33,7 +33,22 @@ from listwise_steps import time_listwise_steps  # noqa: E402
 from round_robin import add_common_args, environment, lora_models, medians, parse_and_start, round_robin, save  # noqa: E402,E501
 from workload import make_lists  # noqa: E402
 
-SETTINGS = [("float32", "ours"), ("float32", "naive"), ("bfloat16", "ours"), ("bfloat16", "naive")]
+DTYPES = ("float32", "bfloat16")
+
+
+def ratios(med: dict, methods: list[str]) -> dict:
+    """The speed-ups the efficiency issue sets targets for, from {"dtype/method": median s}."""
+    out = {}
+    if {"ours", "naive"} <= set(methods):
+        out.update(naive_over_prompt_cache_fp32=med["float32/naive"] / med["float32/ours"],
+                   naive_over_prompt_cache_mixed=med["bfloat16/naive"] / med["bfloat16/ours"],
+                   mixed_over_fp32_naive=med["float32/naive"] / med["bfloat16/naive"])
+    if "ours" in methods:
+        out["mixed_over_fp32_prompt_cache"] = med["float32/ours"] / med["bfloat16/ours"]
+    if {"ours", "ours_packed"} <= set(methods):
+        out.update(packed_over_prompt_cache_fp32=med["float32/ours"] / med["float32/ours_packed"],
+                   packed_over_prompt_cache_mixed=med["bfloat16/ours"] / med["bfloat16/ours_packed"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -41,10 +56,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--configs", default="256x128,128x64", help="PxR prompt/response lengths (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
     ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--methods", default="ours,naive",
+                    help="listwise_steps methods: ours (prompt_cache), ours_packed, naive (default %(default)s)")
     add_common_args(ap, "layouts")
     args = parse_and_start(ap, argv)
     from lambda_dpo.models import resolve_attn_implementation
 
+    methods = args.methods.split(",")
     models = lora_models(args)
     results, kernels = {}, {}
     for cfg in args.configs.split(","):
@@ -58,29 +76,42 @@ def main(argv: list[str] | None = None) -> dict:
             dtype, method = setting
             return time_listwise_steps(models[dtype], lists, method, warmup=1, steps=2)["step_s"]
 
-        times = round_robin(SETTINGS, run, args.rounds, cfg)
+        times = round_robin([(d, m) for d in DTYPES for m in methods], run, args.rounds, cfg)
         med = {f"{d}/{m}": s for (d, m), s in medians(times).items()}
         results[cfg] = {"median_s": med, "steps_s": {f"{d}/{m}": t for (d, m), t in times.items()},
-                        "kernels": dict(kernels),
-                        "naive_over_prompt_cache_fp32": med["float32/naive"] / med["float32/ours"],
-                        "naive_over_prompt_cache_mixed": med["bfloat16/naive"] / med["bfloat16/ours"],
-                        "mixed_over_fp32_prompt_cache": med["float32/ours"] / med["bfloat16/ours"],
-                        "mixed_over_fp32_naive": med["float32/naive"] / med["bfloat16/naive"],
+                        "kernels": dict(kernels), **ratios(med, methods),
                         "flop_model_naive_over_prompt_cache": predicted_speedup_flops("naive", p, r, args.n)}
     record = {**environment(args), "n": args.n, "rounds": args.rounds, "results": results}
-    lines = [f"# prompt_cache vs naive, fp32 vs mixed, interleaved ({args.threads} threads, N = {args.n}, LoRA r16, "
-             f"{args.rounds} rounds x 2 timed steps, medians, s per list)", "",
-             "| P/R | fp32 prompt_cache | fp32 naive | mixed prompt_cache | mixed naive | prompt_cache over naive, "
-             "fp32 (target 2.4x) | FLOP model | prompt_cache over naive, mixed | mixed over fp32, prompt_cache "
-             "(target 1.6x) | mixed over fp32, naive |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for cfg, res in results.items():
-        m = res["median_s"]
-        lines.append(f"| {cfg.replace('x', '/')} | {m['float32/ours']:.2f} | {m['float32/naive']:.2f} | "
-                     f"{m['bfloat16/ours']:.2f} | {m['bfloat16/naive']:.2f} | "
-                     f"**{res['naive_over_prompt_cache_fp32']:.2f}x** | {res['flop_model_naive_over_prompt_cache']:.2f}x | "
-                     f"{res['naive_over_prompt_cache_mixed']:.2f}x | **{res['mixed_over_fp32_prompt_cache']:.2f}x** | "
-                     f"{res['mixed_over_fp32_naive']:.2f}x |")
+    lines = [f"# Layouts x precision, interleaved ({args.threads} threads, N = {args.n}, LoRA r16, "
+             f"{args.rounds} rounds x 2 timed steps, medians, s per list)", ""]
+    if {"ours", "naive"} <= set(methods):
+        lines += ["| P/R | fp32 prompt_cache | fp32 naive | mixed prompt_cache | mixed naive | "
+                  "prompt_cache over naive, fp32 (target 2.4x) | FLOP model | prompt_cache over naive, mixed | "
+                  "mixed over fp32, prompt_cache (target 1.6x) | mixed over fp32, naive |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for cfg, res in results.items():
+            m = res["median_s"]
+            lines.append(f"| {cfg.replace('x', '/')} | {m['float32/ours']:.2f} | {m['float32/naive']:.2f} | "
+                         f"{m['bfloat16/ours']:.2f} | {m['bfloat16/naive']:.2f} | "
+                         f"**{res['naive_over_prompt_cache_fp32']:.2f}x** | "
+                         f"{res['flop_model_naive_over_prompt_cache']:.2f}x | "
+                         f"{res['naive_over_prompt_cache_mixed']:.2f}x | "
+                         f"**{res['mixed_over_fp32_prompt_cache']:.2f}x** | "
+                         f"{res['mixed_over_fp32_naive']:.2f}x |")
+    if {"ours", "ours_packed"} <= set(methods):
+        lines += ["", "| P/R | packed row (P + N*R) | fp32 prompt_cache | fp32 packed | mixed prompt_cache | "
+                  "mixed packed | packed over prompt_cache, fp32 | packed over prompt_cache, mixed | "
+                  "mixed over fp32, best layout of each |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for cfg, res in results.items():
+            m = res["median_s"]
+            p, r = map(int, cfg.split("x"))
+            best = {d: min(m[f"{d}/ours"], m[f"{d}/ours_packed"]) for d in DTYPES}
+            lines.append(f"| {cfg.replace('x', '/')} | {p + args.n * r} | {m['float32/ours']:.2f} | "
+                         f"{m['float32/ours_packed']:.2f} | {m['bfloat16/ours']:.2f} | "
+                         f"{m['bfloat16/ours_packed']:.2f} | {res['packed_over_prompt_cache_fp32']:.2f}x | "
+                         f"{res['packed_over_prompt_cache_mixed']:.2f}x | "
+                         f"{best['float32'] / best['bfloat16']:.2f}x |")
     lines.append("")
     lines.append("Kernels (attn_implementation auto): " + ", ".join(f"{d}: {k}" for d, k in kernels.items()))
     save(args, record, lines)

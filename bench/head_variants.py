@@ -47,7 +47,8 @@ def out_of_place_forward(ctx, hidden, weight, bias, targets):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default="128x64,256x128", help="PxR prompt/response lengths (default %(default)s)")
-    ap.add_argument("--chunks", default="1024,256,128", help="chunk sizes of the in-place variant (default %(default)s)")
+    ap.add_argument("--chunks", default="1024,256,128",
+                    help="chunk sizes of the in-place variant (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
     ap.add_argument("--n", type=int, default=4)
     add_common_args(ap, "head_variants")

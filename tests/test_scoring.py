@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lambda_dpo.models import tiny_model
-from lambda_dpo.scoring import (LAYOUTS, _softmax_, block_attention_mask, build_batch, choose_layout,
-                                chunked_token_logps, score_batch)
+from lambda_dpo.scoring import (LAYOUTS, PACKED_AUTO_MAX_TOKENS, _softmax_, block_attention_mask, build_batch,
+                                choose_layout, chunked_token_logps, score_batch)
 
 VOCAB = 97
 
@@ -93,6 +93,11 @@ def test_layout_choice():
     assert choose_layout(model, preferred="packed") == "packed"
     assert choose_layout(model, False) == "naive"
     assert choose_layout(model, gradient_checkpointing=True) == "packed"  # checkpointed layers drop caches
+    # auto packs short lists into one row (one model call instead of two), keeps long ones cached
+    assert choose_layout(model, row_tokens=PACKED_AUTO_MAX_TOKENS) == "packed"
+    assert choose_layout(model, row_tokens=PACKED_AUTO_MAX_TOKENS + 1) == "prompt_cache"
+    assert choose_layout(model, preferred="prompt_cache", row_tokens=10) == "prompt_cache"
+    assert choose_layout(model, False, row_tokens=10) == "naive"
     model.gradient_checkpointing_enable()
     assert choose_layout(model) == "packed"
     model.train()

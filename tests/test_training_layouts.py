@@ -15,8 +15,10 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
     """Same seed, data and lambda draws: the first two logged losses agree whichever layout scores them."""
     from lambda_dpo.training.run import train
 
-    cases = [({}, "prompt_cache"), ({"gradient_checkpointing": True}, "packed"),  # checkpointing drops caches
-             ({"shared_prompt_layout": "packed"}, "packed"), ({"shared_prompt": False}, "naive")]
+    cases = [({}, "packed"),  # auto: the example's lists are far shorter than PACKED_AUTO_MAX_TOKENS
+             ({"shared_prompt_layout": "prompt_cache"}, "prompt_cache"),
+             ({"gradient_checkpointing": True}, "packed"),  # checkpointing drops caches
+             ({"shared_prompt": False}, "naive")]
     losses = []
     for i, (overrides, layout) in enumerate(cases):
         cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), max_train_lists=4,
@@ -32,6 +34,29 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
     assert len(losses[0]) == 2 and all(math.isfinite(x) for x in losses[0])
     for other in losses[1:]:
         assert other == pytest.approx(losses[0], abs=5e-6)
+
+
+def test_auto_keeps_long_lists_in_the_prompt_cache_layout(tiny_llama_dir, tmp_path, caplog):
+    """Lists longer than PACKED_AUTO_MAX_TOKENS (here: long prompts) train with prompt_cache under auto,
+    and the log says why."""
+    import json
+
+    from lambda_dpo.scoring import PACKED_AUTO_MAX_TOKENS
+    from lambda_dpo.training.run import train
+
+    data = tmp_path / "long.jsonl"
+    with data.open("w") as f:
+        for i in range(4):
+            prompt = " ".join(f"word{i}{j}" for j in range(PACKED_AUTO_MAX_TOKENS))
+            f.write(json.dumps({"prompt": prompt, "responses": ["yes", "no", "maybe"],
+                                "ratings": {"helpfulness": [5, 1, 3]}}) + "\n")
+    cfg = load_config(None, train_file=str(data), model_name_or_path=tiny_llama_dir, output_dir=str(tmp_path / "o"),
+                      max_steps=1, eval_fraction=0.0, reference_cache_dir=None, save_strategy="no",
+                      max_prompt_length=2 * PACKED_AUTO_MAX_TOKENS, model_dtype="float32")
+    with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
+        train(cfg)
+    assert "scoring layout: prompt_cache (shared_prompt_layout: auto;" in caplog.text
+    assert f"packed into one row by `auto` up to {PACKED_AUTO_MAX_TOKENS})" in caplog.text
 
 
 def test_config_refuses_an_unknown_layout():

@@ -2,14 +2,16 @@
 
 Three layouts of the same computation (`Layout`):
 
-- "prompt_cache" (shared prompt, the default): the prompts run once as B rows; their key/value
-  cache, gradients attached, is gathered to one copy per response, and the N responses of a list
-  then run as N rows attending to it, positions continuing after the prompt. P + N*R tokens, and
-  attention over P^2 + N*R*(P+R) query-key pairs.
-- "packed" (shared prompt, used under gradient checkpointing, which drops caches): one row per
-  list, [prompt, resp_1, ..., resp_N], with a block mask letting each response attend to the
-  prompt and its own earlier tokens only, and position ids restarting after the prompt. P + N*R
-  tokens, but a dense mask makes attention cost (P + N*R)^2 pairs.
+- "prompt_cache" (shared prompt; `auto`'s choice for lists of more than PACKED_AUTO_MAX_TOKENS
+  tokens): the prompts run once as B rows; their key/value cache, gradients attached, is gathered
+  to one copy per response, and the N responses of a list then run as N rows attending to it,
+  positions continuing after the prompt. P + N*R tokens, and attention over P^2 + N*R*(P+R)
+  query-key pairs; two model calls.
+- "packed" (shared prompt; `auto`'s choice for shorter lists and under gradient checkpointing,
+  which drops caches): one row per list, [prompt, resp_1, ..., resp_N], with a block mask letting
+  each response attend to the prompt and its own earlier tokens only, and position ids restarting
+  after the prompt. P + N*R tokens in one model call, but a dense mask makes attention cost
+  (P + N*R)^2 pairs.
 - "naive": one row per response, [prompt, resp_i] (the authors' approach). Used as the oracle in
   tests, for architectures the shared-prompt layouts are not verified on, and in the benchmark.
 
@@ -452,11 +454,23 @@ def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: tor
     return logps, n_tokens
 
 
+PACKED_AUTO_MAX_TOKENS = 384
+"""`auto` packs a list into one row when its prompt and responses total at most this many tokens
+(the median over the training lists). Each model call streams every weight from memory once forward
+and once backward, and prompt_cache makes two calls per step; packed makes one, at the price of
+attention over the whole row, (P + N*R)^2 pairs. Measured on a 2-core Xeon with AMX, SmolLM2-135M,
+LoRA r16, N = 4, one list per step (`python bench/bench_layouts.py --methods ours,ours_packed`,
+bench/results/layouts_packed_sweep.md): packed is 1.21x / 1.08x faster in fp32 and 1.42x / 1.18x in
+bf16 at rows of 192 / 384 tokens; at 576, 1.01x in fp32 but 0.65x in bf16; at 768, 0.94x / 0.64x."""
+
+
 def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",
-                  gradient_checkpointing: bool = False) -> Layout:
+                  gradient_checkpointing: bool = False, row_tokens: float | None = None) -> Layout:
     """The layout to train and score with: "naive" when shared_prompt is off or the architecture is
-    not verified (logged once); else `preferred`, where "auto" is "prompt_cache", or "packed" under
-    gradient checkpointing (checkpointed layers drop key/value caches).
+    not verified (logged once); else `preferred`, where "auto" is "packed" under gradient
+    checkpointing (checkpointed layers drop key/value caches) or when `row_tokens` (a typical list's
+    prompt + all its responses, in tokens) is at most PACKED_AUTO_MAX_TOKENS, and "prompt_cache"
+    otherwise.
     """
     if not shared_prompt:
         return "naive"
@@ -467,7 +481,8 @@ def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",
         checkpointing = gradient_checkpointing or getattr(
             base, "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing")
             else "is_gradient_checkpointing", False)
-        return "packed" if checkpointing else "prompt_cache"
+        short = row_tokens is not None and row_tokens <= PACKED_AUTO_MAX_TOKENS
+        return "packed" if checkpointing or short else "prompt_cache"
     config = unwrap_model(model).config
     key = f"{config.model_type}/{config._attn_implementation}"
     if key not in _warned:

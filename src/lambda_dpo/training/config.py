@@ -181,8 +181,9 @@ class LambdaDPOConfig(TrainingArguments):
     shared_prompt_layout: str = field(default="auto", metadata={
         "help": "How the prompt is shared: prompt_cache (prompts run once, their key/value cache with "
                 "gradients serves the N responses; attention P^2 + N*R*(P+R)) | packed (one row per "
-                "list under a block mask; attention (P+N*R)^2) | auto (prompt_cache, or packed under "
-                "gradient checkpointing, which drops caches)."})
+                "list under a block mask, one model call; attention (P+N*R)^2) | auto (packed when a "
+                "training list's prompt and responses total at most 384 tokens (median), or under "
+                "gradient checkpointing, which drops caches; prompt_cache otherwise)."})
     logprob_chunk_size: int = field(default=1024, metadata={
         "help": "Response tokens per fp32 log-softmax chunk; bounds the logits memory."})
     reference_cache_dir: str | None = field(default="auto", metadata={

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +26,7 @@ from ..data.schema import select_aspects
 from ..lambdas import LambdaSource, build_lambda_source
 from ..models import default_cache_dir
 from ..reference import reference_logps
-from ..scoring import ZERO3_LAYOUT_ERROR, choose_layout
+from ..scoring import PACKED_AUTO_MAX_TOKENS, ZERO3_LAYOUT_ERROR, choose_layout
 from ..tokenization import TokenizedList, tokenize_lists
 from .config import LambdaDPOConfig
 
@@ -191,9 +192,6 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     model = with_lora(model, cfg)
     if not getattr(cfg, "deepspeed", None):  # score the reference on the training device (DeepSpeed places it itself)
         model.to(cfg.device)
-    layout = choose_layout(model, cfg.shared_prompt, cfg.shared_prompt_layout, cfg.gradient_checkpointing)
-    _check_zero3(layout)
-    logger.info("scoring layout: %s", layout)
 
     tokenized = {}
     for name, lists in (("train", train_lists), ("eval", eval_lists)):
@@ -209,6 +207,15 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
         for reason, example in trunc.examples.items():
             logger.warning("rejected (%s), e.g. %s", reason, example)
         check_resume_scoring(cfg, trunc.open_ends)
+    if not tokenized["train"]:
+        raise ValueError("no training list survived tokenisation (see the rejections logged above)")
+    row_tokens = statistics.median(len(tl.prompt_ids) + sum(map(len, tl.response_ids)) for tl in tokenized["train"])
+    layout = choose_layout(model, cfg.shared_prompt, cfg.shared_prompt_layout, cfg.gradient_checkpointing,
+                           row_tokens)
+    _check_zero3(layout)
+    logger.info("scoring layout: %s (shared_prompt_layout: %s; a training list's prompt and responses: median %d "
+                "tokens, packed into one row by `auto` up to %d)", layout, cfg.shared_prompt_layout, row_tokens,
+                PACKED_AUTO_MAX_TOKENS)
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
     # With several processes the main one computes and caches it; the others then read the cache.
     # Under ZeRO-3 every process first gathers the partitioned weights.
