@@ -30,6 +30,9 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
         with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
             result = train(cfg)
         assert f"scoring layout: {layout}" in caplog.text
+        if layout != "naive":  # the run's config (config.yaml) names the layout that ran, not `auto`
+            assert cfg.shared_prompt_layout == layout
+            assert f"shared_prompt_layout: {layout}" in (tmp_path / f"o{i}" / "config.yaml").read_text()
         losses.append([h["loss"] for h in result.trainer.state.log_history if "loss" in h])
     assert len(losses[0]) == 2 and all(math.isfinite(x) for x in losses[0])
     for other in losses[1:]:

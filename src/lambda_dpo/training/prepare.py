@@ -216,6 +216,8 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     logger.info("scoring layout: %s (shared_prompt_layout: %s; a training list's prompt and responses: median %d "
                 "tokens, packed into one row by `auto` up to %d)", layout, cfg.shared_prompt_layout, row_tokens,
                 PACKED_AUTO_MAX_TOKENS)
+    if layout != "naive":  # config.yaml, which `lambda-dpo evaluate` reads, names the layout that ran
+        cfg.shared_prompt_layout = layout
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
     # With several processes the main one computes and caches it; the others then read the cache.
     # Under ZeRO-3 every process first gathers the partitioned weights.
