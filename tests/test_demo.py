@@ -180,6 +180,25 @@ def test_targets_are_computed_from_the_numbers():
     assert rows["top-1 at the instruction_following vertex vs DPO best-vs-worst"] == ("0.60 vs 0.70", False)
 
 
+def test_a_tie_over_seeds_meets_a_target_whatever_the_float_rounding():
+    """Steered correctness top-1 0.8 / 0.85 / 0.75 against DPO's 0.775 / 0.8 / 0.825 (a held-out run of
+    2026-12-02): both means are 0.8, but summed in floating point the first is 0.7999999999999999."""
+    from lambda_dpo.evaluation.steering_report import targets
+
+    m = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
+    assert (0.8 + 0.85 + 0.75) / 3 < (0.775 + 0.8 + 0.825) / 3  # the rounding this guards against
+    m["seeds"] = [0, 1, 2]
+    for name, values in (("lambda_dpo_steered", (0.8, 0.85, 0.75)), ("dpo_best_worst", (0.775, 0.8, 0.825))):
+        m["runs"][name] = {str(i): {**m["runs"][name]["0"], "listwise": {**m["runs"][name]["0"]["listwise"],
+                                                                          "correctness/top1": v}}
+                           for i, v in enumerate(values)}
+    rows = {t: (v, ok) for t, v, _, ok in targets(m)}
+    assert rows["top-1 at the correctness vertex vs DPO best-vs-worst"] == ("0.80 vs 0.80", True)
+    m["runs"]["dpo_best_worst"]["2"]["listwise"]["correctness/top1"] = 0.85  # DPO ahead by 0.0083
+    rows = {t: (v, ok) for t, v, _, ok in targets(m)}
+    assert rows["top-1 at the correctness vertex vs DPO best-vs-worst"] == ("0.80 vs 0.81", False)
+
+
 def test_ablation_reports_spread_over_seeds(micro, tiny_llama_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "ABLATION", {k: demo.ABLATION[k] for k in ("none+fixed", "embedding+adaptive")})
     monkeypatch.setitem(demo.ABLATION["embedding+adaptive"], "adaptive_val_lists", 2)

@@ -36,6 +36,15 @@ def edge_curves(m: dict) -> dict[str, dict[str, list[float]]]:
     return {"steered": curve([r["edge"] for r in _seeds(m, STEERED)]), "base": curve([m["base_with_text"]["edge"]])}
 
 
+TIE = 1e-9
+"""Means over seeds of fractions such as top-1 are compared with this slack: (0.8 + 0.85 + 0.75) / 3
+is 0.7999999999999999 in floating point and (0.775 + 0.8 + 0.825) / 3 is 0.8, a tie either way."""
+
+
+def _at_least(value: float, bound: float) -> bool:
+    return value >= bound - TIE
+
+
 def targets(m: dict) -> list[tuple[str, str, str, bool]]:
     """(target, measured, required, met) for every target, from the held-out numbers."""
     a0, a1 = m["conflict"]
@@ -53,29 +62,29 @@ def targets(m: dict) -> list[tuple[str, str, str, bool]]:
     dpo_pt = (dpo_single[a0], dpo_single[a1])
     front = [(x, y) for x, y in zip(curves["steered"][a0], curves["steered"][a1])]
     rows = [
-        (f"top-1 at the {a0} vertex", _f(top1[a0]), ">= 0.90", top1[a0] >= 0.90),
-        (f"top-1 at the {a1} vertex", _f(top1[a1]), ">= 0.75", top1[a1] >= 0.75),
+        (f"top-1 at the {a0} vertex", _f(top1[a0]), ">= 0.90", _at_least(top1[a0], 0.90)),
+        (f"top-1 at the {a1} vertex", _f(top1[a1]), ">= 0.75", _at_least(top1[a1], 0.75)),
         ("mean words rise strictly with w (5 points)", " / ".join(f"{w:.0f}" for w in sw),
          "strictly increasing", all(b > a for a, b in zip(sw, sw[1:]))),
-        (f"Spearman(lambda_{a0}, {a0} score) along the edge", _f(rho[a0]), ">= 0.9", rho[a0] >= 0.9),
-        (f"Spearman(lambda_{a1}, {a1} score) along the edge", _f(rho[a1]), ">= 0.9", rho[a1] >= 0.9),
-        ("mean words, w=1 end / w=0 end", f"{ratio:.2f}x", ">= 3x", ratio >= 3),
+        (f"Spearman(lambda_{a0}, {a0} score) along the edge", _f(rho[a0]), ">= 0.9", _at_least(rho[a0], 0.9)),
+        (f"Spearman(lambda_{a1}, {a1} score) along the edge", _f(rho[a1]), ">= 0.9", _at_least(rho[a1], 0.9)),
+        ("mean words, w=1 end / w=0 end", f"{ratio:.2f}x", ">= 3x", _at_least(ratio, 3)),
         ("word ratio over the base model's with the same text", f"{ratio:.2f} / {base_ratio:.2f} = "
-         f"{ratio / base_ratio:.2f}x", ">= 1.5x", ratio / base_ratio >= 1.5),
+         f"{ratio / base_ratio:.2f}x", ">= 1.5x", _at_least(ratio / base_ratio, 1.5)),
         ("Spearman of Delta over the base model's", f"{_f(d_rho)} / {_f(d_base)} = {_f(d_rho / d_base)}x",
-         ">= 1.5x", d_base > 0 and d_rho / d_base >= 1.5),
+         ">= 1.5x", d_base > 0 and _at_least(d_rho / d_base, 1.5)),
     ]
     for a in m["aspects"]:
         if a not in (a0, a1):
             rows.append((f"top-1 at the {a} vertex vs DPO best-vs-worst", f"{_f(top1[a])} vs {_f(dpo_top1[a])}",
-                         ">= DPO", top1[a] >= dpo_top1[a]))
+                         ">= DPO", _at_least(top1[a], dpo_top1[a])))
             rows.append((f"{a} judge score at the centre lambda vs DPO", f"{_f(centre[a])} vs {_f(dpo_single[a])}",
-                         ">= DPO - 0.1", centre[a] >= dpo_single[a] - 0.1))
+                         ">= DPO - 0.1", _at_least(centre[a], dpo_single[a] - 0.1)))
     if "lambda_dpo_fixed" in m["runs"]:  # the `default` preset does not train it
         fixed_pt = tuple(_nanmean([r["single"]["scores"][a] for r in _seeds(m, "lambda_dpo_fixed")]) for a in (a0, a1))
         rows.append(("steered front dominates the lambda-fixed point",
                      f"fixed at ({_f(fixed_pt[0])}, {_f(fixed_pt[1])})", "some edge point >= on both",
-                     any(x >= fixed_pt[0] and y >= fixed_pt[1] for x, y in front)))
+                     any(_at_least(x, fixed_pt[0]) and _at_least(y, fixed_pt[1]) for x, y in front)))
     not_dominated = any(not (dpo_pt[0] >= x and dpo_pt[1] >= y and dpo_pt != (x, y)) for x, y in front)
     rows.append(("steered front not dominated by the DPO point", f"DPO at ({_f(dpo_pt[0])}, {_f(dpo_pt[1])})",
                  "some edge point not dominated", not_dominated))
