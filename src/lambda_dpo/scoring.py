@@ -456,8 +456,9 @@ def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: tor
 
 PACKED_AUTO_MAX_TOKENS = 384
 """`auto` packs a list into one row when its prompt and responses total at most this many tokens
-(the median over the training lists). Each model call streams every weight from memory once forward
-and once backward, and prompt_cache makes two calls per step; packed makes one, at the price of
+(the median over the training lists). Each model call has a cost independent of its tokens (few-row
+products still read every weight, forward and backward, and each operator pays the framework's
+overhead), and prompt_cache makes two calls per step; packed makes one, at the price of
 attention over the whole row, (P + N*R)^2 pairs. Measured on a 2-core Xeon with AMX, SmolLM2-135M,
 LoRA r16, N = 4, one list per step (`python bench/bench_layouts.py --methods ours,ours_packed`,
 bench/results/layouts_packed_sweep.md): packed is 1.21x / 1.08x faster in fp32 and 1.42x / 1.18x in
