@@ -42,13 +42,15 @@ from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
 from .models import precision_context, unwrap_model
+from .segment_attention import PREFIX as SEGMENT_PREFIX, SegmentAttention, register as _register_segment_attention
 
 logger = logging.getLogger(__name__)
 
 # Model types whose attention honours a custom 4D additive mask and whose positions come from
 # position_ids (tested against the naive forward in tests/test_scoring.py).
 PACKED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2"})
-PACKED_ATTENTION = frozenset({"eager", "sdpa"})
+PACKED_ATTENTION = frozenset({"eager", "sdpa", SEGMENT_PREFIX + "eager", SEGMENT_PREFIX + "sdpa"})
+_register_segment_attention()
 Layout = Literal["prompt_cache", "packed", "naive"]
 LAYOUTS = ("prompt_cache", "packed", "naive")
 _warned: set[str] = set()
@@ -425,9 +427,13 @@ def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: tor
             hidden = _prompt_cache_hidden(model, batch, embeds, unit)
         else:
             dtype = base.get_input_embeddings().weight.dtype
-            mask = (block_attention_mask(batch.segment_ids, dtype) if batch.layout == "packed"
-                    else (batch.segment_ids >= 0).long())
             kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}
+            if batch.layout == "packed" and base.config._attn_implementation.startswith(SEGMENT_PREFIX):
+                mask, kwargs["segments"] = None, SegmentAttention.from_segments(batch.segment_ids)
+            elif batch.layout == "packed":
+                mask = block_attention_mask(batch.segment_ids, dtype)
+            else:
+                mask = (batch.segment_ids >= 0).long()
             out = model(attention_mask=mask, position_ids=batch.position_ids, use_cache=False,
                         output_hidden_states=True, logits_to_keep=_no_logits(batch), **kwargs)
             hidden = _regather_before_backward(out.hidden_states[-1], unit)

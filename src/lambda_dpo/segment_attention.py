@@ -1,0 +1,174 @@
+"""Attention of the packed layout by segment: prompt_cache's arithmetic in one model call.
+
+A packed row holds [prompt, resp_1, ..., resp_N]; each response attends to the prompt and to its own
+earlier tokens. A dense block mask makes the kernel visit every query-key pair of the row,
+(P + N*R)^2, most of them blocked. `SegmentAttention` instead gathers, in every layer, the prompt
+tokens of each row (attended causally) and each response's tokens with the keys of its prompt
+before them (one row per response, the prompt's keys shared), runs the model's own attention kernel
+(sdpa or eager) on those two sets, and scatters the outputs back into the row: P^2 / 2 + N*R*(P + R)
+pairs, as in prompt_cache, and still one model call (one pass over the weights forward and one
+backward, where prompt_cache makes two of each).
+
+It is a transformers attention implementation (`register`): "lambda_dpo_sdpa" / "lambda_dpo_eager"
+wrap "sdpa" / the model's eager function and behave exactly like them unless the forward was given
+`segments=SegmentAttention(...)`, which transformers hands through the decoder layers to the
+attention function. Masks are built once per batch, not per layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+
+import torch
+
+PREFIX = "lambda_dpo_"
+INNER = ("sdpa", "eager")
+
+
+@dataclass
+class SegmentAttention:
+    """Index and mask tensors of one packed batch, shared by every layer.
+
+    rows, length: the packed batch's shape [rows, length]. p_max / r_max: longest prompt / response.
+    prompt_idx [rows * p_max], resp_idx [n_resp * r_max]: flat token indices (row * length + position)
+        of each prompt / response, padded by repeating a valid index.
+    keep_idx [T_real], keep_src [T_real]: where the real tokens' outputs come from in the
+        concatenated [prompt outputs; response outputs] and where they go in the row.
+    resp_list [n_resp]: each response's row.
+    prompt_mask [rows, 1, p_max, p_max], resp_mask [n_resp, 1, r_max, p_max + r_max]: bool, True =
+        attend; None for prompt_mask when every prompt has p_max tokens (sdpa then runs causal).
+    """
+
+    rows: int
+    length: int
+    p_max: int
+    r_max: int
+    prompt_idx: torch.Tensor
+    resp_idx: torch.Tensor
+    keep_idx: torch.Tensor
+    keep_src: torch.Tensor
+    resp_list: torch.Tensor
+    prompt_mask: torch.Tensor | None
+    resp_mask: torch.Tensor
+
+    @classmethod
+    def from_segments(cls, segment_ids: torch.Tensor) -> "SegmentAttention":
+        """From the packed layout's [rows, L] segment ids (-1 padding, 0 prompt, i >= 1 response i,
+        prompt first, each response contiguous)."""
+        rows, length = segment_ids.shape
+        dev = segment_ids.device
+        seg = segment_ids.cpu()
+        p_len = (seg == 0).sum(1)
+        p_max = int(p_len.max())
+        pos = torch.arange(p_max)
+        prompt_ok = pos[None] < p_len[:, None]  # [rows, p_max]
+        prompt_idx = torch.arange(rows)[:, None] * length + torch.where(prompt_ok, pos, 0)
+        spans, resp_list = [], []
+        for b in range(rows):
+            ids = seg[b]
+            for i in range(1, int(ids.max()) + 1):
+                where = (ids == i).nonzero().flatten()
+                if len(where):
+                    spans.append(b * length + where)
+                    resp_list.append(b)
+        r_max = max(len(s) for s in spans)
+        r_len = torch.tensor([len(s) for s in spans])
+        resp_ok = torch.arange(r_max)[None] < r_len[:, None]  # [n_resp, r_max]
+        resp_idx = torch.stack([torch.cat([s, s[-1:].expand(r_max - len(s))]) for s in spans])
+        resp_list = torch.tensor(resp_list)
+        causal = torch.ones(r_max, r_max, dtype=torch.bool).tril()
+        # Padding queries get the causal pattern too, so that no query row is all blocked (NaN).
+        resp_mask = torch.cat([prompt_ok[resp_list][:, None, :].expand(-1, r_max, -1),
+                               causal[None] & resp_ok[:, None, :]], dim=2)[:, None]
+        prompt_mask = None
+        if not bool(prompt_ok.all()):
+            prompt_mask = (torch.ones(p_max, p_max, dtype=torch.bool).tril()[None] & prompt_ok[:, None, :])
+            prompt_mask |= torch.eye(p_max, dtype=torch.bool)[None]  # padding queries see themselves
+            prompt_mask = prompt_mask[:, None]
+        keep_src = torch.cat([torch.arange(rows * p_max)[prompt_ok.flatten()],
+                              rows * p_max + torch.arange(len(spans) * r_max)[resp_ok.flatten()]])
+        keep_idx = torch.cat([prompt_idx.flatten()[prompt_ok.flatten()], resp_idx.flatten()[resp_ok.flatten()]])
+        return cls(rows, length, p_max, r_max, prompt_idx.flatten().to(dev), resp_idx.flatten().to(dev),
+                   keep_idx.to(dev), keep_src.to(dev), resp_list.to(dev),
+                   None if prompt_mask is None else prompt_mask.to(dev), resp_mask.to(dev))
+
+    def additive(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """bool mask -> additive (0 / dtype's min), the form eager attention adds to its scores."""
+        if mask is None:
+            return None
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """[rows, heads, L, d] -> [rows * L, heads, d]."""
+    return x.transpose(1, 2).reshape(-1, x.shape[1], x.shape[3])
+
+
+def _heads(x: torch.Tensor, n: int, length: int) -> torch.Tensor:
+    """[n * length, heads, d] -> [n, heads, length, d]."""
+    return x.view(n, length, x.shape[1], x.shape[2]).transpose(1, 2)
+
+
+def _inner_function(name: str, module: torch.nn.Module):
+    if name == "sdpa":
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        return sdpa_attention_forward
+    eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+    if eager is None:
+        raise TypeError(f"{type(module).__name__} has no eager_attention_forward in its module")
+    return eager
+
+
+def segment_attention_forward(inner: str, module, query, key, value, attention_mask, segments=None, **kwargs):
+    """The attention function registered as PREFIX + inner. query [rows, H, L, d], key / value
+    [rows, Hkv, L, d] -> ([rows, L, H, d], None)."""
+    fn = _inner_function(inner, module)
+    if segments is None:
+        return fn(module, query, key, value, attention_mask, **kwargs)
+    s: SegmentAttention = segments
+    q, k, v = _tokens(query), _tokens(key), _tokens(value)
+    qp, kp, vp = (_heads(t[s.prompt_idx], s.rows, s.p_max) for t in (q, k, v))
+    n_resp = s.resp_list.shape[0]
+    qr, kr, vr = (_heads(t[s.resp_idx], n_resp, s.r_max) for t in (q, k, v))
+    kr = torch.cat([kp[s.resp_list], kr], dim=2)
+    vr = torch.cat([vp[s.resp_list], vr], dim=2)
+    masks = (s.prompt_mask, s.resp_mask) if inner == "sdpa" else (
+        s.additive(s.prompt_mask if s.prompt_mask is not None else
+                   torch.ones(s.p_max, s.p_max, dtype=torch.bool, device=query.device).tril()[None, None],
+                   query.dtype),
+        s.additive(s.resp_mask, query.dtype))
+    out_p, _ = fn(module, qp, kp, vp, masks[0], **kwargs)  # [rows, p_max, H, d]
+    out_r, _ = fn(module, qr, kr, vr, masks[1], **kwargs)  # [n_resp, r_max, H, d]
+    outs = torch.cat([out_p.reshape(-1, *out_p.shape[2:]), out_r.reshape(-1, *out_r.shape[2:])])
+    row = outs.new_zeros(s.rows * s.length, *outs.shape[1:]).index_copy(0, s.keep_idx, outs[s.keep_src])
+    return row.view(s.rows, s.length, *row.shape[1:]), None
+
+
+def register() -> None:
+    """Register PREFIX + "sdpa" / PREFIX + "eager" with transformers (attention and mask functions)."""
+    import functools
+
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    for inner in INNER:
+        AttentionInterface.register(PREFIX + inner, functools.partial(segment_attention_forward, inner))
+        AttentionMaskInterface.register(PREFIX + inner, ALL_MASK_ATTENTION_FUNCTIONS[inner])
+
+
+@contextlib.contextmanager
+def segmented(model):
+    """Within the block, `model` (transformers or PEFT) runs its attention through PREFIX + its kernel."""
+    from .models import unwrap_model
+
+    config = unwrap_model(model).config
+    kernel = config._attn_implementation
+    if kernel not in INNER:
+        raise ValueError(f"segment attention wraps {INNER}, not {kernel!r}")
+    model.set_attn_implementation(PREFIX + kernel)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(kernel)
