@@ -110,6 +110,8 @@ def test_profile_side_by_side_table():
                          "kinds_s": {"attention kernel": 2.5}}}
     lines = side_by_side(results)
     assert lines[0] == "| s per step | prompt_cache | naive | naive over prompt_cache |"
+    swapped = side_by_side({"packed": results["prompt_cache"], "naive": results["naive"]})
+    assert swapped[0] == "| s per step | packed | naive | naive over packed |"
     assert "| policy forward | 1.000 | 3.000 | 3.00x |" in lines
     assert "| reference forward | 0.000 | 1.000 | - |" in lines
     assert "| **total** (phases) | 3.000 | 8.000 | 2.67x |" in lines
@@ -146,3 +148,21 @@ def test_head_variants_before_and_after_agree(monkeypatch):
         logps.sum().backward()
         results.append((logps.detach(), hidden.grad))
     torch.testing.assert_close(results[0], results[1])
+
+
+def test_layouts_ratios_and_table_for_one_or_both_precisions():
+    bl = load_bench("bench_layouts")
+    methods = ["ours", "ours_packed", "naive"]
+    med = {"float32/ours": 1.0, "float32/ours_packed": 0.8, "float32/naive": 2.4,
+           "bfloat16/ours": 0.5, "bfloat16/ours_packed": 0.5, "bfloat16/naive": 1.5}
+    fp32 = bl.ratios(med, methods, ("float32",))
+    assert fp32 == pytest.approx({"naive_over_prompt_cache_fp32": 2.4, "packed_over_prompt_cache_fp32": 1.25,
+                                  "naive_over_packed_fp32": 3.0})
+    both = bl.ratios(med, methods)
+    assert both["mixed_over_fp32_prompt_cache"] == pytest.approx(2.0)
+    assert both["mixed_over_fp32_naive"] == pytest.approx(1.6)
+    assert both["naive_over_prompt_cache_mixed"] == pytest.approx(3.0)
+    results = {"128x64": {"median_s": med, **fp32, "flop_model_naive_over_prompt_cache": 2.71}}
+    lines = bl.table(results, methods, ("float32",), 4)
+    assert lines[0].count("|") == lines[2].count("|") == 10  # 9 columns: P/R, row, 3 medians, 3 ratios, FLOP
+    assert lines[2] == "| 128/64 | 384 | 1.00 | 0.80 | 2.40 | **2.40x** | 1.25x | 3.00x | 2.71x |"

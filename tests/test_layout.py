@@ -4,9 +4,10 @@ Layers, lowest first (`LAYERS`). A module may import modules of strictly lower l
 siblings inside its own package (data/, evaluation/, training/, demo/); nothing else. The
 order is the data flow (docs/design.md, "Layers"):
 
-0. `atomic`, `models`, `data`: foundations with no lambda-dpo imports: write-then-rename, loading
-   models and tokenizers (with the unwrap / eval-mode / precision helpers every later layer uses),
-   and preference records -> validated `PreferenceList`s.
+0. `atomic`, `models`, `data`, `segment_attention`: foundations with no lambda-dpo imports:
+   write-then-rename, loading models and tokenizers (with the unwrap / eval-mode / precision helpers
+   every later layer uses), preference records -> validated `PreferenceList`s, and the attention
+   implementation that scores a packed row by segment.
 1. `tokenization`, `targets`, `losses`, `lambdas`, `scoring`: one step each of the computation on a
    list: lists -> token ids, ratings -> target distributions, scores -> loss, where lambda comes
    from, model + token ids -> log-probs. They need only layer 0 (targets and tokenization read
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "lambda_dpo"
 
 LAYERS = [
-    {"atomic", "models", "data"},
+    {"atomic", "models", "data", "segment_attention"},
     {"tokenization", "targets", "losses", "lambdas", "scoring"},
     {"conditioning", "reference"},
     {"batching", "model_dir"},

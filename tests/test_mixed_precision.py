@@ -32,6 +32,7 @@ W the head:
 
 import json
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -45,6 +46,7 @@ from lambda_dpo.losses import lambda_dpo_loss
 from lambda_dpo.models import (contiguous_head_inputs, precision_context, precision_label, resolve_model_dtype,
                                tiny_model)
 from lambda_dpo.scoring import build_batch, score_batch
+from lambda_dpo.segment_attention import segmented
 
 VOCAB = 97
 M_ROUNDINGS = 36
@@ -115,12 +117,16 @@ def test_mixed_model_layout_dtypes():
             assert p.grad is not None and p.grad.dtype == torch.float32, name
 
 
-@pytest.mark.parametrize("layout", ["prompt_cache", "packed", "naive"])
+@pytest.mark.parametrize("layout", ["prompt_cache", "packed", "packed_segments", "naive"])
 def test_sequence_logps_and_loss_within_derived_tolerance(layout):
+    """packed_segments: the packed row through segment attention (the same roundings as prompt_cache),
+    on both models."""
     fp, mixed = model_pair()
-    prompts, responses, batch = lists_batch(layout)
+    prompts, responses, batch = lists_batch(layout.removesuffix("_segments"))
     tol = token_tolerances(fp, prompts, responses)
-    with torch.no_grad():
+    segments = layout.endswith("_segments")
+    with torch.no_grad(), segmented(fp) if segments else nullcontext(), \
+            segmented(mixed) if segments else nullcontext():
         lp_fp, _ = score_batch(fp, batch, chunk_size=5)
         lp_mx, _ = score_batch(mixed, batch, chunk_size=5)
     err = (lp_fp - lp_mx).abs()

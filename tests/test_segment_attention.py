@@ -7,7 +7,7 @@ from test_scoring import VOCAB, oracle_logps, random_lists
 
 from lambda_dpo.models import tiny_model
 from lambda_dpo.scoring import build_batch, score_batch
-from lambda_dpo.segment_attention import PREFIX, SegmentAttention, segmented
+from lambda_dpo.segment_attention import PREFIX, SegmentAttention, install, installed, segmented
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2", "mistral", "qwen2"])
@@ -85,13 +85,21 @@ def test_masks_from_segments():
     assert s.resp_mask[2, 0, 0].tolist() == [True, True, False, True, False, False]
     assert s.prompt_mask is not None and s.prompt_mask[1, 0, 1].tolist() == [True, True, False]
     assert s.resp_mask.any(-1).all() and s.prompt_mask.any(-1).all()  # no query row blocked everywhere
-    # Every real token is written back exactly once; padding positions (6, 7, 15) are not.
-    assert sorted(s.keep_idx.tolist()) == [i for i in range(16) if i not in (6, 7, 15)]
+    # Every response token is written back once (prompts come from their slice); padding is not.
+    assert sorted(s.keep_idx.tolist()) == [3, 4, 5, 10, 11, 12, 13, 14]
+    assert s.keep_src.tolist() == [0, 1, 3, 6, 9, 10, 11, 12]
     assert SegmentAttention.from_segments(seg[:1, :6]).prompt_mask is None  # equal prompts: causal kernel
 
 
-def test_segmented_rejects_other_kernels():
-    model = tiny_model("llama", vocab_size=VOCAB)
-    with segmented(model), pytest.raises(ValueError, match="wraps"):
+def test_install_is_idempotent_and_refuses_other_kernels():
+    model = tiny_model("llama", vocab_size=VOCAB, attn_implementation="eager")
+    assert not installed(model)
+    assert install(model) == "eager" and install(model) == "eager"
+    assert installed(model) and model.config._attn_implementation == PREFIX + "eager"
+    with pytest.raises(ValueError, match="already installed"):
         with segmented(model):
             pass
+    other = tiny_model("llama", vocab_size=VOCAB)
+    other.config._attn_implementation = "flex_attention"  # what a user might have picked
+    with pytest.raises(ValueError, match="wraps"):
+        install(other)

@@ -30,6 +30,9 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
         with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
             result = train(cfg)
         assert f"scoring layout: {layout}" in caplog.text
+        assert ("packed rows attend by segment (sdpa kernel" in caplog.text) == (layout == "packed")
+        if layout == "packed":  # installed for good, so checkpointed layers recompute by segment too
+            assert result.trainer.model.config._attn_implementation == "lambda_dpo_sdpa"
         if layout != "naive":  # the run's config (config.yaml) names the layout that ran, not `auto`
             assert cfg.shared_prompt_layout == layout
             assert f"shared_prompt_layout: {layout}" in (tmp_path / f"o{i}" / "config.yaml").read_text()

@@ -29,6 +29,7 @@ from .lambdas import build_lambda_source, uniform_lambda
 from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import float32_label, load_model, upcast_to_float32
 from .scoring import choose_layout
+from .segment_attention import install as install_segments
 from .targets import ratings_tensor
 from .tokenization import tokenize_lists
 from .training.config import load_config
@@ -73,11 +74,15 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
         raise ValueError(f"{data}: no list left to evaluate (rejected: {dict(trunc.rejected) or 'none'}; "
                          f"the model's aspects: {', '.join(sm.aspects)})")
     layout = choose_layout(sm.model, cfg.shared_prompt, cfg.shared_prompt_layout, False)
+    if layout == "packed":  # as training scored: by segment (prepare.py)
+        install_segments(sm.model)
     # LoRA: reference_logps switches the adapter off; full weights: the checkpoint training started from
     reference = sm.model if meta["adapter"] else load_model(
         base_model_source(meta), dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code).eval().to(cfg.device)
     if upcast and reference is not sm.model:
         upcast_to_float32(reference)
+    if layout == "packed":
+        install_segments(reference)
     items = score_reference(cfg, reference, tokenized, layout, "eval",
                             dtype=float32_label(cfg.model_dtype) if upcast else None)
     del reference

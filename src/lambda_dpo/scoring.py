@@ -42,7 +42,8 @@ from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
 from .models import precision_context, unwrap_model
-from .segment_attention import PREFIX as SEGMENT_PREFIX, SegmentAttention, register as _register_segment_attention
+from .segment_attention import PREFIX as SEGMENT_PREFIX, SegmentAttention, installed as segments_installed
+from .segment_attention import register as _register_segment_attention
 
 logger = logging.getLogger(__name__)
 
@@ -428,7 +429,7 @@ def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: tor
         else:
             dtype = base.get_input_embeddings().weight.dtype
             kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}
-            if batch.layout == "packed" and base.config._attn_implementation.startswith(SEGMENT_PREFIX):
+            if batch.layout == "packed" and segments_installed(base):
                 mask, kwargs["segments"] = None, SegmentAttention.from_segments(batch.segment_ids)
             elif batch.layout == "packed":
                 mask = block_attention_mask(batch.segment_ids, dtype)

@@ -32,10 +32,10 @@ class SegmentAttention:
     """Index and mask tensors of one packed batch, shared by every layer.
 
     rows, length: the packed batch's shape [rows, length]. p_max / r_max: longest prompt / response.
-    prompt_idx [rows * p_max], resp_idx [n_resp * r_max]: flat token indices (row * length + position)
-        of each prompt / response, padded by repeating a valid index.
-    keep_idx [T_real], keep_src [T_real]: where the real tokens' outputs come from in the
-        concatenated [prompt outputs; response outputs] and where they go in the row.
+    resp_idx [n_resp * r_max]: flat token indices (row * length + position) of each response,
+        padded by repeating its last one. Prompts need none: each row's opens at position 0.
+    keep_idx, keep_src [response tokens]: where each real response token's output goes in the
+        flattened rows, and where it comes from in the flattened [n_resp, r_max] outputs.
     resp_list [n_resp]: each response's row.
     prompt_mask [rows, 1, p_max, p_max], resp_mask [n_resp, 1, r_max, p_max + r_max]: bool, True =
         attend; None for prompt_mask when every prompt has p_max tokens (sdpa then runs causal).
@@ -45,7 +45,6 @@ class SegmentAttention:
     length: int
     p_max: int
     r_max: int
-    prompt_idx: torch.Tensor
     resp_idx: torch.Tensor
     keep_idx: torch.Tensor
     keep_src: torch.Tensor
@@ -64,7 +63,6 @@ class SegmentAttention:
         p_max = int(p_len.max())
         pos = torch.arange(p_max)
         prompt_ok = pos[None] < p_len[:, None]  # [rows, p_max]
-        prompt_idx = torch.arange(rows)[:, None] * length + torch.where(prompt_ok, pos, 0)
         spans, resp_list = [], []
         for b in range(rows):
             ids = seg[b]
@@ -87,10 +85,9 @@ class SegmentAttention:
             prompt_mask = (torch.ones(p_max, p_max, dtype=torch.bool).tril()[None] & prompt_ok[:, None, :])
             prompt_mask |= torch.eye(p_max, dtype=torch.bool)[None]  # padding queries see themselves
             prompt_mask = prompt_mask[:, None]
-        keep_src = torch.cat([torch.arange(rows * p_max)[prompt_ok.flatten()],
-                              rows * p_max + torch.arange(len(spans) * r_max)[resp_ok.flatten()]])
-        keep_idx = torch.cat([prompt_idx.flatten()[prompt_ok.flatten()], resp_idx.flatten()[resp_ok.flatten()]])
-        return cls(rows, length, p_max, r_max, prompt_idx.flatten().to(dev), resp_idx.flatten().to(dev),
+        keep_src = torch.arange(len(spans) * r_max)[resp_ok.flatten()]
+        keep_idx = resp_idx.flatten()[resp_ok.flatten()]
+        return cls(rows, length, p_max, r_max, resp_idx.flatten().to(dev),
                    keep_idx.to(dev), keep_src.to(dev), resp_list.to(dev),
                    None if prompt_mask is None else prompt_mask.to(dev), resp_mask.to(dev))
 
@@ -128,26 +125,29 @@ def segment_attention_forward(inner: str, module, query, key, value, attention_m
     if segments is None:
         return fn(module, query, key, value, attention_mask, **kwargs)
     s: SegmentAttention = segments
-    q, k, v = _tokens(query), _tokens(key), _tokens(value)
-    qp, kp, vp = (_heads(t[s.prompt_idx], s.rows, s.p_max) for t in (q, k, v))
+    # Prompts open every row: a slice (a shorter prompt's extra keys are masked). Responses are
+    # gathered with index_select, whose backward is an index_add (plain indexing's sorts the indices).
+    qp, kp, vp = (t[:, :, :s.p_max] for t in (query, key, value))
     n_resp = s.resp_list.shape[0]
-    qr, kr, vr = (_heads(t[s.resp_idx], n_resp, s.r_max) for t in (q, k, v))
-    kr = torch.cat([kp[s.resp_list], kr], dim=2)
-    vr = torch.cat([vp[s.resp_list], vr], dim=2)
-    masks = (s.prompt_mask, s.resp_mask) if inner == "sdpa" else (
-        s.additive(s.prompt_mask if s.prompt_mask is not None else
-                   torch.ones(s.p_max, s.p_max, dtype=torch.bool, device=query.device).tril()[None, None],
-                   query.dtype),
-        s.additive(s.resp_mask, query.dtype))
+    qr, kr, vr = (_heads(_tokens(t).index_select(0, s.resp_idx), n_resp, s.r_max) for t in (query, key, value))
+    kr = torch.cat([kp.index_select(0, s.resp_list), kr], dim=2)
+    vr = torch.cat([vp.index_select(0, s.resp_list), vr], dim=2)
+    if inner == "sdpa":
+        masks = (s.prompt_mask, s.resp_mask)
+    else:  # eager adds its mask to the scores and has no causal flag
+        causal = torch.ones(s.p_max, s.p_max, dtype=torch.bool, device=query.device).tril()[None, None]
+        masks = (s.additive(causal if s.prompt_mask is None else s.prompt_mask, query.dtype),
+                 s.additive(s.resp_mask, query.dtype))
     out_p, _ = fn(module, qp, kp, vp, masks[0], **kwargs)  # [rows, p_max, H, d]
     out_r, _ = fn(module, qr, kr, vr, masks[1], **kwargs)  # [n_resp, r_max, H, d]
-    outs = torch.cat([out_p.reshape(-1, *out_p.shape[2:]), out_r.reshape(-1, *out_r.shape[2:])])
-    row = outs.new_zeros(s.rows * s.length, *outs.shape[1:]).index_copy(0, s.keep_idx, outs[s.keep_src])
+    row = torch.nn.functional.pad(out_p, (0, 0, 0, 0, 0, s.length - s.p_max)).flatten(0, 1)
+    row = row.index_copy(0, s.keep_idx, out_r.flatten(0, 1).index_select(0, s.keep_src))
     return row.view(s.rows, s.length, *row.shape[1:]), None
 
 
 def register() -> None:
-    """Register PREFIX + "sdpa" / PREFIX + "eager" with transformers (attention and mask functions)."""
+    """Register PREFIX + "sdpa" / PREFIX + "eager" with transformers (attention and mask functions);
+    repeated calls change nothing."""
     import functools
 
     from transformers import AttentionInterface
@@ -158,16 +158,33 @@ def register() -> None:
         AttentionMaskInterface.register(PREFIX + inner, ALL_MASK_ATTENTION_FUNCTIONS[inner])
 
 
-@contextlib.contextmanager
-def segmented(model):
-    """Within the block, `model` (transformers or PEFT) runs its attention through PREFIX + its kernel."""
-    from .models import unwrap_model
-
-    config = unwrap_model(model).config
-    kernel = config._attn_implementation
+def install(model) -> str:
+    """Route `model`'s attention (a transformers or PEFT model, not yet wrapped for distribution; sdpa or
+    eager) through PREFIX + its kernel, so
+    that the packed layout attends by segment; returns the kernel it wraps. For good, not per call:
+    a checkpointed layer reruns its forward during backward and must find the same implementation.
+    Idempotent; every call without `segments` behaves exactly as the kernel did."""
+    register()
+    kernel = model.config._attn_implementation
+    if kernel.startswith(PREFIX):
+        return kernel.removeprefix(PREFIX)
     if kernel not in INNER:
         raise ValueError(f"segment attention wraps {INNER}, not {kernel!r}")
     model.set_attn_implementation(PREFIX + kernel)
+    return kernel
+
+
+def installed(model) -> bool:
+    return model.config._attn_implementation.startswith(PREFIX)
+
+
+@contextlib.contextmanager
+def segmented(model):
+    """Within the block, `model` runs its attention through PREFIX + its kernel (`install`); the
+    kernel is restored after. Backward of a checkpointed model must run inside the block too."""
+    if installed(model):
+        raise ValueError("segment attention is already installed on this model")
+    kernel = install(model)
     try:
         yield model
     finally:

@@ -27,6 +27,7 @@ from ..lambdas import LambdaSource, build_lambda_source
 from ..models import default_cache_dir
 from ..reference import reference_logps
 from ..scoring import PACKED_AUTO_MAX_TOKENS, ZERO3_LAYOUT_ERROR, choose_layout
+from ..segment_attention import install as install_segments
 from ..tokenization import TokenizedList, tokenize_lists
 from .config import LambdaDPOConfig
 
@@ -218,6 +219,8 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
                 PACKED_AUTO_MAX_TOKENS)
     if layout != "naive":  # config.yaml, which `lambda-dpo evaluate` reads, names the layout that ran
         cfg.shared_prompt_layout = layout
+    if layout == "packed":  # before the reference pass: its cache key names the attention implementation
+        logger.info("packed rows attend by segment (%s kernel; lambda_dpo.segment_attention)", install_segments(model))
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
     # With several processes the main one computes and caches it; the others then read the cache.
     # Under ZeRO-3 every process first gathers the partitioned weights.
