@@ -2,6 +2,7 @@
 
     python bench/bench_layouts.py                       # 256/128 and 128/64, 3 rounds
     python bench/bench_layouts.py --configs 256x128 --rounds 4 --tag layouts_256
+    python bench/bench_layouts.py --dtypes float32 --methods ours,ours_packed,ours_segments,naive
 
 bench_throughput.py runs each method in a fresh process, for a clean peak-memory figure, and
 times 2-3 steps after one warm-up: the first steps of a process also pay for memory touched for
@@ -10,7 +11,10 @@ drift between processes lands on one method only. This script times both layouts
 process, round-robin (round_robin.py), on one SmolLM2-135M LoRA-r16 model per precision: one
 list per AdamW step, N = 4; prompt_cache reads reference log-probs computed before timing, naive
 runs its reference forward inside every step (as in listwise_steps.py). Each precision runs with
-the attention kernel `attn_implementation: auto` picks for it (sdpa in fp32, eager in bf16 here).
+the attention kernel `attn_implementation: auto` picks for it (sdpa in fp32, eager in bf16 here), or
+the one --attn names. Methods: ours (prompt_cache), ours_packed (packed, dense block mask),
+ours_segments (packed, segment attention: what training runs for the packed layout), naive. Leave
+bfloat16 out of --dtypes on a CPU without avx512_bf16 / AMX (emulated there; `auto` picks fp32).
 Prints the medians and the two ratios issue 12 sets targets for, beside the FLOP model's
 prediction (cost_model.predicted_speedup_flops). Results: bench/results/<tag>.json and .md.
 """
@@ -34,21 +38,51 @@ from round_robin import add_common_args, environment, lora_models, medians, pars
 from workload import make_lists  # noqa: E402
 
 DTYPES = ("float32", "bfloat16")
+SHORT = {"float32": "fp32", "bfloat16": "mixed"}
 
 
-def ratios(med: dict, methods: list[str]) -> dict:
+def ratios(med: dict, methods: list[str], dtypes: tuple[str, ...] = DTYPES) -> dict:
     """The speed-ups the efficiency issue sets targets for, from {"dtype/method": median s}."""
     out = {}
-    if {"ours", "naive"} <= set(methods):
-        out.update(naive_over_prompt_cache_fp32=med["float32/naive"] / med["float32/ours"],
-                   naive_over_prompt_cache_mixed=med["bfloat16/naive"] / med["bfloat16/ours"],
-                   mixed_over_fp32_naive=med["float32/naive"] / med["bfloat16/naive"])
-    if "ours" in methods:
-        out["mixed_over_fp32_prompt_cache"] = med["float32/ours"] / med["bfloat16/ours"]
-    if {"ours", "ours_packed"} <= set(methods):
-        out.update(packed_over_prompt_cache_fp32=med["float32/ours"] / med["float32/ours_packed"],
-                   packed_over_prompt_cache_mixed=med["bfloat16/ours"] / med["bfloat16/ours_packed"])
+    for d in dtypes:
+        if {"ours", "naive"} <= set(methods):
+            out[f"naive_over_prompt_cache_{SHORT[d]}"] = med[f"{d}/naive"] / med[f"{d}/ours"]
+        if {"ours", "ours_packed"} <= set(methods):
+            out[f"packed_over_prompt_cache_{SHORT[d]}"] = med[f"{d}/ours"] / med[f"{d}/ours_packed"]
+        if {"ours_packed", "naive"} <= set(methods):
+            out[f"naive_over_packed_{SHORT[d]}"] = med[f"{d}/naive"] / med[f"{d}/ours_packed"]
+        if {"ours_segments", "naive"} <= set(methods):
+            out[f"naive_over_segments_{SHORT[d]}"] = med[f"{d}/naive"] / med[f"{d}/ours_segments"]
+        if {"ours_segments", "ours_packed"} <= set(methods):
+            out[f"packed_over_segments_{SHORT[d]}"] = med[f"{d}/ours_packed"] / med[f"{d}/ours_segments"]
+    if set(DTYPES) <= set(dtypes):
+        if "naive" in methods:
+            out["mixed_over_fp32_naive"] = med["float32/naive"] / med["bfloat16/naive"]
+        if "ours" in methods:
+            out["mixed_over_fp32_prompt_cache"] = med["float32/ours"] / med["bfloat16/ours"]
     return out
+
+
+NAMES = {"ours": "prompt_cache", "ours_packed": "packed", "ours_segments": "packed+segments", "naive": "naive"}
+TARGETS = {"naive_over_prompt_cache_fp32": " (target 2.4x)", "mixed_over_fp32_prompt_cache": " (target 1.6x)"}
+
+
+def table(results: dict, methods: list[str], dtypes: tuple[str, ...], n: int) -> list[str]:
+    """Markdown: one row per P/R, the median step of each precision x layout, then every ratio of
+    `ratios` (targeted ones in bold) and the FLOP model's naive over prompt_cache."""
+    ratio_keys = [k for k in next(iter(results.values())) if "_over_" in k and k != "flop_model_naive_over_prompt_cache"]
+    head = (["P/R", "packed row (P + N*R)"] + [f"{SHORT[d]} {NAMES[m]}" for d in dtypes for m in methods]
+            + [k.replace("_over_", " over ").replace("_", " ") + TARGETS.get(k, "") for k in ratio_keys]
+            + ["FLOP model, naive over prompt_cache"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cfg, res in results.items():
+        p, r = map(int, cfg.split("x"))
+        cells = [cfg.replace("x", "/"), str(p + n * r)]
+        cells += [f"{res['median_s'][f'{d}/{m}']:.2f}" for d in dtypes for m in methods]
+        cells += [f"**{res[k]:.2f}x**" if k in TARGETS else f"{res[k]:.2f}x" for k in ratio_keys]
+        cells.append(f"{res['flop_model_naive_over_prompt_cache']:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,63 +91,42 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=3, help="round-robin rounds, 2 timed steps each (default 3)")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--methods", default="ours,naive",
-                    help="listwise_steps methods: ours (prompt_cache), ours_packed, naive (default %(default)s)")
+                    help="listwise_steps methods: ours (prompt_cache), ours_packed (dense block mask), ours_segments "
+                         "(packed, segment attention), naive (default %(default)s)")
+    ap.add_argument("--dtypes", default=",".join(DTYPES),
+                    help="model precisions (default %(default)s; bfloat16 is the mixed mode, which a CPU "
+                         "without avx512_bf16 / AMX emulates: measure it only where auto would pick it)")
+    ap.add_argument("--attn", default="auto", help="attention kernel: auto (what training picks per precision), "
+                    "sdpa or eager (default %(default)s)")
     add_common_args(ap, "layouts")
     args = parse_and_start(ap, argv)
     from lambda_dpo.models import resolve_attn_implementation
 
-    methods = args.methods.split(",")
-    models = lora_models(args)
+    methods, dtypes = args.methods.split(","), tuple(args.dtypes.split(","))
+    models = lora_models(args, dtypes)
     results, kernels = {}, {}
     for cfg in args.configs.split(","):
         p, r = map(int, cfg.split("x"))
         lists = make_lists(p, r, args.n, 3, models["float32"].config.vocab_size)
         for dtype, model in models.items():
-            kernels[dtype] = resolve_attn_implementation("auto", dtype, "cpu", p + r)[0]
+            kernels[dtype] = resolve_attn_implementation(args.attn, dtype, "cpu", p + r)[0]
             model.set_attn_implementation(kernels[dtype])
 
         def run(setting):
             dtype, method = setting
             return time_listwise_steps(models[dtype], lists, method, warmup=1, steps=2)["step_s"]
 
-        times = round_robin([(d, m) for d in DTYPES for m in methods], run, args.rounds, cfg)
+        times = round_robin([(d, m) for d in dtypes for m in methods], run, args.rounds, cfg)
         med = {f"{d}/{m}": s for (d, m), s in medians(times).items()}
         results[cfg] = {"median_s": med, "steps_s": {f"{d}/{m}": t for (d, m), t in times.items()},
-                        "kernels": dict(kernels), **ratios(med, methods),
+                        "kernels": dict(kernels), **ratios(med, methods, dtypes),
                         "flop_model_naive_over_prompt_cache": predicted_speedup_flops("naive", p, r, args.n)}
     record = {**environment(args), "n": args.n, "rounds": args.rounds, "results": results}
     lines = [f"# Layouts x precision, interleaved ({args.threads} threads, N = {args.n}, LoRA r16, "
              f"{args.rounds} rounds x 2 timed steps, medians, s per list)", ""]
-    if {"ours", "naive"} <= set(methods):
-        lines += ["| P/R | fp32 prompt_cache | fp32 naive | mixed prompt_cache | mixed naive | "
-                  "prompt_cache over naive, fp32 (target 2.4x) | FLOP model | prompt_cache over naive, mixed | "
-                  "mixed over fp32, prompt_cache (target 1.6x) | mixed over fp32, naive |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for cfg, res in results.items():
-            m = res["median_s"]
-            lines.append(f"| {cfg.replace('x', '/')} | {m['float32/ours']:.2f} | {m['float32/naive']:.2f} | "
-                         f"{m['bfloat16/ours']:.2f} | {m['bfloat16/naive']:.2f} | "
-                         f"**{res['naive_over_prompt_cache_fp32']:.2f}x** | "
-                         f"{res['flop_model_naive_over_prompt_cache']:.2f}x | "
-                         f"{res['naive_over_prompt_cache_mixed']:.2f}x | "
-                         f"**{res['mixed_over_fp32_prompt_cache']:.2f}x** | "
-                         f"{res['mixed_over_fp32_naive']:.2f}x |")
-    if {"ours", "ours_packed"} <= set(methods):
-        lines += ["", "| P/R | packed row (P + N*R) | fp32 prompt_cache | fp32 packed | mixed prompt_cache | "
-                  "mixed packed | packed over prompt_cache, fp32 | packed over prompt_cache, mixed | "
-                  "mixed over fp32, best layout of each |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for cfg, res in results.items():
-            m = res["median_s"]
-            p, r = map(int, cfg.split("x"))
-            best = {d: min(m[f"{d}/ours"], m[f"{d}/ours_packed"]) for d in DTYPES}
-            lines.append(f"| {cfg.replace('x', '/')} | {p + args.n * r} | {m['float32/ours']:.2f} | "
-                         f"{m['float32/ours_packed']:.2f} | {m['bfloat16/ours']:.2f} | "
-                         f"{m['bfloat16/ours_packed']:.2f} | {res['packed_over_prompt_cache_fp32']:.2f}x | "
-                         f"{res['packed_over_prompt_cache_mixed']:.2f}x | "
-                         f"{best['float32'] / best['bfloat16']:.2f}x |")
+    lines += table(results, methods, dtypes, args.n)
     lines.append("")
-    lines.append("Kernels (attn_implementation auto): " + ", ".join(f"{d}: {k}" for d, k in kernels.items()))
+    lines.append(f"Kernels (attn_implementation {args.attn}): " + ", ".join(f"{d}: {k}" for d, k in kernels.items()))
     save(args, record, lines)
     return record
 

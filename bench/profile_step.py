@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from listwise_steps import precompute_reference, time_listwise_steps  # noqa: E402
+from listwise_steps import LISTWISE_LAYOUTS, precompute_reference, time_listwise_steps  # noqa: E402
 from workload import add_lora, make_lists  # noqa: E402
 
 PHASES = ("reference forward", "policy forward", "loss", "backward", "optimizer")
@@ -64,8 +64,10 @@ def classify(name: str, shapes: list, vocab: int) -> str:
 
 def profile_layout(model, lists, layout: str, steps: int, top: int) -> dict:
     """Profile `steps` training steps of `layout` on lists[1:] (after a warm-up on lists[0])."""
-    method = {"prompt_cache": "ours", "naive": "naive"}[layout]
-    reference = precompute_reference(model, lists[1:])[0] if layout == "prompt_cache" else None
+    method = {"prompt_cache": "ours", "packed": "ours_packed", "packed_segments": "ours_segments",
+              "naive": "naive"}[layout]
+    reference = (precompute_reference(model, lists[1:], layout=LISTWISE_LAYOUTS[method])[0] if layout != "naive"
+                 else None)
     time_listwise_steps(model, lists[:1], method, warmup=1, steps=0)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         res = time_listwise_steps(model, lists[1:], method, warmup=0, steps=steps, reference=reference)
@@ -84,7 +86,8 @@ def profile_layout(model, lists, layout: str, steps: int, top: int) -> dict:
 
 def side_by_side(results: dict) -> list[str]:
     layouts = list(results)
-    lines = ["| s per step | " + " | ".join(layouts) + (" | naive over prompt_cache |" if len(layouts) == 2 else " |"),
+    ratio_head = f" | {layouts[1]} over {layouts[0]} |" if len(layouts) == 2 else " |"
+    lines = ["| s per step | " + " | ".join(layouts) + ratio_head,
              "|---" * (len(layouts) + 1 + (len(layouts) == 2)) + "|"]
     for table in ("phases_s", "kinds_s"):
         keys = sorted({k for r in results.values() for k in r[table]},
@@ -102,7 +105,7 @@ def side_by_side(results: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--layouts", default="prompt_cache,naive", help="comma-separated (default %(default)s)")
+    ap.add_argument("--layouts", default="prompt_cache,naive", help="comma-separated: prompt_cache, packed, packed_segments, naive (default %(default)s)")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--config", default="256x128", help="PxR (default %(default)s)")
     ap.add_argument("--n", type=int, default=4)

@@ -45,9 +45,22 @@ def environment(args) -> dict:
     """What a result depends on besides its settings: CPU, torch threads and version, model."""
     import torch
 
+    from lambda_dpo.models import cpu_bf16_features
+
     allocator = {k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("MALLOC_")}
-    return {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "model": args.model,
-            "torch": torch.__version__, "allocator": allocator or "default"}
+    return {"cpu": platform.processor() or platform.machine(), "cpu_model": _cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": list(cpu_bf16_features()),
+            "threads": args.threads, "model": args.model, "torch": torch.__version__,
+            "allocator": allocator or "default"}
+
+
+def _cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The "model name" line of /proc/cpuinfo (hosts differ between sessions), or "unknown"."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
 def save(args, record: dict, lines: list[str]) -> None:
@@ -71,9 +84,9 @@ def parse_and_start(ap, argv) -> "argparse.Namespace":
     return args
 
 
-def lora_models(args) -> dict:
-    """{"float32": model, "bfloat16": model}: args.model in each precision with the bench's LoRA (r16)."""
+def lora_models(args, dtypes: tuple[str, ...] = ("float32", "bfloat16")) -> dict:
+    """{dtype: model} for each of `dtypes`: args.model in that precision with the bench's LoRA (r16)."""
     from lambda_dpo.models import load_model
     from workload import add_lora
 
-    return {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in ("float32", "bfloat16")}
+    return {dtype: add_lora(load_model(args.model, dtype=dtype)) for dtype in dtypes}

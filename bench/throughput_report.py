@@ -55,7 +55,7 @@ def environment(args, argv) -> dict:
         "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
         "trl": trl_version, "python": platform.python_version(), "model": args.model, "precision": "float32",
         "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r, "dropout": 0.0, "target_modules": "all-linear"},
-        "optimizer": {"name": "AdamW", "lr": LR, "weight_decay": 0.0}, "beta": BETA, "seed": SEED,
+        "optimizer": {"name": "AdamW", "lr": LR, "weight_decay": 0.0, "fused": True}, "beta": BETA, "seed": SEED,
         "omp_wait_policy": args.omp_wait_policy or None,
         "note": ("Measured on a shared 2-core machine: other jobs (dataset generation, tests) may have run at the "
                  "same time, so absolute figures are noisy; the ratios, measured side by side in one run, are the "
