@@ -19,8 +19,9 @@ Modes (each on a freshly built model):
   full   every weight trainable, AdamW (fused, states in bf16 like the weights).
 
 Both use lambda-dpo's training step: a shared-prompt forward of P + N*R tokens, in the layout
-lambda-dpo would pick (lambda_dpo.scoring.choose_layout: prompt_cache, or packed when the decoder is
-checkpointed) (lambda_dpo.scoring.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
+lambda-dpo would pick (lambda_dpo.scoring.choose_layout: packed, by segment, for lists of at most
+384 tokens or when the decoder is checkpointed, prompt_cache otherwise)
+(lambda_dpo.scoring.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
 a rank target, backward, optimizer step; the reference log-probs are computed once before timing
 (listwise_steps.precompute_reference), as lambda-dpo does. One list per step. Timed with
 torch.cuda.synchronize() around each step, after untimed warm-up steps; peak memory is
@@ -118,8 +119,13 @@ def time_steps(model, lists, device: torch.device, warmup: int, steps: int, chun
 
     n = len(lists[0][1])
     target, mask = rank_target(n).to(device), torch.ones(1, n, dtype=torch.bool, device=device)
-    layout = choose_layout(model)
-    log(f"  layout {layout}")
+    row_tokens = len(lists[0][0]) + sum(map(len, lists[0][1]))
+    layout = choose_layout(model, row_tokens=row_tokens)
+    if layout == "packed":  # as training does (training/prepare.py)
+        from lambda_dpo.segment_attention import install
+
+        install(model)
+    log(f"  layout {layout} (a list's prompt and responses: {row_tokens} tokens)")
     batches = [build_batch([p], [rs], layout=layout).to(device) for p, rs in lists]
     sync(device)
     refs, precompute_s = precompute_reference(model, lists, chunk_size, layout)  # reference once, before training

@@ -35,8 +35,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--methods", default="ours_packed,naive")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--recompile-limit", type=int, default=128, help="torch._dynamo recompile_limit (default %(default)s)")
     add_common_args(ap, "compile_regional")
     args = parse_and_start(ap, argv)
+    import torch._dynamo
+
+    # Dynamo specialises on each layer's integer attributes (layer_idx), so the 30 layers compile
+    # 30 graphs (x grad / no-grad); at the default limit of 8 the rest would silently run uncompiled.
+    torch._dynamo.config.recompile_limit = args.recompile_limit
+    torch._dynamo.config.accumulated_recompile_limit = max(args.recompile_limit * 4, 256)
     methods = args.methods.split(",")
     models = {"plain": lora_models(args, ("float32",))["float32"], "compiled": lora_models(args, ("float32",))["float32"]}
     for layer in models["compiled"].base_model.model.model.layers:
@@ -57,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
         med = {f"{k}/{m}": v for (k, m), v in medians(times).items()}
         results[cfg] = {"median_s": med, "first_compiled_step_s": first,
                         "steps_s": {f"{k}/{m}": t for (k, m), t in times.items()}}
-    record = {**environment(args), "n": args.n, "rounds": args.rounds, "results": results}
+    record = {**environment(args), "n": args.n, "rounds": args.rounds, "recompile_limit": args.recompile_limit,
+              "results": results}
     lines = [f"# Regional torch.compile vs eager PyTorch (fp32, {args.threads} threads, N = {args.n}, LoRA r16, "
              f"{args.rounds} rounds x 2 timed steps, medians, s per list)", "",
              "| P/R | method | plain | compiled | compiled over plain | first compiled step (compiling) |",

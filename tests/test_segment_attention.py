@@ -89,6 +89,14 @@ def test_masks_from_segments():
     assert sorted(s.keep_idx.tolist()) == [3, 4, 5, 10, 11, 12, 13, 14]
     assert s.keep_src.tolist() == [0, 1, 3, 6, 9, 10, 11, 12]
     assert SegmentAttention.from_segments(seg[:1, :6]).prompt_mask is None  # equal prompts: causal kernel
+    assert s.masks("sdpa", torch.float32) == (s.prompt_mask, s.resp_mask)
+    prompt, resp = s.masks("eager", torch.bfloat16)
+    low = torch.finfo(torch.bfloat16).min
+    assert torch.equal(resp, torch.where(s.resp_mask, 0.0, low).to(torch.bfloat16))
+    assert torch.equal(prompt, torch.where(s.prompt_mask, 0.0, low).to(torch.bfloat16))
+    assert s.masks("eager", torch.bfloat16)[1] is resp  # built once per batch, not per layer
+    causal = SegmentAttention.from_segments(seg[:1, :6]).masks("eager", torch.float32)[0]
+    assert torch.equal(causal[0, 0] == 0, torch.ones(3, 3, dtype=torch.bool).tril())
 
 
 def test_install_is_idempotent_and_refuses_other_kernels():

@@ -8,10 +8,11 @@ Three layouts of the same computation (`Layout`):
   positions continuing after the prompt. P + N*R tokens, and attention over P^2 + N*R*(P+R)
   query-key pairs; two model calls.
 - "packed" (shared prompt; `auto`'s choice for shorter lists and under gradient checkpointing,
-  which drops caches): one row per list, [prompt, resp_1, ..., resp_N], with a block mask letting
-  each response attend to the prompt and its own earlier tokens only, and position ids restarting
-  after the prompt. P + N*R tokens in one model call, but a dense mask makes attention cost
-  (P + N*R)^2 pairs.
+  which drops caches): one row per list, [prompt, resp_1, ..., resp_N], each response attending to
+  the prompt and its own earlier tokens only, position ids restarting after the prompt. P + N*R
+  tokens in one model call. On a model with segment attention installed (segment_attention.py,
+  what training does for this layout) attention runs by segment, prompt_cache's pairs; otherwise
+  under a dense block mask, (P + N*R)^2 pairs.
 - "naive": one row per response, [prompt, resp_i] (the authors' approach). Used as the oracle in
   tests, for architectures the shared-prompt layouts are not verified on, and in the benchmark.
 
@@ -469,7 +470,11 @@ overhead), and prompt_cache makes two calls per step; packed makes one, at the p
 attention over the whole row, (P + N*R)^2 pairs. Measured on a 2-core Xeon with AMX, SmolLM2-135M,
 LoRA r16, N = 4, one list per step (`python bench/bench_layouts.py --methods ours,ours_packed`,
 bench/results/layouts_packed_sweep.md): packed is 1.21x / 1.08x faster in fp32 and 1.42x / 1.18x in
-bf16 at rows of 192 / 384 tokens; at 576, 1.01x in fp32 but 0.65x in bf16; at 768, 0.94x / 0.64x."""
+bf16 at rows of 192 / 384 tokens; at 576, 1.01x in fp32 but 0.65x in bf16; at 768, 0.94x / 0.64x.
+Those runs attended under the dense mask. By segment (what training now runs), on a 2-core AMD EPYC
+(Zen 2, no bf16) in fp32 (bench/results/layouts_segments_zen2.md), packed is 1.09x faster than
+prompt_cache at 384 tokens and even with it at 768; bf16 by segment is not measured yet, so the
+threshold stays."""
 
 
 def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",

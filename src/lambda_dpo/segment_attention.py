@@ -2,12 +2,12 @@
 
 A packed row holds [prompt, resp_1, ..., resp_N]; each response attends to the prompt and to its own
 earlier tokens. A dense block mask makes the kernel visit every query-key pair of the row,
-(P + N*R)^2, most of them blocked. `SegmentAttention` instead gathers, in every layer, the prompt
-tokens of each row (attended causally) and each response's tokens with the keys of its prompt
-before them (one row per response, the prompt's keys shared), runs the model's own attention kernel
-(sdpa or eager) on those two sets, and scatters the outputs back into the row: P^2 / 2 + N*R*(P + R)
-pairs, as in prompt_cache, and still one model call (one pass over the weights forward and one
-backward, where prompt_cache makes two of each).
+(P + N*R)^2, most of them blocked. Instead, in every layer, the model's own attention kernel (sdpa
+or eager) runs on each row's prompt (a slice: prompts open the rows; causal) and on each response's
+tokens, gathered into one row per response, over its prompt's keys and its own earlier ones; the
+response outputs are scattered back into the row. That is P^2 / 2 + N*R*(P + R/2) pairs, as in
+prompt_cache, in one model call (one pass over the weights forward and one backward, where
+prompt_cache makes two of each).
 
 It is a transformers attention implementation (`register`): "lambda_dpo_sdpa" / "lambda_dpo_eager"
 wrap "sdpa" / the model's eager function and behave exactly like them unless the forward was given
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -51,6 +51,7 @@ class SegmentAttention:
     resp_list: torch.Tensor
     prompt_mask: torch.Tensor | None
     resp_mask: torch.Tensor
+    _additive: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_segments(cls, segment_ids: torch.Tensor) -> "SegmentAttention":
@@ -91,11 +92,21 @@ class SegmentAttention:
                    keep_idx.to(dev), keep_src.to(dev), resp_list.to(dev),
                    None if prompt_mask is None else prompt_mask.to(dev), resp_mask.to(dev))
 
-    def additive(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-        """bool mask -> additive (0 / dtype's min), the form eager attention adds to its scores."""
-        if mask is None:
-            return None
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+    def masks(self, inner: str, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(prompt mask, response mask) in the form `inner` takes: sdpa the bool masks (None: causal);
+        eager additive ones (0 / dtype's min, added to its scores; it has no causal flag), built
+        once per batch and dtype, not per layer."""
+        if inner == "sdpa":
+            return self.prompt_mask, self.resp_mask
+        if dtype not in self._additive:
+            prompt = self.prompt_mask
+            if prompt is None:
+                prompt = torch.ones(self.p_max, self.p_max, dtype=torch.bool, device=self.resp_mask.device).tril()
+                prompt = prompt[None, None]
+            self._additive[dtype] = tuple(
+                torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, torch.finfo(dtype).min)
+                for m in (prompt, self.resp_mask))
+        return self._additive[dtype]
 
 
 def _tokens(x: torch.Tensor) -> torch.Tensor:
@@ -132,12 +143,7 @@ def segment_attention_forward(inner: str, module, query, key, value, attention_m
     qr, kr, vr = (_heads(_tokens(t).index_select(0, s.resp_idx), n_resp, s.r_max) for t in (query, key, value))
     kr = torch.cat([kp.index_select(0, s.resp_list), kr], dim=2)
     vr = torch.cat([vp.index_select(0, s.resp_list), vr], dim=2)
-    if inner == "sdpa":
-        masks = (s.prompt_mask, s.resp_mask)
-    else:  # eager adds its mask to the scores and has no causal flag
-        causal = torch.ones(s.p_max, s.p_max, dtype=torch.bool, device=query.device).tril()[None, None]
-        masks = (s.additive(causal if s.prompt_mask is None else s.prompt_mask, query.dtype),
-                 s.additive(s.resp_mask, query.dtype))
+    masks = s.masks(inner, query.dtype)
     out_p, _ = fn(module, qp, kp, vp, masks[0], **kwargs)  # [rows, p_max, H, d]
     out_r, _ = fn(module, qr, kr, vr, masks[1], **kwargs)  # [n_resp, r_max, H, d]
     row = torch.nn.functional.pad(out_p, (0, 0, 0, 0, 0, s.length - s.p_max)).flatten(0, 1)

@@ -180,8 +180,9 @@ class LambdaDPOConfig(TrainingArguments):
                 "line, for architectures not verified."})
     shared_prompt_layout: str = field(default="auto", metadata={
         "help": "How the prompt is shared: prompt_cache (prompts run once, their key/value cache with "
-                "gradients serves the N responses; attention P^2 + N*R*(P+R)) | packed (one row per "
-                "list under a block mask, one model call; attention (P+N*R)^2) | auto (packed when a "
+                "gradients serves the N responses; two model calls) | packed (one row per list, one "
+                "model call; attention by segment, the same query-key pairs as prompt_cache: "
+                "lambda_dpo.segment_attention) | auto (packed when a "
                 "training list's prompt and responses total at most 384 tokens (median), or under "
                 "gradient checkpointing, which drops caches; prompt_cache otherwise)."})
     logprob_chunk_size: int = field(default=1024, metadata={
