@@ -22,6 +22,7 @@ prediction (cost_model.predicted_speedup_flops). Results: bench/results/<tag>.js
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -55,11 +56,15 @@ def ratios(med: dict, methods: list[str], dtypes: tuple[str, ...] = DTYPES) -> d
             out[f"naive_over_segments_{SHORT[d]}"] = med[f"{d}/naive"] / med[f"{d}/ours_segments"]
         if {"ours_segments", "ours_packed"} <= set(methods):
             out[f"packed_over_segments_{SHORT[d]}"] = med[f"{d}/ours_packed"] / med[f"{d}/ours_segments"]
+        if {"ours", "ours_segments"} <= set(methods):
+            out[f"prompt_cache_over_segments_{SHORT[d]}"] = med[f"{d}/ours"] / med[f"{d}/ours_segments"]
     if set(DTYPES) <= set(dtypes):
         if "naive" in methods:
             out["mixed_over_fp32_naive"] = med["float32/naive"] / med["bfloat16/naive"]
         if "ours" in methods:
             out["mixed_over_fp32_prompt_cache"] = med["float32/ours"] / med["bfloat16/ours"]
+        if "ours_segments" in methods:
+            out["mixed_over_fp32_segments"] = med["float32/ours_segments"] / med["bfloat16/ours_segments"]
     return out
 
 
@@ -98,8 +103,20 @@ def main(argv: list[str] | None = None) -> dict:
                          "without avx512_bf16 / AMX emulates: measure it only where auto would pick it)")
     ap.add_argument("--attn", default="auto", help="attention kernel: auto (what training picks per precision), "
                     "sdpa or eager (default %(default)s)")
+    ap.add_argument("--retable", action="store_true",
+                    help="rewrite bench/results/<tag>.md from its .json (ratios recomputed), timing nothing")
     add_common_args(ap, "layouts")
     args = parse_and_start(ap, argv)
+    if args.retable:
+        record = json.loads((Path(args.out) / f"{args.tag}.json").read_text())
+        record.setdefault("methods", sorted({k.split("/")[1] for r in record["results"].values() for k in r["median_s"]},
+                                            key=list(NAMES).index))
+        record.setdefault("dtypes", [d for d in DTYPES if any(k.startswith(d + "/") for r in record["results"].values()
+                                                               for k in r["median_s"])])
+        record.setdefault("kernels", next(iter(record["results"].values()))["kernels"])
+        record.setdefault("attn", "auto")
+        save(args, record, report(record))
+        return record
     from lambda_dpo.models import resolve_attn_implementation
 
     methods, dtypes = args.methods.split(","), tuple(args.dtypes.split(","))
@@ -121,14 +138,25 @@ def main(argv: list[str] | None = None) -> dict:
         results[cfg] = {"median_s": med, "steps_s": {f"{d}/{m}": t for (d, m), t in times.items()},
                         "kernels": dict(kernels), **ratios(med, methods, dtypes),
                         "flop_model_naive_over_prompt_cache": predicted_speedup_flops("naive", p, r, args.n)}
-    record = {**environment(args), "n": args.n, "rounds": args.rounds, "results": results}
-    lines = [f"# Layouts x precision, interleaved ({args.threads} threads, N = {args.n}, LoRA r16, "
-             f"{args.rounds} rounds x 2 timed steps, medians, s per list)", ""]
-    lines += table(results, methods, dtypes, args.n)
-    lines.append("")
-    lines.append(f"Kernels (attn_implementation {args.attn}): " + ", ".join(f"{d}: {k}" for d, k in kernels.items()))
-    save(args, record, lines)
+    record = {**environment(args), "n": args.n, "rounds": args.rounds, "attn": args.attn, "methods": methods,
+              "dtypes": list(dtypes), "kernels": kernels, "results": results}
+    save(args, record, report(record))
     return record
+
+
+def report(record: dict) -> list[str]:
+    """The markdown of a run's record (its medians; ratios recomputed, so a table gains new ratio
+    columns without rerunning: --retable)."""
+    methods, dtypes = record["methods"], tuple(record["dtypes"])
+    results = {cfg: {**res, **ratios(res["median_s"], methods, dtypes)} for cfg, res in record["results"].items()}
+    lines = [f"# Layouts x precision, interleaved ({record['threads']} threads, N = {record['n']}, LoRA r16, "
+             f"{record['rounds']} rounds x 2 timed steps, medians, s per list)", ""]
+    lines += table(results, methods, dtypes, record["n"])
+    lines.append("")
+    lines.append(f"Kernels (attn_implementation {record['attn']}): "
+                 + ", ".join(f"{d}: {k}" for d, k in record["kernels"].items()))
+    lines.append(f"CPU: {record.get('cpu_model', 'unknown')}, bf16 instructions: {record.get('cpu_bf16') or 'none'}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -166,3 +166,28 @@ def test_layouts_ratios_and_table_for_one_or_both_precisions():
     lines = bl.table(results, methods, ("float32",), 4)
     assert lines[0].count("|") == lines[2].count("|") == 10  # 9 columns: P/R, row, 3 medians, 3 ratios, FLOP
     assert lines[2] == "| 128/64 | 384 | 1.00 | 0.80 | 2.40 | **2.40x** | 1.25x | 3.00x | 2.71x |"
+
+
+def test_layouts_report_recomputes_ratios_from_the_recorded_medians(tmp_path):
+    """--retable rebuilds a results table from its JSON: the medians as recorded, every ratio
+    recomputed (segments against prompt_cache and across precisions included), the CPU named."""
+    import json
+
+    bl = load_bench("bench_layouts")
+    med = {"float32/ours": 3.0, "float32/ours_segments": 2.5, "bfloat16/ours": 1.5, "bfloat16/ours_segments": 1.0}
+    record = {"threads": 2, "n": 4, "rounds": 3, "cpu_model": "Test CPU", "cpu_bf16": ["avx512_bf16"],
+              "results": {"256x128": {"median_s": med, "kernels": {"float32": "sdpa", "bfloat16": "eager"},
+                                      "flop_model_naive_over_prompt_cache": 2.66}}}
+    (tmp_path / "old.json").write_text(json.dumps(record))  # as older runs recorded it: no methods / dtypes
+    out = bl.main(["--retable", "--tag", "old", "--out", str(tmp_path)])
+    assert out["methods"] == ["ours", "ours_segments"] and out["dtypes"] == ["float32", "bfloat16"]
+    md = (tmp_path / "old.md").read_text().splitlines()
+    head = [c.strip() for c in md[2].split("|")[1:-1]]
+    row = [c.strip() for c in md[4].split("|")[1:-1]]
+    cells = dict(zip(head, row))
+    assert cells["fp32 packed+segments"] == "2.50" and cells["mixed prompt_cache"] == "1.50"
+    assert cells["prompt cache over segments fp32"] == "1.20x"
+    assert cells["prompt cache over segments mixed"] == "1.50x"
+    assert cells["mixed over fp32 segments"] == "2.50x"
+    assert cells["mixed over fp32 prompt cache (target 1.6x)"] == "**2.00x**"
+    assert md[-1] == "CPU: Test CPU, bf16 instructions: ['avx512_bf16']"
