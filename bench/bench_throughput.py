@@ -14,8 +14,10 @@ drawn with a fixed seed. Methods:
               key/value cache (with gradients) serves the N response rows; P + N*R tokens;
               reference log-probs computed once before training (reported separately: paid once
               per dataset).
-  ours_packed the same with the packed layout (one row per list under a dense block mask), the
-              layout lambda-dpo uses under gradient checkpointing.
+  ours_packed the same with the packed layout (one row per list under a dense block mask).
+  ours_segments
+              the packed layout attending by segment (lambda_dpo.segment_attention): what
+              lambda-dpo trains with for lists of at most 1024 tokens and under checkpointing.
   naive       one row per response, N*(P+R) tokens, and a reference forward of the same N rows
               every step with the adapter disabled (the authors' approach). Same loss, same
               response-only fp32 log-softmax as ours, so the difference is the layout + the cache.

@@ -6,6 +6,9 @@ arithmetic: no torch, no model.
 
 from __future__ import annotations
 
+SHARED = ("ours", "ours_packed", "ours_segments")
+"""The shared-prompt methods: P + N*R tokens per list, reference log-probs precomputed once."""
+
 
 def pairs_of(n: int, which: str) -> list[tuple[int, int]]:
     """(chosen, rejected) index pairs of one list whose response i is ranked i-th."""
@@ -18,7 +21,7 @@ def pairs_of(n: int, which: str) -> list[tuple[int, int]]:
 
 def token_counts(method: str, p: int, r: int, n: int) -> dict:
     """Tokens one list costs per training step: through forward+backward, and forward-only (reference)."""
-    if method in ("ours", "ours_packed"):
+    if method in SHARED:
         return {"policy_tokens": p + n * r, "reference_tokens": 0, "precompute_tokens": p + n * r, "rows": 1}
     if method == "naive":
         return {"policy_tokens": n * (p + r), "reference_tokens": n * (p + r), "precompute_tokens": 0, "rows": n}
@@ -61,7 +64,7 @@ def flop_model(method: str, p: int, r: int, n: int, dims: dict = SMOLLM2_DIMS) -
     body_tok = layers * (2 * d * d + 2 * d * dims["kv"] + 3 * d * dims["mlp"])
     head_tok = d * dims["vocab"]
     pair = layers * 2 * d
-    if method in ("ours", "ours_packed"):
+    if method in SHARED:
         tokens, head_tokens, head_x = p + n * r, n * r, 2
         pairs = (p + n * r) ** 2 if method == "ours_packed" else p * p / 2 + n * r * (p + r / 2)
         return 2 * tokens * body_tok + head_x * head_tokens * head_tok + 4 * pairs * pair

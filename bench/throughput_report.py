@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # bench/ is not a package: siblings import by name from any directory
 
-from cost_model import predicted_speedup, predicted_speedup_flops  # noqa: E402
+from cost_model import SHARED, predicted_speedup, predicted_speedup_flops  # noqa: E402
 from workload import BETA, LABELS, LR, METHODS, SEED  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
@@ -105,14 +105,14 @@ def table_markdown(rows: list[dict]) -> str:
     for row in rows:
         cfg = f"{row['prompt_len']}/{row['response_len']}"
         tokens = f"{row['policy_tokens']} + {row['reference_tokens']}"
-        if row["method"] in ("ours", "ours_packed"):
+        if row["method"] in SHARED:
             tokens += f" (+ {row['policy_tokens']} once, precompute)"
         if row["error"]:
             lines.append(f"| {cfg} | {row['label']} | {tokens} | failed: {row['error']} | | | | "
                          f"{fmt(row['predicted_k3'])}x | {fmt(row['predicted_k2'])}x | {fmt(row['predicted_flops'])}x |")
             continue
         extra = ""
-        if row["method"] in ("ours", "ours_packed") and row["precompute_s_per_list"] is not None:
+        if row["method"] in SHARED and row["precompute_s_per_list"] is not None:
             extra = f" (+{row['precompute_s_per_list']:.2f} precompute)"
         measured = "1 (baseline)" if row["method"] == "ours" else (
             f"**{fmt(row['speedup_of_ours'])}x** ({fmt(row['cpu_speedup_of_ours'])}x)")
@@ -130,7 +130,8 @@ def table_plain(rows: list[dict]) -> str:
             "ours x cpu", "pred k=3", "pred k=2", "pred FLOPs"]
     data = []
     for row in rows:
-        label = {"ours": "lambda-dpo", "ours_packed": "ours, packed", "naive": "naive", "trl_all": "TRL all pairs",
+        label = {"ours": "lambda-dpo", "ours_packed": "ours, packed", "ours_segments": "ours, by segment", "naive": "naive",
+                 "trl_all": "TRL all pairs",
                  "trl_bw": "TRL best-worst"}
         s = fmt(row["s_per_list"]) if not row["error"] else "FAILED"
         data.append([f"{row['prompt_len']}/{row['response_len']}", label[row["method"]], str(row["policy_tokens"]),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import torch
 
-METHODS = ("ours", "ours_packed", "naive", "trl_all", "trl_bw")
+METHODS = ("ours", "ours_packed", "ours_segments", "naive", "trl_all", "trl_bw")
 LABELS = {
     "ours": "lambda-dpo (shared prompt, cached ref)",
-    "ours_packed": "lambda-dpo, packed layout",
+    "ours_packed": "lambda-dpo, packed layout (dense mask)",
+    "ours_segments": "lambda-dpo, packed by segment",
     "naive": "naive (per-response rows, ref every step)",
     "trl_all": "TRL DPOTrainer, all pairs",
     "trl_bw": "TRL DPOTrainer, best-vs-worst",

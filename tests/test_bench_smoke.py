@@ -49,7 +49,7 @@ def test_token_counts_and_predicted_ratios(costs):
     assert costs.predicted_speedup("naive", p, r, n, 3.0) == pytest.approx(8 / 3)
 
 
-@pytest.mark.parametrize("method", ["ours", "ours_packed", "naive"])
+@pytest.mark.parametrize("method", ["ours", "ours_packed", "ours_segments", "naive"])
 def test_time_listwise_steps_on_tiny_model(workload, listwise, method):
     model = workload.add_lora(tiny_model("llama", vocab_size=512), r=4)
     lists = workload.make_lists(12, 6, 3, 2, vocab_size=512)
@@ -73,6 +73,9 @@ def test_flop_model_sits_between_one_and_token_counts(costs):
         assert 1 < flops < costs.predicted_speedup("naive", p, r, 4, 2.0)
         # prompt_cache skips the masked blocks the packed row pays for
         assert costs.flop_model("ours", p, r, 4) < costs.flop_model("ours_packed", p, r, 4)
+        # by segment the packed row pays prompt_cache's pairs and tokens
+        assert costs.flop_model("ours_segments", p, r, 4) == costs.flop_model("ours", p, r, 4)
+        assert costs.token_counts("ours_segments", p, r, 4) == costs.token_counts("ours", p, r, 4)
     assert costs.flop_model("trl_all", 256, 128, 4) == pytest.approx(6 * costs.flop_model("trl_bw", 256, 128, 4))
 
 
