@@ -20,7 +20,7 @@ Modes (each on a freshly built model):
 
 Both use lambda-dpo's training step: a shared-prompt forward of P + N*R tokens, in the layout
 lambda-dpo would pick (lambda_dpo.scoring.choose_layout: packed, by segment, for lists of at most
-384 tokens or when the decoder is checkpointed, prompt_cache otherwise)
+PACKED_AUTO_MAX_TOKENS (1024) tokens or when the decoder is checkpointed, prompt_cache otherwise)
 (lambda_dpo.scoring.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
 a rank target, backward, optimizer step; the reference log-probs are computed once before timing
 (listwise_steps.precompute_reference), as lambda-dpo does. One list per step. Timed with

@@ -462,19 +462,19 @@ def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: tor
     return logps, n_tokens
 
 
-PACKED_AUTO_MAX_TOKENS = 384
+PACKED_AUTO_MAX_TOKENS = 1024
 """`auto` packs a list into one row when its prompt and responses total at most this many tokens
 (the median over the training lists). Each model call has a cost independent of its tokens (few-row
 products still read every weight, forward and backward, and each operator pays the framework's
-overhead), and prompt_cache makes two calls per step; packed makes one, at the price of
-attention over the whole row, (P + N*R)^2 pairs. Measured on a 2-core Xeon with AMX, SmolLM2-135M,
-LoRA r16, N = 4, one list per step (`python bench/bench_layouts.py --methods ours,ours_packed`,
-bench/results/layouts_packed_sweep.md): packed is 1.21x / 1.08x faster in fp32 and 1.42x / 1.18x in
-bf16 at rows of 192 / 384 tokens; at 576, 1.01x in fp32 but 0.65x in bf16; at 768, 0.94x / 0.64x.
-Those runs attended under the dense mask. By segment (what training now runs), on a 2-core AMD EPYC
-(Zen 2, no bf16) in fp32 (bench/results/layouts_segments_zen2.md), packed is 1.09x faster than
-prompt_cache at 384 tokens and even with it at 768; bf16 by segment is not measured yet, so the
-threshold stays."""
+overhead); prompt_cache makes two calls per step, packed one. Under a dense block mask packed paid
+attention over the whole row, (P + N*R)^2 pairs, and lost from about 576 tokens on (bf16: 0.65x
+prompt_cache on a 2-core Xeon, bench/results/layouts_packed_sweep.md), hence a bound of 384 then.
+Attending by segment (lambda_dpo.segment_attention, what training runs) it pays prompt_cache's
+pairs, and `python bench/bench_layouts.py --methods ours,ours_segments` measured it at 0.96-1.22x
+prompt_cache's speed in fp32 and 1.05-1.19x in bf16 for rows of 384 to 1024 tokens (2-core AMD EPYC
+with avx512_bf16, bench/results/layouts_segments_genoa.md and layouts_segments_sweep_genoa.md;
+1.09x / 1.00x at 384 / 768 in fp32 on a Zen 2, layouts_segments_zen2.md). Longer rows are not
+measured, so they keep prompt_cache."""
 
 
 def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",

@@ -183,7 +183,7 @@ class LambdaDPOConfig(TrainingArguments):
                 "gradients serves the N responses; two model calls) | packed (one row per list, one "
                 "model call; attention by segment, the same query-key pairs as prompt_cache: "
                 "lambda_dpo.segment_attention) | auto (packed when a "
-                "training list's prompt and responses total at most 384 tokens (median), or under "
+                "training list's prompt and responses total at most 1024 tokens (median), or under "
                 "gradient checkpointing, which drops caches; prompt_cache otherwise)."})
     logprob_chunk_size: int = field(default=1024, metadata={
         "help": "Response tokens per fp32 log-softmax chunk; bounds the logits memory."})
