@@ -11,9 +11,10 @@ states in fp32, products under autocast (lambda_dpo.models.precision_context), r
 log-softmax and the listwise loss in fp32. Tasks, each (dtype, task, config) in a fresh process so
 its peak RSS is its own:
 
-  train      one list per AdamW step (listwise_steps.time_listwise_steps), for the layouts
-             prompt_cache (lambda-dpo's default, reference precomputed) and naive (one row per
-             response, reference forward every step);
+  train      one list per AdamW step (listwise_steps.time_listwise_steps), for the layouts packed
+             (by segment: auto's choice for lists of at most 1024 tokens), prompt_cache (both with
+             the reference precomputed) and naive (one row per response, reference forward every
+             step); the attention kernel is training's choice per precision (--attn auto);
   reference  lambda_dpo.reference.compute_reference_logps over --ref-lists lists in batches of
              --ref-batch (the training run's reference_batch_size default, 8);
   generate   lambda_dpo.generation.generate, greedy, --gen-prompts prompts x --gen-tokens new tokens
@@ -53,7 +54,7 @@ from workload import add_lora, make_lists, tokenized_lists  # noqa: E402
 RESULTS_DIR = HERE / "results"
 DTYPES = ("float32", "bfloat16")
 TASKS = ("train", "reference", "generate")
-LAYOUT_METHOD = {"prompt_cache": "ours", "naive": "naive"}
+LAYOUT_METHOD = {"prompt_cache": "ours", "packed": "ours_segments", "naive": "naive"}  # packed: by segment, as trained
 
 
 def gen_prompts(n: int) -> list[str]:
@@ -75,7 +76,13 @@ def worker(args) -> dict:
     def log(msg):
         print(f"    [{args.dtype} {args.task} {args.label}] {msg}", file=sys.stderr, flush=True)
 
-    model = add_lora(load_model(args.model, dtype=args.dtype, attn_implementation=args.attn), args.lora_r)
+    attn = args.attn
+    if attn == "auto":  # training's choice for this precision and length; generation loads a saved model: sdpa
+        from lambda_dpo.models import resolve_attn_implementation
+
+        attn = "sdpa" if args.task == "generate" else resolve_attn_implementation(
+            "auto", args.dtype, "cpu", args.prompt_len + args.response_len)[0]
+    model = add_lora(load_model(args.model, dtype=args.dtype, attn_implementation=attn), args.lora_r)
     touch_weights(model)
     record = {"dtype": args.dtype, "precision": precision_label(model), "task": args.task, "label": args.label,
               "attn_implementation": model.config._attn_implementation,
@@ -189,10 +196,11 @@ def summarise(records: list[dict]) -> list[dict]:
         row["cpu_speedup"] = (row["fp32_cpu_s"] / row["mixed_cpu_s"]
                               if row["fp32_cpu_s"] and row["mixed_cpu_s"] else None)
         rows.append(row)
-    # prompt_cache over naive, per dtype
+    # each shared-prompt layout over naive, per dtype
     for row in rows:
-        if row["task"] == "train" and row["label"].endswith("prompt_cache"):
-            naive = next((x for x in rows if x["label"] == row["label"].replace("prompt_cache", "naive")), None)
+        layout = row["label"].rsplit(" ", 1)[-1]
+        if row["task"] == "train" and layout != "naive":
+            naive = next((x for x in rows if x["label"] == row["label"].removesuffix(layout) + "naive"), None)
             for name in ("fp32", "mixed"):
                 if naive and naive[f"{name}_s"] and row[f"{name}_s"]:
                     row[f"{name}_over_naive"] = naive[f"{name}_s"] / row[f"{name}_s"]
@@ -205,7 +213,7 @@ def fmt(x, spec=".2f"):
 
 def table(rows: list[dict]) -> str:
     head = ("| task | setting | fp32 | mixed (bf16) | mixed speed-up, wall (CPU time) | peak RSS MiB fp32 / mixed "
-            "| prompt_cache over naive, fp32 / mixed |")
+            "| over naive, fp32 / mixed |")
     lines = [head, "|" + "---|" * 7]
     for r in rows:
         unit, rate = UNITS[r["task"]]
@@ -226,7 +234,8 @@ def table(rows: list[dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default="256x128,128x64", help="PxR prompt/response lengths (default %(default)s)")
-    ap.add_argument("--layouts", default="prompt_cache,naive")
+    ap.add_argument("--layouts", default="packed,prompt_cache,naive",
+                    help="training layouts (default %(default)s; packed runs by segment, as training does)")
     ap.add_argument("--tasks", default=",".join(TASKS), help="subset of %(default)s")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1)
@@ -237,10 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ref-batch", type=int, default=8, help="lists per reference forward (default 8)")
     ap.add_argument("--gen-prompts", type=int, default=24)
     ap.add_argument("--gen-tokens", type=int, default=64)
-    ap.add_argument("--gen-batch", type=int, default=16, help="generate()'s batch_size (its default, 16)")
+    ap.add_argument("--gen-batch", type=int, default=32, help="generate()'s batch_size (its default, 32)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"],
-                    help="the model's attention implementation (default %(default)s, transformers' own default)")
+    ap.add_argument("--attn", default="auto", choices=["auto", "sdpa", "eager"],
+                    help="the model's attention implementation (default %(default)s: what training picks for "
+                         "each precision, eager for bf16 on a CPU; sdpa for generation, as a saved model loads)")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")

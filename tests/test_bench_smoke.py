@@ -194,3 +194,24 @@ def test_layouts_report_recomputes_ratios_from_the_recorded_medians(tmp_path):
     assert cells["mixed over fp32 segments"] == "2.50x"
     assert cells["mixed over fp32 prompt cache (target 1.6x)"] == "**2.00x**"
     assert md[-1] == "CPU: Test CPU, bf16 instructions: ['avx512_bf16']"
+
+
+def test_mixed_precision_jobs_and_ratios_for_every_layout():
+    """bench_mixed_precision: one train job per config x layout (packed by default too), and each
+    shared-prompt layout's speed over naive per precision, beside the mixed-over-fp32 ratio."""
+    bm = load_bench("bench_mixed_precision")
+    args = bm.build_parser().parse_args(["--configs", "128x64", "--tasks", "train"])
+    assert args.attn == "auto" and args.gen_batch == 32
+    assert [label for _, label, _ in bm.jobs(args)] == ["128/64 packed", "128/64 prompt_cache", "128/64 naive"]
+    secs = {("float32", "packed"): 2.0, ("float32", "prompt_cache"): 2.5, ("float32", "naive"): 5.0,
+            ("bfloat16", "packed"): 1.0, ("bfloat16", "prompt_cache"): 1.25, ("bfloat16", "naive"): 2.0}
+    records = [{"task": "train", "label": f"128/64 {layout}", "dtype": d, "median_s": s, "median_cpu_s": s,
+                "rate": 1 / s, "peak_rss_mib": 100.0} for (d, layout), s in secs.items()]
+    rows = {r["label"]: r for r in bm.summarise(records)}
+    assert rows["128/64 packed"]["fp32_over_naive"] == pytest.approx(2.5)
+    assert rows["128/64 packed"]["mixed_over_naive"] == pytest.approx(2.0)
+    assert rows["128/64 prompt_cache"]["fp32_over_naive"] == pytest.approx(2.0)
+    assert rows["128/64 packed"]["speedup"] == pytest.approx(2.0)
+    assert "fp32_over_naive" not in rows["128/64 naive"]
+    assert "| train | 128/64 packed | 2.00 s/list (0.5 lists/s) | 1.00 s/list (1 lists/s) | **2.00x** (2.00x) | 100 / 100 | 2.50x / 2.00x |" \
+        in bm.table(list(rows.values())).splitlines()
