@@ -155,7 +155,8 @@ def report(record: dict) -> list[str]:
     lines.append("")
     lines.append(f"Kernels (attn_implementation {record['attn']}): "
                  + ", ".join(f"{d}: {k}" for d, k in record["kernels"].items()))
-    lines.append(f"CPU: {record.get('cpu_model', 'unknown')}, bf16 instructions: {record.get('cpu_bf16') or 'none'}")
+    lines.append(f"CPU: {record.get('cpu_model', 'unknown')}, bf16 instructions: {record.get('cpu_bf16') or 'none'}; "
+                 f"OpenMP environment: {record.get('openmp', 'not recorded')}")
     return lines
 
 

@@ -48,10 +48,11 @@ def environment(args) -> dict:
     from lambda_dpo.models import cpu_bf16_features
 
     allocator = {k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("MALLOC_")}
+    openmp = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "KMP_", "GOMP_"))}
     return {"cpu": platform.processor() or platform.machine(), "cpu_model": _cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": list(cpu_bf16_features()),
             "threads": args.threads, "model": args.model, "torch": torch.__version__,
-            "allocator": allocator or "default"}
+            "allocator": allocator or "default", "openmp": openmp or "default"}
 
 
 def _cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:

@@ -193,7 +193,7 @@ def test_layouts_report_recomputes_ratios_from_the_recorded_medians(tmp_path):
     assert cells["prompt cache over segments mixed"] == "1.50x"
     assert cells["mixed over fp32 segments"] == "2.50x"
     assert cells["mixed over fp32 prompt cache (target 1.6x)"] == "**2.00x**"
-    assert md[-1] == "CPU: Test CPU, bf16 instructions: ['avx512_bf16']"
+    assert md[-1] == "CPU: Test CPU, bf16 instructions: ['avx512_bf16']; OpenMP environment: not recorded"
 
 
 def test_mixed_precision_jobs_and_ratios_for_every_layout():
