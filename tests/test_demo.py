@@ -40,7 +40,9 @@ def test_demo_measures_steering_and_writes_report_and_plots(micro, monkeypatch, 
     assert all(p.gen_prompts <= demo.GEN_BATCH for p in demo.PRESETS.values())
     stages = json.loads((out / "metrics.json").read_text())["stage_seconds"]
     assert list(stages) == list(demo.STAGES) and all(v > 0 for v in stages.values())
-    assert sum(stages.values()) <= json.loads((out / "metrics.json").read_text())["wall_seconds"] + 0.1
+    # each figure is rounded to 0.1 s: the stages' sum may exceed the rounded wall time by 0.05 per figure
+    rounding = 0.05 * (len(stages) + 1) + 1e-9
+    assert sum(stages.values()) <= json.loads((out / "metrics.json").read_text())["wall_seconds"] + rounding
     assert f"training {stages['training']:.0f} s" in (out / "report.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["runs"]) == set(demo.METHODS) and metrics["seeds"] == [0]
