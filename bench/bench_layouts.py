@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         record.setdefault("dtypes", [d for d in DTYPES if any(k.startswith(d + "/") for r in record["results"].values()
                                                                for k in r["median_s"])])
         record.setdefault("kernels", next(iter(record["results"].values()))["kernels"])
-        record.setdefault("attn", "auto")
+        record.setdefault("attn", "not recorded")  # older runs; the kernels themselves were
         save(args, record, report(record))
         return record
     from lambda_dpo.models import resolve_attn_implementation
