@@ -5,10 +5,13 @@ import json
 
 import pytest
 
+from lambda_dpo.demo import ablation
+from lambda_dpo.demo import report
 from lambda_dpo.demo import run as demo
 from lambda_dpo.demo.data.build import build_demo_dataset
 
-MICRO = demo.Preset(train_lists=None, max_steps=2, eval_lists=3, gen_prompts=2, max_new_tokens=4, full_grid=False)
+MICRO = demo.Preset(max_steps=2, steered_steps=3, eval_lists=3, prompts=2, ood_prompts=3, max_new_tokens=4,
+                    weights=(0.0, 0.1, 0.5, 1.0), control_weights=(0.0, 1.0), wording_weights=(0.0, 1.0))
 
 
 @pytest.fixture(scope="module")
@@ -22,127 +25,71 @@ def tiny_data(tiny_llama_dir, tmp_path_factory):
 @pytest.fixture
 def micro(monkeypatch, tiny_data):
     monkeypatch.setattr(demo, "demo_data_dir", lambda: tiny_data)
+    monkeypatch.setattr(ablation, "demo_data_dir", lambda: tiny_data)
     monkeypatch.setitem(demo.PRESETS, "micro", MICRO)
 
 
-def test_demo_measures_steering_and_writes_report_and_plots(micro, monkeypatch, tiny_llama_dir, tmp_path):
-    batches = []
+def test_demo_runs_the_protocol_on_both_prompt_sets_and_writes_report_and_plots(micro, monkeypatch, tiny_llama_dir,
+                                                                                   tmp_path):
+    calls, steps = [], {}
 
     def recording_generate(sm, prompts, lam=None, **kw):
-        batches.append((len(prompts), kw["batch_size"]))
+        calls.append((sm.conditioning, len(prompts), kw["batch_size"], lam))
         return generate(sm, prompts, lam, **kw)
-
-    generate = demo.generate
-    monkeypatch.setattr(demo, "generate", recording_generate)
-    out = demo.run_demo("micro", tmp_path / "run", model=tiny_llama_dir)
-    # every generation call of the demo runs its prompts as one batch (GEN_BATCH: faster decoding)
-    assert batches and all(n <= b == demo.GEN_BATCH for n, b in batches)
-    assert all(p.gen_prompts <= demo.GEN_BATCH for p in demo.PRESETS.values())
-    stages = json.loads((out / "metrics.json").read_text())["stage_seconds"]
-    assert list(stages) == list(demo.STAGES) and all(v > 0 for v in stages.values())
-    # each figure is rounded to 0.1 s: the stages' sum may exceed the rounded wall time by 0.05 per figure
-    rounding = 0.05 * (len(stages) + 1) + 1e-9
-    assert sum(stages.values()) <= json.loads((out / "metrics.json").read_text())["wall_seconds"] + rounding
-    assert f"training {stages['training']:.0f} s" in (out / "report.md").read_text()
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["runs"]) == set(demo.METHODS) and metrics["seeds"] == [0]
-    steered = metrics["runs"]["lambda_dpo_steered"]["0"]
-    assert [p["w"] for p in steered["edge"]["points"]] == list(demo.EDGE_WS)
-    assert len(steered["edge"]["points"][0]["replies"]) == MICRO.gen_prompts
-    assert steered["delta"]["replies"] > 0 and "scores" in steered["centre"]
-    assert "single" in metrics["runs"]["dpo_best_worst"]["0"]  # never sees lambda: one judged point
-    base = metrics["base_with_text"]
-    assert base["edge"]["points"][0]["lambda"] == {"instruction_following": 0.0, "correctness": 0.0,
-                                                   "conciseness": 1.0, "informativeness": 0.0}
-    assert set(metrics["baselines"]) == {"random", "shortest", "longest"}
-    assert metrics["recipe"]["lambda_text"] == demo.load_config(None).lambda_text  # the training defaults
-    report = (out / "report.md").read_text()
-    for heading in ("## Targets (", "## Along the conciseness-informativeness edge", "## One held-out prompt",
-                    "## Generation-free", "## Held-out top-1", "pick: shortest"):
-        assert heading in report
-    assert (out / "steering.png").stat().st_size > 1000 and (out / "pareto.png").stat().st_size > 1000
-
-
-def test_the_steered_model_gets_its_own_step_budget(micro, monkeypatch, tiny_llama_dir, tmp_path):
-    steps = {}
 
     def recording_train(cfg):
         steps[cfg.output_dir.split("/")[-1]] = cfg.max_steps
         return train(cfg)
 
-    train = demo.train
+    generate, train = demo.generate, demo.train
+    monkeypatch.setattr(demo, "generate", recording_generate)
     monkeypatch.setattr(demo, "train", recording_train)
-    monkeypatch.setitem(demo.PRESETS, "micro", dataclasses.replace(MICRO, steered_max_steps=3))
     out = demo.run_demo("micro", tmp_path / "run", model=tiny_llama_dir)
+    # each model trains on as many lists: the steered one 1 list per step, the others 2
     assert steps == {"lambda_dpo_steered-seed0": 3, "dpo_best_worst-seed0": 2, "lambda_dpo_fixed-seed0": 2}
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["steered_max_steps"] == 3 and metrics["budget"]["max_steps"] == 2
-    assert "2 (3 for the steered model) training steps per method" in (out / "report.md").read_text()
-    assert demo.PRESETS["full"].steered_steps == 200 and demo.PRESETS["default"].steered_steps == 40
+    # a sweep is one generate call over every (prompt, lambda) pair, weight-major
+    sweep_calls = [c for c in calls if c[1] == len(MICRO.weights) * MICRO.ood_prompts]
+    assert sweep_calls and all(b == demo.GEN_BATCH for _, _, b, _ in calls)
+    lams = sweep_calls[0][3]
+    assert [lam["informativeness"] for lam in lams[::MICRO.ood_prompts]] == list(MICRO.weights)
+    # DPO and lambda-fixed: once under their own prompt (no lambda), once given the steered model's text
+    assert any(cond == "none" for cond, *_ in calls) and any(cond == "prompt" for cond, *_ in calls)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["sets"] == {"held-out": MICRO.prompts, "general": MICRO.ood_prompts}
+    steered = m["runs"]["lambda_dpo_steered"]["0"]
+    for name in ("held-out", "general"):
+        front = steered["fronts"][name]
+        assert front["sweep"]["weights"] == list(MICRO.weights)
+        assert len(front["sweep"]["replies"][0]) == m["sets"][name]
+        assert [u["w"] for u in front["unseen"]] == [0.1]  # 0.1 is unseen; 0.5 is on the grid of quarters
+        assert steered["other_wording"][name]["sweep"]["weights"] == list(MICRO.wording_weights)
+        assert m["base_with_text"]["fronts"][name]["sweep"]["weights"] == list(MICRO.control_weights)
+        for control in ("dpo_best_worst", "lambda_dpo_fixed"):
+            run = m["runs"][control]["0"]
+            assert run["fronts"][name]["sweep"]["weights"] == list(MICRO.control_weights)
+            assert len(run["single"][name]["replies"]) == m["sets"][name]
+    assert set(steered["vertices"]["matrix"]) == set(m["aspects"])
+    assert set(steered["centre"]["means"]) == set(m["aspects"])
+    assert steered["delta"]["replies"] > 0 and steered["listwise"]
+    assert m["recipe"]["lambda_text"] == demo.load_config(None).lambda_text  # the training defaults
+    stages = m["stage_seconds"]
+    assert list(stages) == list(demo.STAGES) and all(v > 0 for v in stages.values())
+    text = (out / "report.md").read_text()
+    assert text.startswith("# lambda-dpo demo") and "the steered front's hypervolume is" in text.split("\n\n")[1]
+    for heading in ("## Held-out demo prompts", "## General questions", "## Vertex matrix", "## Another wording",
+                    "## Quality kept", "## Three general questions", "## Diagnostics: held-out top-1"):
+        assert heading in text
+    assert (out / "fronts.png").stat().st_size > 1000 and (out / "lengths.png").stat().st_size > 1000
 
 
-def _fake_metrics(words, base_words, top1_conc=0.95, top1_inf=0.8, dpo_if=0.5):
-    """A hand-made metrics dict for `targets`: steered and base edges with the given mean words."""
-    aspects = ["instruction_following", "correctness", "conciseness", "informativeness"]
-    ws = [0.0, 0.25, 0.5, 0.75, 1.0]
-
-    def edge(ws_words):
-        pts = [{"w": w, "mean_words": x, "words": [x], "replies": ["r"],
-                "scores": {"instruction_following": 4.0, "correctness": 3.0, "conciseness": 5 - 3 * w,
-                           "informativeness": 1 + 3 * w}} for w, x in zip(ws, ws_words)]
-        return {"points": pts, "summary": {"spearman": {"conciseness": -1.0, "informativeness": 1.0},
-                                           "sign_test": {"words": {"up": 1, "down": 0, "ties": 0, "p_value": 1.0}}}}
-
-    single = {"scores": {"instruction_following": 4.0, "correctness": 3.0, "conciseness": 3.0,
-                         "informativeness": 2.0}, "mean_words": 30.0}
-    steered = {"listwise": {"conciseness/top1": top1_conc, "informativeness/top1": top1_inf,
-                            "instruction_following/top1": 0.6, "correctness/top1": 0.6},
-               "edge": edge(words), "delta": {"spearman": 0.6, "mean_abs_delta": 5.0},
-               "centre": {"scores": {"instruction_following": 3.95, "correctness": 2.8, "conciseness": 3.0,
-                                         "informativeness": 2.0}}}
-    dpo = {"listwise": {"instruction_following/top1": dpo_if, "correctness/top1": 0.5}, "single": single}
-    return {"aspects": aspects, "conflict": ["conciseness", "informativeness"], "edge_ws": ws, "seeds": [0],
-            "runs": {"lambda_dpo_steered": {"0": steered}, "dpo_best_worst": {"0": dpo},
-                     "lambda_dpo_fixed": {"0": {"single": single}}},
-            "base_with_text": {"edge": edge(base_words), "delta": {"spearman": 0.3}}}
-
-
-def test_a_preset_without_the_fixed_model_reports_without_its_target(tmp_path):
-    from lambda_dpo.evaluation.steering_report import targets, write_steering_report
-
-    m = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
-    del m["runs"]["lambda_dpo_fixed"]
-    assert not any("lambda-fixed" in t for t, *_ in targets(m))
-    m.update(preset="default", budget={"max_steps": 40, "eval_lists": 40, "gen_prompts": 16, "max_new_tokens": 64},
-             model="m", torch_threads=2, wall_seconds=1.0, recipe={"lambda_text": "instructions"},
-             baselines={"random": {f"{a}/top1": 0.4 for a in m["aspects"]}})
-    m["base_with_text"].update(listwise={}, delta={"spearman": 0.3, "mean_abs_delta": 4.0})
-    text = write_steering_report(m, tmp_path).read_text()
-    assert "lambda_dpo_fixed" not in text and (tmp_path / "steering.png").exists()
-
-
-def test_a_regenerated_report_names_the_budget_it_replaced(tmp_path):
-    from lambda_dpo.evaluation.steering_report import write_steering_report
-
-    m = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
-    del m["runs"]["lambda_dpo_fixed"]
-    m.update(preset="full", budget={"max_steps": 100, "eval_lists": 40, "gen_prompts": 24, "max_new_tokens": 96},
-             model="m", torch_threads=2, wall_seconds=5004.0, recipe={"lambda_text": "instructions"},
-             baselines={"random": {f"{a}/top1": 0.4 for a in m["aspects"]}},
-             regenerated_from={"run": "runs/demo-full-100", "max_new_tokens": 64}, wall_seconds_regenerate=823.0)
-    m["base_with_text"].update(listwise={}, delta={"spearman": 0.3, "mean_abs_delta": 4.0})
-    text = write_steering_report(m, tmp_path).read_text()
-    assert "96 new tokens (greedy)" in text
-    assert ("wall time 5004 s for the run, whose generations were then redone at this budget "
-            "(`scripts/regenerate_demo.py`, 823 s; the run itself generated 64 new tokens: `runs/demo-full-100`)") in text
-    # a re-scored run says so, with the command; save_demo_outputs writes what the report was made from
-    from lambda_dpo.evaluation.steering_report import save_demo_outputs
-
-    m["listwise_rescored"] = {"command": "python scripts/rescore_listwise.py R --models M --out O"}
-    out = tmp_path / "rescored"
-    text = save_demo_outputs(m, out).read_text()
-    assert "listwise figures recomputed from the saved models: `python scripts/rescore_listwise.py R" in text
-    assert json.loads((out / "metrics.json").read_text())["listwise_rescored"] == m["listwise_rescored"]
+def test_presets_train_as_many_lists_and_sweep_unseen_weights():
+    for p in demo.PRESETS.values():
+        assert p.steered_steps == 2 * p.max_steps
+    full, default = demo.PRESETS["full"], demo.PRESETS["default"]
+    assert full.seeds == (0, 1, 2) and len(full.weights) >= 9 and len(full.control_weights) >= 9
+    assert full.ood_prompts >= 40 and default.steered_steps >= 200
+    assert {0.1, 0.4, 0.6, 0.9} <= set(default.weights)
+    assert len(demo.read_questions(demo.ood_questions_file())) >= 40
 
 
 def test_demo_cli_passes_the_model_dtype_to_every_trained_model(monkeypatch, tmp_path):
@@ -154,58 +101,77 @@ def test_demo_cli_passes_the_model_dtype_to_every_trained_model(monkeypatch, tmp
         seen.append((name, overrides["model_dtype"]))
         raise KeyboardInterrupt  # stop after the first model: only the overrides matter here
 
-    monkeypatch.setattr(demo, "_train", fake_train)
+    monkeypatch.setattr(demo, "train_method", fake_train)
     with pytest.raises(KeyboardInterrupt):
         cli.main(["demo", "--preset", "quick", "--out", str(tmp_path), "--model-dtype", "float32"])
     assert seen == [("lambda_dpo_steered", "float32")]
 
 
-def test_targets_are_computed_from_the_numbers():
-    from lambda_dpo.evaluation.steering_report import targets
+def _front(pair, ws, a_scores, b_scores, words):
+    """A measured front of hand-made means, the shape `demo.run.measure_sweep` returns."""
+    from lambda_dpo.evaluation.protocol import steerability, unseen_weights
 
-    rows = {t: (v, ok) for t, v, _, ok in targets(_fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30]))}
-    assert rows["top-1 at the conciseness vertex"] == ("0.95", True)
-    assert rows["mean words rise strictly with w (5 points)"] == ("10 / 20 / 30 / 40 / 50", True)
-    assert rows["mean words, w=1 end / w=0 end"] == ("5.00x", True)
-    assert rows["word ratio over the base model's with the same text"] == ("5.00 / 1.50 = 3.33x", True)
-    assert rows["Spearman of Delta over the base model's"] == ("0.60 / 0.30 = 2.00x", True)
-    assert rows["Spearman(lambda_conciseness, conciseness score) along the edge"] == ("1.00", True)
-    assert rows["top-1 at the instruction_following vertex vs DPO best-vs-worst"] == ("0.60 vs 0.50", True)
-    assert rows["correctness judge score at the centre lambda vs DPO"] == ("2.80 vs 3.00", False)  # 0.2 below
-    assert rows["steered front dominates the lambda-fixed point"][1]
-    rows = {t: (v, ok) for t, v, _, ok in targets(_fake_metrics([10, 20, 20, 40, 25], [10, 10, 10, 10, 20],
-                                                                top1_inf=0.7, dpo_if=0.7))}
-    assert not rows["mean words rise strictly with w (5 points)"][1]
-    assert rows["mean words, w=1 end / w=0 end"] == ("2.50x", False)
-    assert rows["word ratio over the base model's with the same text"] == ("2.50 / 2.00 = 1.25x", False)
-    assert rows["top-1 at the informativeness vertex"] == ("0.70", False)
-    assert rows["top-1 at the instruction_following vertex vs DPO best-vs-worst"] == ("0.60 vs 0.70", False)
+    sweep = {"pair": list(pair), "weights": list(ws), "replies": [["r"] for _ in ws], "words": [[w] for w in words],
+             "scores": {pair[0]: [[x] for x in a_scores], pair[1]: [[x] for x in b_scores]},
+             "mean_words": list(words), "means": {pair[0]: list(a_scores), pair[1]: list(b_scores)}}
+    return {"sweep": sweep, "steerability": steerability(sweep), "unseen": unseen_weights(sweep, 0.25)}
 
 
-def test_a_tie_over_seeds_meets_a_target_whatever_the_float_rounding():
-    """Steered correctness top-1 0.8 / 0.85 / 0.75 against DPO's 0.775 / 0.8 / 0.825 (a held-out run of
-    2026-12-02): both means are 0.8, but summed in floating point the first is 0.7999999999999999."""
-    from lambda_dpo.evaluation.steering_report import targets
+def _metrics():
+    pair = ("conciseness", "informativeness")
+    ws, cw = [0.0, 0.1, 0.5, 1.0], [0.0, 0.5, 1.0]
+    steered = _front(pair, ws, [5, 4.6, 4, 2], [1.5, 2, 3, 4], [10, 14, 30, 60])  # at 0 / 0.5 / 1: HV 2 + 3 * 1.5 + 1 * 1
+    flat = _front(pair, cw, [4, 4, 4], [2, 2, 2], [30, 30, 30])  # one point (4, 2): HV 3
+    point = {"point": [4.5, 1.5], "hypervolume": 1.75, "means": {a: 3.0 for a in ASPECTS}, "replies": ["r"]}
+    vertices = {"matrix": {k: {j: 4.0 if j == k else 3.0 for j in ASPECTS} for k in ASPECTS},
+                "diagonal_is_column_max": {j: True for j in ASPECTS}}
+    run = {"fronts": {"general": steered}, "other_wording": {"general": _front(pair, [0.0, 1.0], [4, 3], [2, 3], [20, 40])},
+           "vertices": vertices, "centre": {"means": {a: 3.5 for a in ASPECTS}}, "listwise": {"conciseness/top1": 0.9},
+           "delta": {"mean_abs_delta": 5.0, "spearman": 0.5}}
+    control = {"fronts": {"general": flat}, "single": {"general": point}, "listwise": {}}
+    return {"preset": "micro", "model": "m", "seeds": [0], "aspects": list(ASPECTS), "conflict": list(pair),
+            "reference": [1.0, 1.0], "grid_step": 0.25, "other_wording": "priorities", "sets": {"general": 1},
+            "prompts": {"general": ["Why is the sky blue?"]}, "recipe": {"lambda_text": "instructions"},
+            "budget": {"steered_steps": 4, "max_steps": 2, "max_new_tokens": 8, "weights": ws, "control_weights": cw,
+                       "wording_weights": [0.0, 1.0]},
+            "runs": {"lambda_dpo_steered": {"0": run}, "dpo_best_worst": {"0": control}, "lambda_dpo_fixed": {"0": control}},
+            "base_with_text": {"fronts": {"general": flat}, "vertices": vertices, "listwise": {},
+                               "delta": {"mean_abs_delta": 1.0, "spearman": 0.1}},
+            "baselines": {}, "wall_seconds": 1.0, "stage_seconds": {"training": 0.5}, "torch_threads": 2}
 
-    m = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
-    assert (0.8 + 0.85 + 0.75) / 3 < (0.775 + 0.8 + 0.825) / 3  # the rounding this guards against
-    m["seeds"] = [0, 1, 2]
-    for name, values in (("lambda_dpo_steered", (0.8, 0.85, 0.75)), ("dpo_best_worst", (0.775, 0.8, 0.825))):
-        m["runs"][name] = {str(i): {**m["runs"][name]["0"], "listwise": {**m["runs"][name]["0"]["listwise"],
-                                                                          "correctness/top1": v}}
-                           for i, v in enumerate(values)}
-    rows = {t: (v, ok) for t, v, _, ok in targets(m)}
-    assert rows["top-1 at the correctness vertex vs DPO best-vs-worst"] == ("0.80 vs 0.80", True)
-    m["runs"]["dpo_best_worst"]["2"]["listwise"]["correctness/top1"] = 0.85  # DPO ahead by 0.0083
-    rows = {t: (v, ok) for t, v, _, ok in targets(m)}
-    assert rows["top-1 at the correctness vertex vs DPO best-vs-worst"] == ("0.80 vs 0.81", False)
+
+ASPECTS = ("instruction_following", "correctness", "conciseness", "informativeness")
+
+
+def test_report_compares_hypervolumes_at_the_controls_weights(tmp_path):
+    m = _metrics()
+    rows = {r["model"]: r for r in report.comparison(m, "general")}
+    # the steered front at w = 0, 0.5, 1 (its unseen 0.1 left out): (5, 1.5), (4, 3), (2, 4) -> 2 + 4.5 + 1 = 7.5
+    assert rows["lambda_dpo_steered"]["hv"] == [7.5]
+    assert rows["base"]["hv"] == [3.0] and rows["base"]["ratio"] == 2.5
+    assert rows["dpo_best_worst (own prompt, one point)"]["ratio"] == 7.5 / 1.75
+    assert rows["lambda_dpo_steered"]["words"] == [6.0]
+    sentence = report.verdict(m)
+    assert "hypervolume is 7.50, 2.50x that of the strongest control (base, 3.00); above every control" in sentence
+    assert "from 10 to 60 words (6.0x)" in sentence
+    text = report.save_demo_outputs(m, tmp_path).read_text()
+    assert "| 0.10 (unseen) | 14.00 | 4.60 | 2.00 | - |" in text
+    assert "> Why is the sky blue?" in text  # the example rule on one prompt picks it
+    assert (tmp_path / "fronts.png").exists() and json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(m))
+
+
+def test_report_says_when_a_control_is_not_beaten(tmp_path):
+    m = _metrics()
+    big = _front(("conciseness", "informativeness"), [0.0, 0.5, 1.0], [5, 5, 5], [5, 5, 5], [1, 1, 1])
+    m["base_with_text"]["fronts"]["general"] = big  # (5, 5): HV 16 > 7.5
+    assert "NOT above every control" in report.verdict(m)
 
 
 def test_ablation_reports_spread_over_seeds(micro, tiny_llama_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "ABLATION", {k: demo.ABLATION[k] for k in ("none+fixed", "embedding+adaptive")})
-    monkeypatch.setitem(demo.ABLATION["embedding+adaptive"], "adaptive_val_lists", 2)
-    monkeypatch.setitem(demo.ABLATION["embedding+adaptive"], "adaptive_every", 1)
-    out = demo.run_ablation("micro", tmp_path / "abl", seeds=(0, 1), model=tiny_llama_dir)
+    monkeypatch.setattr(ablation, "ABLATION", {k: ablation.ABLATION[k] for k in ("none+fixed", "embedding+adaptive")})
+    monkeypatch.setitem(ablation.ABLATION["embedding+adaptive"], "adaptive_val_lists", 2)
+    monkeypatch.setitem(ablation.ABLATION["embedding+adaptive"], "adaptive_every", 1)
+    out = ablation.run_ablation("micro", tmp_path / "abl", seeds=(0, 1), model=tiny_llama_dir)
     text = (out / "ablation.md").read_text()
     assert "none+fixed" in text and "embedding+adaptive" in text and "±" in text
     assert "Combinations not run" in text and "linear in lambda" in text
@@ -214,7 +180,7 @@ def test_ablation_reports_spread_over_seeds(micro, tiny_llama_dir, tmp_path, mon
 
 
 def test_ablation_report_counts_undefined_seeds_and_says_whether_a_lead_beats_the_spread(tmp_path):
-    from lambda_dpo.evaluation.report import write_ablation_report
+    from lambda_dpo.demo.tables import write_ablation_report
 
     nan = float("nan")
 
@@ -236,71 +202,3 @@ def test_ablation_report_counts_undefined_seeds_and_says_whether_a_lead_beats_th
     assert "largest Pareto area: `y` (3.05), ahead of `x` by 1.95: more than" in text
     # x's mean rho is defined on one seed only: its spread is unknown, so y's decides
     assert "highest mean controllability: `x` (0.50), ahead of `y` by 0.35: more than the larger seed std of the two (0.07)" in text
-
-
-def _load_heldout_recipe():
-    """scripts/heldout_recipe.py (not a package) as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "heldout_recipe.py"
-    spec = importlib.util.spec_from_file_location("heldout_recipe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_heldout_recipe_trains_only_the_steered_model_and_reuses_the_baselines(monkeypatch, tmp_path):
-    from types import SimpleNamespace
-
-    mod = _load_heldout_recipe()
-    ref = _fake_metrics([10, 20, 30, 40, 50], [20, 20, 25, 25, 30])
-    ref.update(preset="full", budget={"max_steps": 100, "eval_lists": 40, "gen_prompts": 24, "max_new_tokens": 96},
-               model="m", torch_threads=2, wall_seconds=1.0, recipe={"lambda_text": "instructions"},
-               methods={name: {} for name in demo.METHODS},
-               baselines={"random": {f"{a}/top1": 0.4 for a in ref["aspects"]}})
-    ref["base_with_text"].update(listwise={}, delta={"spearman": 0.3, "mean_abs_delta": 4.0})
-    ref["runs"]["lambda_dpo_fixed"]["0"]["listwise"] = {"instruction_following/top1": 0.7}
-    ref["seeds"] = [0, 1, 2]
-    ref["runs"] = {name: {str(s): per_seed["0"] for s in ref["seeds"]} for name, per_seed in ref["runs"].items()}
-    ref_file = tmp_path / "ref.json"
-    ref_file.write_text(json.dumps(ref))
-    trained, base_measured = [], []
-
-    def fake_train(name, overrides, p, out, seed, model, data):
-        trained.append((name, overrides["max_steps"], overrides["lambda_vertex_share"], p.max_steps, seed))
-        return SimpleNamespace(trainer=SimpleNamespace(args=SimpleNamespace(**{k: 0 for k in demo.RECIPE_KEYS})))
-
-    def fake_measure(result, specs, p, steered):
-        assert steered
-        run = json.loads(json.dumps(ref["runs"]["lambda_dpo_steered"]["0"]))
-        run["edge"]["points"][-1]["mean_words"] = 90.0  # the new recipe's own figures, not the reference's
-        return run
-
-    monkeypatch.setattr(mod, "_train", fake_train)
-    monkeypatch.setattr(mod, "measure_model", fake_measure)
-    monkeypatch.setattr(mod, "measure_base", lambda *a: base_measured.append(a) or ref["base_with_text"])
-    monkeypatch.setattr(mod, "_read_specs", lambda path: [])
-    monkeypatch.setattr(mod, "demo_data_dir", lambda: tmp_path)
-    out = mod.main(["--out", str(tmp_path / "run"), "--baselines", str(ref_file), "max_steps=200",
-                    "lambda_vertex_share=0.3"])
-    assert trained == [("lambda_dpo_steered", 200, 0.3, 100, s) for s in (0, 1, 2)]  # p: the baselines' budget
-    assert not base_measured  # the overrides do not change what the untrained model reads
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["runs"]["dpo_best_worst"] == ref["runs"]["dpo_best_worst"]
-    assert m["runs"]["lambda_dpo_fixed"] == ref["runs"]["lambda_dpo_fixed"]
-    assert [r["edge"]["points"][-1]["mean_words"] for r in m["runs"]["lambda_dpo_steered"].values()] == [90.0] * 3
-    assert m["budget"]["max_steps"] == 100 and m["steered_max_steps"] == 200  # the baselines' budget, and ours
-    assert m["methods"]["lambda_dpo_steered"]["lambda_vertex_share"] == 0.3
-    text = (out / "report.md").read_text()
-    assert "100 (200 for the steered model) training steps per method" in text
-    assert f"DPO, the lambda-fixed model and the rating-blind picks are those of `{ref_file}`" in text
-    assert "90 " in text.split("## Targets")[1].split("\n\n")[1]  # the targets use the new steered figures
-    # a change in what the base model reads measures it again; a reference of another budget is refused
-    mod.main(["--out", str(tmp_path / "run2"), "--baselines", str(ref_file), "max_steps=200",
-              "lambda_vertex_share=0.3", "lambda_text=priorities"])
-    assert len(base_measured) == 1
-    ref["budget"]["gen_prompts"] = 16
-    ref_file.write_text(json.dumps(ref))
-    with pytest.raises(SystemExit, match="different budget"):
-        mod.main(["--out", str(tmp_path / "run3"), "--baselines", str(ref_file)])

@@ -27,7 +27,8 @@ order is the data flow (docs/design.md, "Layers"):
    judges and builder) and `demo.run` (the demo and the ablation: train, generate, judge, report;
    uses everything above); `playground`, the web page that steers a model directory (on
    `generation`); `evaluate_saved`, the held-out figures of a model directory (`lambda-dpo
-   evaluate`: the directory loaded as `generation` loads it, its lists prepared as `training` does).
+   evaluate`: the directory loaded as `generation` loads it, its lists prepared as `training` does);
+   `evaluate_steering`, the steering protocol on a model directory (`lambda-dpo evaluate --front`).
 8. `cli`: the command line, the only entry point above the demo.
 
 So the demo is apart: no library module (layers 0-6) imports `demo` (nor `playground`: the layers
@@ -54,7 +55,7 @@ LAYERS = [
     {"evaluation"},
     {"training"},
     {"generation", "export"},
-    {"demo", "playground", "evaluate_saved"},
+    {"demo", "playground", "evaluate_saved", "evaluate_steering"},
     {"cli"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -49,7 +49,27 @@ def _generate(args) -> int:
     return 0
 
 
+def _evaluate_front(args) -> int:
+    from .evaluate_steering import evaluate_front, format_front
+
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    result = evaluate_front(args.model_dir, args.data, tuple(_pair(args.front)), judge=args.judge,
+                            **({"weights": weights} if weights else {}), controls=args.control or ("base",),
+                            max_new_tokens=args.max_new_tokens, limit=args.limit)
+    print(json.dumps(result, indent=2) if args.json else format_front(result))
+    return 0
+
+
+def _pair(text: str) -> list[str]:
+    pair = [p.strip() for p in text.split(",")]
+    if len(pair) != 2 or not all(pair):
+        raise SystemExit(f"lambda-dpo evaluate: --front {text!r} must name two aspects, e.g. conciseness,informativeness")
+    return pair
+
+
 def _evaluate(args) -> int:
+    if args.front:
+        return _evaluate_front(args)
     from .evaluate_saved import evaluate_saved
 
     result = evaluate_saved(args.model_dir, args.data, batch_size=args.batch_size,
@@ -109,13 +129,13 @@ def _demo(args) -> int:
     from .demo.run import run_demo
 
     out = run_demo(args.preset, args.out, seed=args.seed, model_dtype=args.model_dtype)
-    print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'steering.png'}, "
-          f"{out / 'pareto.png'}")
+    print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'fronts.png'}, "
+          f"{out / 'lengths.png'}")
     return 0
 
 
 def _ablation(args) -> int:
-    from .demo.run import run_ablation
+    from .demo.ablation import run_ablation
 
     out = run_ablation(args.preset, args.out, seeds=args.seeds)
     print(f"ablation report: {out / 'ablation.md'}\nmetrics: {out / 'metrics.json'}")
@@ -164,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="listwise top-1 / NDCG / Kendall of a saved model's implicit reward at "
                                         "each aspect's vertex, on any preference file")
     p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
-    p.add_argument("data", help="a preference file (any format validate-data reads), e.g. a held-out eval.jsonl")
+    p.add_argument("data", help="a preference file (any format validate-data reads), e.g. a held-out eval.jsonl; "
+                                "with --front, a JSONL file of prompts (records with a \"prompt\")")
     p.add_argument("--batch-size", type=int, help="lists per scoring batch (default: the run's eval batch size)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the reference log-prob cache")
     p.add_argument("--dtype", choices=["float32"],
@@ -174,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure how lambda steers: Delta = log pi(y | x, A's vertex) - log pi(y | x, B's "
                         "vertex) per reply (mean |Delta| and its Spearman with r_A - r_B), for the model and for "
                         "the base model given the same text")
+    p.add_argument("--front", metavar="A,B",
+                   help="the steering protocol instead: sweep lambda from A's vertex to B's, judge greedy replies to "
+                        "the prompts, print each model's front, hypervolume and steerability (docs/steering.md)")
+    p.add_argument("--judge", default="length",
+                   help="with --front: 'length' (word budget and distinct content words) or module:name, a callable "
+                        "(record, reply) -> {aspect: score}")
+    p.add_argument("--weights", help="with --front: comma-separated weights of B (default 0,.1,.25,.4,.5,.6,.75,.9,1)")
+    p.add_argument("--control", action="append",
+                   help="with --front: a control given the same lambda text: 'base' (the default) or a model "
+                        "directory; repeat for several")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="with --front: reply budget (tokens)")
+    p.add_argument("--limit", type=int, help="with --front: the first N prompts only")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_evaluate)
 

@@ -44,6 +44,18 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) ->
                           saved_lambda_text(meta))
 
 
+LambdaArg = str | Mapping[str, float] | None
+
+
+def _per_prompt(lam: LambdaArg | Sequence[LambdaArg], n: int) -> list[LambdaArg]:
+    """One lambda per prompt: `lam` repeated, or `lam` itself when it is a list or tuple of n lambdas."""
+    if isinstance(lam, (list, tuple)):
+        if len(lam) != n:
+            raise ValueError(f"generate got {len(lam)} lambdas for {n} prompts: give one lambda, or one per prompt")
+        return list(lam)
+    return [lam] * n
+
+
 def _weights(sm: SteerableModel, lam: str | Mapping[str, float] | None) -> dict[str, float]:
     return parse_lambda(lam, sm.aspects) if lam else uniform_lambda(sm.aspects)
 
@@ -58,12 +70,15 @@ def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, s
 
 @torch.no_grad()
 def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, str]]],
-             lam: str | Mapping[str, float] | None = None, *, max_new_tokens: int = 128, do_sample: bool = False,
+             lam: LambdaArg | Sequence[LambdaArg] = None, *, max_new_tokens: int = 128, do_sample: bool = False,
              temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 32) -> list[str]:
     """Replies to `prompts` under `lam` (uniform over the model's aspects when None).
 
-    Prompts are left-padded into batches of `batch_size`; greedy unless do_sample.
+    `lam` is one lambda for every prompt, or a list or tuple with one lambda per prompt, so replies under
+    several lambdas share batches (a sweep over weights costs one pass over the pairs, not one per
+    weight). Prompts are left-padded into batches of `batch_size`; greedy unless do_sample.
     """
+    lams = _per_prompt(lam, len(prompts))
     torch.manual_seed(seed)
     tok = sm.tokenizer
     device = next(sm.model.parameters()).device
@@ -71,14 +86,14 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
     outputs = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=f"generating ({len(prompts)} prompts)", unit="batch",
                       leave=False, disable=True if len(prompts) <= batch_size else None):  # None: not on a non-TTY
-        rows = [steered_prompt_ids(sm, p, lam) for p in prompts[start:start + batch_size]]
+        batch_lams = lams[start:start + batch_size]
+        rows = [steered_prompt_ids(sm, p, lm) for p, lm in zip(prompts[start:start + batch_size], batch_lams)]
         width = max(map(len, rows))
         ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
         inputs = {"input_ids": ids}
         if sm.conditioning == "embedding":  # [pad..., soft prompt, prompt], as in training
-            weights = _weights(sm, lam)
-            vec = torch.tensor([[weights[a] for a in sm.aspects]] * len(rows), device=device)
+            vec = torch.tensor([[_weights(sm, lm)[a] for a in sm.aspects] for lm in batch_lams], device=device)
             prefix = lambda_prefix(sm.model, vec)
             embeds = sm.model.get_input_embeddings()(ids)
             pad = [width - len(r) for r in rows]

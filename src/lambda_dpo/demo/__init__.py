@@ -1,6 +1,8 @@
 """The demo, kept apart from the library (which never imports it; tests/test_layout.py checks).
 
-- `run`: `lambda-dpo demo` (does lambda steer the model?) and `lambda-dpo ablation`;
+- `run`: `lambda-dpo demo`: trains the steered model and its controls and runs the steering protocol;
+- `report`: its report.md and plots; `tables`: the Markdown helpers the reports share;
+- `ablation`: `lambda-dpo ablation` (lambda sources x conditioning modes);
 - `data`: the embedded dataset's checkable prompts, deterministic judges and builder
   (`lambda-dpo build-data`).
 """

@@ -97,6 +97,7 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
+from ...evaluation.judges import STOPWORDS, content_words, words
 from .prompts import PromptSpec
 
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "JUDGES",
     "STOPWORDS",
     "judge_all",
+    "judge_record",
     "instruction_following",
     "correctness",
     "conciseness",
@@ -116,20 +118,7 @@ __all__ = [
 
 ASPECTS = ("instruction_following", "correctness", "conciseness", "informativeness")
 
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are aren't as at be because been before being
-below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during
-each few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
-herself him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself let's me more
-most mustn't my myself no nor not of off on once only or other ought our ours ourselves out over own same
-shan't she she'd she'll she's should shouldn't so some such than that that's the their theirs them
-themselves then there there's these they they'd they'll they're they've this those through to too under
-until up very was wasn't we we'd we'll we're we've were weren't what what's when when's where where's which
-while who who's whom why why's with won't would wouldn't you you'd you'll you're you've your yours yourself
-yourselves will just like also may might must shall one two its get got make made many much well really
-""".split())
 
-_WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
 _BULLET = re.compile(r"^\s*[-*•+]\s+\S")
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+", re.MULTILINE)
@@ -158,15 +147,6 @@ def to_score(x: float) -> int:
     """[0, 1] -> 1..5: ``1 + floor(4x + 0.5)`` (x is clipped to [0, 1] first)."""
     x = min(1.0, max(0.0, float(x)))
     return 1 + int(math.floor(4 * x + 0.5))
-
-
-def words(text: str) -> list[str]:
-    """The words of `text` (see the module docstring)."""
-    return _WORD.findall(text)
-
-
-def _content_words(text: str) -> set[str]:
-    return {w for w in (t.lower() for t in words(text)) if len(w) >= 3 and not w.isdigit() and w not in STOPWORDS}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -292,7 +272,7 @@ def _implicit_credits(spec: PromptSpec, text: str) -> dict[str, float]:
     elif spec.members:
         answers = any(_find(m, text, prefix=len(m) > 3) >= 0 for m in spec.members)
     else:
-        terms = [s for t in spec.key_terms for s in t] + sorted(_content_words(spec.subject))
+        terms = [s for t in spec.key_terms for s in t] + sorted(content_words(spec.subject))
         answers = any(mentioned(t, text) for t in terms)
     tail = text.rstrip(_TRAILING)
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
@@ -435,7 +415,7 @@ def informativeness(spec: PromptSpec | Mapping[str, Any], response: str) -> int:
     if not words(text):
         return 1
     cap = _CAP.get(spec.category, 50 if spec.key_terms else 25)
-    length = min(1.0, len(_content_words(text)) / cap)
+    length = min(1.0, len(content_words(text)) / cap)
     if spec.key_terms:
         return to_score(0.6 * key_term_coverage(spec, text) + 0.4 * length)
     return to_score(length)
@@ -457,3 +437,11 @@ def judge_all(spec: PromptSpec | Mapping[str, Any], response: str) -> dict[str, 
     """{aspect: rating 1..5} for every judge in `JUDGES`."""
     spec = _as_spec(spec)
     return {name: judge(spec, response) for name, judge in JUDGES.items()}
+
+
+def judge_record(record: Mapping[str, Any], response: str) -> dict[str, int]:
+    """`judge_all` on a demo JSONL record (its ``"spec"``): the judge `lambda-dpo evaluate --front` takes for the
+    demo's files (``--judge lambda_dpo.demo.data.judges:judge_record``)."""
+    if "spec" not in record:
+        raise ValueError("judge_record needs a demo record with a \"spec\" (train.jsonl / eval.jsonl of the demo data)")
+    return judge_all(record["spec"], response)

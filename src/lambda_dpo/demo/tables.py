@@ -1,4 +1,4 @@
-"""Ablation metrics -> ablation.md, and the table helpers the reports share."""
+"""Markdown tables and figures over seeds for the demo's reports, and the ablation's report (ablation.md)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import math
 from pathlib import Path
 
 
-def _f(x: float, digits: int = 2) -> str:
+def fmt(x: float, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
     """'mean ± sample std' over the defined values; says how many seeds when some are undefined."""
     vals = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
     if not vals:
@@ -23,10 +23,10 @@ def _mean_std(values: list[float]) -> str:
     mean = sum(vals) / len(vals)
     if len(vals) == 1:
         return f"{mean:.2f}" + (f" (1/{len(values)} seeds)" if len(values) > 1 else "")
-    return f"{mean:.2f} ± {_std(vals):.2f}" + (f" ({len(vals)}/{len(values)} seeds)" if len(vals) < len(values) else "")
+    return f"{mean:.2f} ± {std(vals):.2f}" + (f" ({len(vals)}/{len(values)} seeds)" if len(vals) < len(values) else "")
 
 
-def _std(values: list[float]) -> float:
+def std(values: list[float]) -> float:
     """Sample std of the defined values; nan with fewer than two."""
     vals = [v for v in values if not math.isnan(v)]
     if len(vals) < 2:
@@ -35,7 +35,7 @@ def _std(values: list[float]) -> float:
     return (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
 
 
-def _nanmean(values: list[float]) -> float:
+def nanmean(values: list[float]) -> float:
     vals = [v for v in values if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
@@ -60,7 +60,7 @@ def ablation_rows(m: dict) -> list[dict]:
                "area": [r["summary"]["pareto_area"] for r in runs]}
         for a in m["aspects"]:
             row[f"rho/{a}"] = [r["summary"]["controllability"][a] for r in runs]
-        row["rho/mean"] = [_nanmean([r["summary"]["controllability"][a] for a in m["aspects"]]) for r in runs]
+        row["rho/mean"] = [nanmean([r["summary"]["controllability"][a] for a in m["aspects"]]) for r in runs]
         rows.append(row)
     return rows
 
@@ -70,12 +70,12 @@ def write_ablation_report(m: dict, out: Path, skipped: dict[str, str]) -> Path:
     aspects = m["aspects"]
     header = ["method", "held-out NDCG", "held-out top-1", *[f"rho({a})" for a in aspects], "mean rho",
               f"Pareto area ({m['conflict'][0]} x {m['conflict'][1]})"]
-    body = [[r["method"], _mean_std(r["ndcg"]), _mean_std(r["top1"]), *[_mean_std(r[f"rho/{a}"]) for a in aspects],
-             _mean_std(r["rho/mean"]), _mean_std(r["area"])] for r in rows]
+    body = [[r["method"], mean_std(r["ndcg"]), mean_std(r["top1"]), *[mean_std(r[f"rho/{a}"]) for a in aspects],
+             mean_std(r["rho/mean"]), mean_std(r["area"])] for r in rows]
 
     def winner(key, label, digits):
-        scored = sorted(((_nanmean(r[key]), r["method"], _std(r[key])) for r in rows
-                         if r["method"] != "base" and not math.isnan(_nanmean(r[key]))), reverse=True)
+        scored = sorted(((nanmean(r[key]), r["method"], std(r[key])) for r in rows
+                         if r["method"] != "base" and not math.isnan(nanmean(r[key]))), reverse=True)
         if not scored:
             return f"- {label}: n/a"
         (m1, _, s1), line = scored[0], f"- {label}: `{scored[0][1]}` ({scored[0][0]:.{digits}f})"
@@ -98,7 +98,7 @@ aspect-k judge score over the lambda grid; n/a where it is undefined because tha
 not change with lambda (always so when the model never sees lambda), with the number of seeds
 where it was defined in brackets. mean rho: over the aspects where rho is defined.
 
-{_table(header, body)}
+{table(header, body)}
 
 Winners (means over seeds):
 {chr(10).join(verdict)}
