@@ -109,6 +109,27 @@ def test_instruction_text_orders_by_weight_and_omits_zero_weights():
         LambdaText("poem")
 
 
+def test_aspect_order_keeps_the_lines_in_aspect_order_whatever_the_weights():
+    text = LambdaText("instructions", {"a": "Do A."}, order="aspects")
+    assert text.render({"a": 0.25, "b": 0.75, "c": 0.0}) == "Do A. (weight 0.25)\nFocus on b. (weight 0.75)"
+    assert text.render({"a": 0.75, "b": 0.25}) == "Do A. (weight 0.75)\nFocus on b. (weight 0.25)"
+    assert text.render({"a": 0.0, "b": 1.0}) == "Focus on b. (weight 1.00)"  # zero weights still left out
+    assert LambdaText("priorities", order="aspects").render({"a": 0.2, "b": 0.8}) == (
+        "Focus on a. (low priority)\nFocus on b. (high priority)")
+    assert LambdaText.from_dict(text.to_dict()) == text
+    # a model saved before the option existed reads its text heaviest first, as it was trained
+    assert LambdaText.from_dict({"style": "instructions", "instructions": {}}).order == "weight"
+    with pytest.raises(ValueError, match="lambda_text_order='random' is not one of weight, aspects"):
+        LambdaText("instructions", order="random")
+    from lambda_dpo.training.config import load_config
+    from lambda_dpo.training.prepare import lambda_text
+
+    assert lambda_text(load_config(None, lambda_text_order="aspects")).order == "aspects"
+    assert load_config(None).lambda_text_order == "weight"
+    with pytest.raises(ValueError, match="lambda_text_order"):
+        load_config(None, lambda_text_order="random")
+
+
 def test_priority_text_writes_each_weight_as_a_word():
     text = LambdaText("priorities", {"a": "Do A."})
     assert text.render({"a": 0.25, "b": 0.75, "c": 0.0}) == "Focus on b. (high priority)\nDo A. (low priority)"

@@ -9,7 +9,7 @@ import pytest
 
 from lambda_dpo.conditioning import attach_lambda_embedding
 from lambda_dpo.evaluation.judges import LengthJudge, content_words, words
-from lambda_dpo.evaluation.protocol import (DEFAULT_WEIGHTS, edge_point_lambda, hypervolume, pick_examples,
+from lambda_dpo.evaluation.protocol import (DEFAULT_WEIGHTS, edge_lambda, hypervolume, pick_examples,
                                             single_point, steerability, sweep_edge, unseen_weights, vertex_matrix)
 from lambda_dpo.generation import SteerableModel, generate, steered_prompt_ids
 from lambda_dpo.models import gpt2_tokenizer, tiny_model
@@ -71,19 +71,19 @@ def test_hypervolume_does_not_depend_on_input_order():
         assert hypervolume(list(order)) == 10.0
 
 
-def test_edge_point_lambda_weights():
-    assert edge_point_lambda(ASPECTS, ("conciseness", "honesty"), 0.25) == {
+def test_edge_lambda_weights():
+    assert edge_lambda(ASPECTS, ("conciseness", "honesty"), 0.25) == {
         "conciseness": 0.75, "informativeness": 0.0, "honesty": 0.25}
     for w in (0.0, 0.1, 0.5, 1.0):
-        point = edge_point_lambda(ASPECTS, PAIR, w)
+        point = edge_lambda(ASPECTS, PAIR, w)
         assert sum(point.values()) == pytest.approx(1.0) and point["honesty"] == 0.0
 
 
 @pytest.mark.parametrize("pair, w", [(("conciseness", "style"), 0.5), (("honesty", "honesty"), 0.5),
                                      (PAIR, -0.1), (PAIR, 1.1)])
-def test_edge_point_lambda_errors(pair, w):
+def test_edge_lambda_errors(pair, w):
     with pytest.raises(ValueError):
-        edge_point_lambda(ASPECTS, pair, w)
+        edge_lambda(ASPECTS, pair, w)
 
 
 def test_sweep_edge_one_weight_major_call_and_shapes():

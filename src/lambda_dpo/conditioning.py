@@ -29,6 +29,7 @@ from .tokenization import encode_prompt
 CONDITIONING_MODES = ("none", "prompt", "embedding")
 EMBEDDING_INITS = ("header", "instructions")
 LAMBDA_TEXT_STYLES = ("instructions", "priorities", "weights")
+LAMBDA_TEXT_ORDERS = ("weight", "aspects")
 EMBEDDING_FILE = "lambda_embedding.safetensors"
 
 LAMBDA_HEADER = "Preference weights for your reply (higher means that quality matters more):"
@@ -92,20 +93,28 @@ class LambdaText:
     around the grid's quarter steps, so 0.7 and 0.8 read the same).
 
     `instructions` maps aspect -> sentence; missing aspects use `aspect_instruction`'s default.
+    `order` (instructions and priorities styles): "weight", heaviest first as above, or "aspects", the
+    lines in the order of the aspects whatever their weights, so that moving weight between two
+    aspects changes only the weights written, never which sentence comes first.
     """
 
     style: str = "weights"
     instructions: Mapping[str, str] = field(default_factory=dict)
+    order: str = "weight"
 
     def __post_init__(self):
         if self.style not in LAMBDA_TEXT_STYLES:
             raise ValueError(f"lambda_text={self.style!r} is not one of {', '.join(LAMBDA_TEXT_STYLES)}")
+        if self.order not in LAMBDA_TEXT_ORDERS:
+            raise ValueError(f"lambda_text_order={self.order!r} is not one of {', '.join(LAMBDA_TEXT_ORDERS)}")
 
     def render(self, lam: Mapping[str, float]) -> str:
         if self.style == "weights":
             return f"{LAMBDA_HEADER} {format_lambda(lam)}."
         order = {a: i for i, a in enumerate(lam)}
-        kept = sorted((a for a, w in lam.items() if round(w, 2) > 0), key=lambda a: (-round(lam[a], 2), order[a]))
+        kept = [a for a in lam if round(lam[a], 2) > 0]
+        if self.order == "weight":
+            kept.sort(key=lambda a: (-round(lam[a], 2), order[a]))
         return "\n".join(aspect_instruction(a, self.instructions) + self._weight_suffix(lam[a], alone=len(kept) == 1)
                          for a in kept)
 
@@ -115,7 +124,7 @@ class LambdaText:
         return "" if alone else priority_tag(weight)
 
     def to_dict(self) -> dict:
-        return {"style": self.style, "instructions": dict(self.instructions)}
+        return {"style": self.style, "instructions": dict(self.instructions), "order": self.order}
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> "LambdaText":

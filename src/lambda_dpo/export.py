@@ -146,8 +146,10 @@ def _rule(text: LambdaText, aspects: list[str]) -> tuple[str, str]:
               "a space, and the weight W (rounded to two decimals) as a word: `(high priority)` when W > 0.625, "
               "`(medium priority)` when 0.375 < W < 0.625, `(low priority)` when W < 0.375; when there is only "
               "one line, the sentence alone")
+    order = ("heaviest first (by the weight rounded to two decimals; ties in the aspect order above)"
+             if text.order == "weight" else "in the aspect order above, whatever the weights")
     return ("one line per aspect whose weight rounds to at least 0.01 (an aspect at 0.00 gets no line), "
-            "heaviest first (by the weight rounded to two decimals; ties in the aspect order above); each line is "
+            f"{order}; each line is "
             f"the aspect's sentence from the table below, {weight}. Lines are joined by a single newline, with no "
             "trailing newline.",
             f"\n| aspect | sentence |\n|---|---|\n{sentences}\n")

@@ -174,7 +174,7 @@ def _curve_table(m: dict, set_name: str) -> str:
     rows = []
     for i, w in enumerate(sweeps[0]["weights"]):
         bi = base["weights"].index(w) if base and w in base["weights"] else None
-        unseen = abs(w / seen - round(w / seen)) > 1e-6
+        unseen = bool(seen) and abs(w / seen - round(w / seen)) > 1e-6
         rows.append([f"{w:.2f}" + (" (unseen)" if unseen else ""), mean_std([s["mean_words"][i] for s in sweeps]),
                      mean_std([s["means"][a][i] for s in sweeps]), mean_std([s["means"][b][i] for s in sweeps]),
                      "-" if bi is None else f"{base['mean_words'][bi]:.1f}"])
@@ -183,6 +183,8 @@ def _curve_table(m: dict, set_name: str) -> str:
 
 def _unseen_table(m: dict, set_name: str) -> str:
     per_seed = [r["fronts"][set_name]["unseen"] for r in _seeds(m, STEERED)]
+    if not per_seed or not per_seed[0]:
+        return "No weight of the sweep lies between two weights training drew (it drew no grid, or every weight swept)."
     rows = []
     for i, u in enumerate(per_seed[0]):
         rows.append([f"{u['w']:.2f}", f"{u['neighbours'][0]:.2f} / {u['neighbours'][1]:.2f}",

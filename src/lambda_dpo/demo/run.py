@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 CONFLICT = ("conciseness", "informativeness")  # the pair the judges put in real conflict; w = informativeness
 STEERED, DPO, FIXED = "lambda_dpo_steered", "dpo_best_worst", "lambda_dpo_fixed"
 REFERENCE = (1.0, 1.0)  # the judges' minimum on the conflicting pair: the hypervolume's reference point
-GRID_STEP = 0.25  # training's grid draws multiples of 1 / lambda_grid_steps (4): other weights are unseen
 OTHER_WORDING = "priorities"  # lambda written another way, for the wording-robustness sweep
 # Replies per generate batch. (prompt, lambda) pairs of a sweep share batches, weight-major, so a batch
 # holds replies of similar length and short ones stop early.
@@ -170,7 +169,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                 text = own.lambda_text
                 recipe = {k: getattr(tr.args, k) for k in RECIPE_KEYS}
                 with _timed(stages, "steered model"):
-                    runs[name][s] = {**measure_steered(own, sets, p), **diagnostics(result, own)}
+                    runs[name][s] = {**measure_steered(own, sets, p, grid_step(recipe)), **diagnostics(result, own)}
                 if base is None:
                     with _timed(stages, "controls"):
                         base = measure_base(result, sets, p, model)
@@ -182,7 +181,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                                      "listwise": _listwise(result)}
             del result, tr, own
     metrics = {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
-               "conflict": list(CONFLICT), "reference": list(REFERENCE), "grid_step": GRID_STEP,
+               "conflict": list(CONFLICT), "reference": list(REFERENCE), "grid_step": grid_step(recipe),
                "other_wording": OTHER_WORDING, "sets": {ps.name: len(ps.prompts) for ps in sets},
                "prompts": {ps.name: ps.prompts for ps in sets},
                "recipe": recipe, "runs": runs, "base_with_text": base, "baselines": baselines,
@@ -205,7 +204,7 @@ def train_method(name: str, overrides: dict, p: Preset, out: Path, seed: int, mo
 
 RECIPE_KEYS = ("loss_type", "beta", "rating_temperature", "score_type", "lambda_source", "lambda_grid_steps",
                "lambda_vertex_share", "lambda_contrast", "contrast_alpha", "rpo_alpha", "conditioning", "lambda_text",
-               "learning_rate", "lora_r", "model_dtype", "score_cut_ends")
+               "lambda_text_order", "learning_rate", "lora_r", "model_dtype", "score_cut_ends")
 
 
 def _generator(sm: SteerableModel, p: Preset):
@@ -214,20 +213,31 @@ def _generator(sm: SteerableModel, p: Preset):
     return gen
 
 
-def measure_sweep(sm: SteerableModel, ps: PromptSet, weights: Sequence[float], p: Preset) -> dict:
-    """One sweep of the edge on one prompt set, with its steerability and unseen-weight figures."""
+def grid_step(recipe: dict | None) -> float | None:
+    """The weights training drew are multiples of this (1 / lambda_grid_steps); None when not drawn on a grid."""
+    if not recipe or recipe.get("lambda_source") != "grid":
+        return None
+    return 1.0 / recipe["lambda_grid_steps"]
+
+
+def measure_sweep(sm: SteerableModel, ps: PromptSet, weights: Sequence[float], p: Preset,
+                  step: float | None = None) -> dict:
+    """One sweep of the edge on one prompt set, with its steerability and (given training's grid `step`)
+    the figures of the weights it never drew."""
     sweep = sweep_edge(_generator(sm, p), ps.prompts, ps.records, ps.judge, sm.aspects, CONFLICT, weights)
     return {"sweep": sweep, "steerability": steerability(sweep, REFERENCE),
-            "unseen": unseen_weights(sweep, GRID_STEP, REFERENCE)}
+            "unseen": unseen_weights(sweep, step, REFERENCE) if step else []}
 
 
-def measure_steered(sm: SteerableModel, sets: Sequence[PromptSet], p: Preset) -> dict:
-    """The steered model: the full sweep, the other wording's sweep, the vertex matrix and the centre lambda."""
-    other = dataclasses.replace(sm, lambda_text=LambdaText(OTHER_WORDING, sm.lambda_text.instructions))
+def measure_steered(sm: SteerableModel, sets: Sequence[PromptSet], p: Preset, step: float | None) -> dict:
+    """The steered model: the full sweep, the other wording's sweep, the vertex matrix and the centre lambda.
+    step: training's grid step (`grid_step`), for the unseen-weight figures."""
+    other = dataclasses.replace(sm, lambda_text=LambdaText(OTHER_WORDING, sm.lambda_text.instructions,
+                                                                   sm.lambda_text.order))
     held_out = sets[0]
     gen = _generator(sm, p)
     return {
-        "fronts": {ps.name: measure_sweep(sm, ps, p.weights, p) for ps in sets},
+        "fronts": {ps.name: measure_sweep(sm, ps, p.weights, p, step) for ps in sets},
         "other_wording": {ps.name: measure_sweep(other, ps, p.wording_weights, p) for ps in sets},
         "vertices": vertex_matrix(gen, held_out.prompts, held_out.records, held_out.judge, sm.aspects),
         "centre": single_point(gen, held_out.prompts, held_out.records, held_out.judge, CONFLICT,

@@ -32,10 +32,11 @@ import math
 from typing import Callable, Mapping, Sequence
 
 from .judges import words
+from .steering_metrics import edge_lambda
 from .steering import spearman
 
 __all__ = ["DEFAULT_WEIGHTS", "Generate", "Judge", "hypervolume", "sweep_edge", "steerability", "unseen_weights",
-           "vertex_matrix", "single_point", "pick_examples", "edge_point_lambda"]
+           "vertex_matrix", "single_point", "pick_examples", "edge_lambda"]
 
 DEFAULT_WEIGHTS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0)
 """Nine weights: the quarter steps training's grid draws, and 0.1 / 0.4 / 0.6 / 0.9, which it never draws."""
@@ -70,16 +71,6 @@ def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float] 
     return area
 
 
-def edge_point_lambda(aspects: Sequence[str], pair: tuple[str, str], w: float) -> dict[str, float]:
-    """lambda = (1 - w) e_a + w e_b over `aspects` for pair (a, b), w in [0, 1]."""
-    a, b = pair
-    if a not in aspects or b not in aspects or a == b:
-        raise ValueError(f"pair {pair} must be two different aspects of {list(aspects)}")
-    if not 0.0 <= w <= 1.0:
-        raise ValueError(f"weight {w} is outside [0, 1]")
-    return {k: (float(w) if k == b else 1.0 - w if k == a else 0.0) for k in aspects}
-
-
 def _check_prompts(prompts: Sequence, records: Sequence) -> None:
     if len(prompts) != len(records) or not prompts:
         raise ValueError(f"need as many records as prompts (at least one), got {len(prompts)} and {len(records)}")
@@ -111,7 +102,7 @@ def sweep_edge(generate: Generate, prompts: Sequence, records: Sequence, judge: 
     if len(ws) < 2 or any(b <= a for a, b in zip(ws, ws[1:])):
         raise ValueError(f"weights must be at least 2 strictly increasing values, got {ws}")
     _check_prompts(prompts, records)
-    lams = [edge_point_lambda(aspects, pair, w) for w in ws]
+    lams = [edge_lambda(aspects, pair, w) for w in ws]
     n = len(prompts)
     replies = list(generate([p for _ in ws for p in prompts], [lam for lam in lams for _ in prompts]))
     if len(replies) != len(ws) * n:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import yaml
 from transformers import TrainingArguments
 
-from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_STYLES
+from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_ORDERS, LAMBDA_TEXT_STYLES
 from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
@@ -161,6 +161,10 @@ class LambdaDPOConfig(TrainingArguments):
                 "heaviest first: the aspect's instruction sentence and its weight) | priorities (the same "
                 "lines, the weight as high / medium / low priority) | weights (one line "
                 "'Preference weights ...: a=0.70, b=0.30.'). Exact format: docs/steering.md."})
+    lambda_text_order: str = field(default="weight", metadata={
+        "help": "lambda_text=instructions or priorities: the order of the lines. weight (heaviest first) | "
+                "aspects (the order of `aspects`, whatever the weights: moving weight between two aspects "
+                "changes the weights written, never which sentence comes first)."})
     aspect_instructions: Any = field(default=None, metadata={
         "help": "lambda_text=instructions or priorities: {aspect: sentence} asking for that aspect, e.g. {conciseness: "
                 "'Answer in one short sentence.'}. Aspects left out use a built-in default for common "
@@ -212,7 +216,7 @@ class LambdaDPOConfig(TrainingArguments):
     def __post_init__(self):
         # Each option's values are defined by the module that implements them (model_dtype excepted).
         choices = {"loss_type": tuple(LOSSES), "score_type": SCORE_TYPES, "lambda_source": LAMBDA_SOURCES,
-                   "lambda_text": LAMBDA_TEXT_STYLES,
+                   "lambda_text": LAMBDA_TEXT_STYLES, "lambda_text_order": LAMBDA_TEXT_ORDERS,
                    "adaptive_signal": ADAPTIVE_SIGNALS,
                    "conditioning": CONDITIONING_MODES,
                    "embedding_init": EMBEDDING_INITS,

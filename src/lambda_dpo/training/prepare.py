@@ -49,7 +49,7 @@ class Prepared:
 
 
 def lambda_text(cfg: LambdaDPOConfig) -> LambdaText:
-    return LambdaText(cfg.lambda_text, dict(cfg.aspect_instructions or {}))
+    return LambdaText(cfg.lambda_text, dict(cfg.aspect_instructions or {}), cfg.lambda_text_order)
 
 
 def infer_aspects(lists: Sequence[PreferenceList]) -> tuple[str, ...]:
