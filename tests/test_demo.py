@@ -87,7 +87,8 @@ def test_presets_train_as_many_lists_and_sweep_unseen_weights():
         assert p.steered_steps == 2 * p.max_steps
     full, default = demo.PRESETS["full"], demo.PRESETS["default"]
     assert full.seeds == (0, 1, 2) and len(full.weights) >= 9 and len(full.control_weights) >= 9
-    assert full.ood_prompts >= 40 and default.steered_steps >= 200
+    assert full.ood_prompts >= 40 and default.steered_steps >= 200 and set(full.methods) == set(demo.METHODS)
+    assert default.methods == (demo.STEERED, demo.DPO)  # lambda-fixed in the full preset only (time)
     assert {0.1, 0.4, 0.6, 0.9} <= set(default.weights)
     assert len(demo.read_questions(demo.ood_questions_file())) >= 40
 
@@ -149,10 +150,10 @@ def test_report_compares_hypervolumes_at_the_controls_weights(tmp_path):
     # the steered front at w = 0, 0.5, 1 (its unseen 0.1 left out): (5, 1.5), (4, 3), (2, 4) -> 2 + 4.5 + 1 = 7.5
     assert rows["lambda_dpo_steered"]["hv"] == [7.5]
     assert rows["base"]["hv"] == [3.0] and rows["base"]["ratio"] == 2.5
-    assert rows["dpo_best_worst (own prompt, one point)"]["ratio"] == 7.5 / 1.75
+    assert rows["DPO, own prompt (one point)"]["ratio"] == 7.5 / 1.75
     assert rows["lambda_dpo_steered"]["words"] == [6.0]
     sentence = report.verdict(m)
-    assert "hypervolume is 7.50, 2.50x that of the strongest control (base, 3.00); above every control" in sentence
+    assert "hypervolume is 7.50, 2.50x that of the strongest control (base model + same text, 3.00); above every control" in sentence
     assert "from 10 to 60 words (6.0x)" in sentence
     text = report.save_demo_outputs(m, tmp_path).read_text()
     assert "| 0.10 (unseen) | 14.00 | 4.60 | 2.00 | - |" in text

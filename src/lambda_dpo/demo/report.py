@@ -22,7 +22,14 @@ from .tables import fmt, mean_std, nanmean, table  # noqa: E402
 STEERED, DPO, FIXED = "lambda_dpo_steered", "dpo_best_worst", "lambda_dpo_fixed"
 LABELS = {STEERED: "lambda-DPO steered", "base": "base model + same text", DPO: "DPO + same text",
           FIXED: "lambda-fixed + same text"}
+OWN = {STEERED: "lambda-DPO steered (at each vertex)", DPO: "DPO (never sees lambda)",
+       FIXED: "lambda-fixed (never sees lambda)"}
 SET_TITLES = {"held-out": "held-out demo prompts (rule judges)", "general": "general questions (length judges)"}
+
+
+def _plain(name: str) -> str:
+    """A control's name without "+ same text" (DPO, lambda-fixed)."""
+    return LABELS[name].removesuffix(" + same text")
 
 
 def _seeds(m: dict, name: str) -> list[dict]:
@@ -55,7 +62,8 @@ def comparison(m: dict, set_name: str) -> list[dict]:
             continue
         hv = [_hv_at(r["fronts"][set_name], common, m["reference"]) for r in runs]
         st = [r["fronts"][set_name]["steerability"] for r in runs]
-        rows.append({"model": name, "hv": hv, "ratio": nanmean(steered_hv) / nanmean(hv) if nanmean(hv) > 0 else math.inf,
+        ratio = nanmean(steered_hv) / nanmean(hv) if nanmean(hv) > 0 else math.inf
+        rows.append({"model": name, "hv": hv, "ratio": ratio,
                      "rho_words": [s["spearman"]["words"] for s in st],
                      "right": [s["adjacent"]["words"]["right"] for s in st],
                      "words": [s["end_ratio_words"] for s in st]})
@@ -63,7 +71,7 @@ def comparison(m: dict, set_name: str) -> list[dict]:
         singles = [r["single"][set_name] for r in _seeds(m, name) if "single" in r]
         if singles:
             hv = [s["hypervolume"] for s in singles]
-            rows.append({"model": f"{name} (own prompt, one point)", "hv": hv,
+            rows.append({"model": f"{_plain(name)}, own prompt (one point)", "hv": hv,
                          "ratio": nanmean(steered_hv) / nanmean(hv) if nanmean(hv) > 0 else math.inf,
                          "rho_words": [], "right": [], "words": []})
     return rows
@@ -82,7 +90,8 @@ def verdict(m: dict) -> str:
         beats = all(r["ratio"] > 1 for r in controls)
         parts.append(
             f"On the {SET_TITLES[set_name]}, the steered front's hypervolume is {nanmean(steered['hv']):.2f}, "
-            + (f"{worst['ratio']:.2f}x that of the strongest control ({worst['model']}, {nanmean(worst['hv']):.2f})"
+            + (f"{worst['ratio']:.2f}x that of the strongest control ({LABELS.get(worst['model'], worst['model'])}, "
+               f"{nanmean(worst['hv']):.2f})"
                if worst else "with no control measured")
             + f"; {'above every control' if beats else 'NOT above every control'}. Replies grow from "
             f"{lo:.0f} to {hi:.0f} words ({hi / lo if lo else math.inf:.1f}x) between the two ends.")
@@ -119,7 +128,7 @@ def plot_fronts(m: dict, path: Path) -> None:
                 x, y = nanmean([s["point"][0] for s in singles]), nanmean([s["point"][1] for s in singles])
                 hv = nanmean([s["hypervolume"] for s in singles])
                 ax.scatter([x], [y], marker=marker, s=110, color=colour, edgecolor="black", zorder=4,
-                           label=f"{name.replace('_', ' ')}, own prompt (HV {hv:.2f})")
+                           label=f"{_plain(name)}, own prompt (HV {hv:.2f})")
         ax.set_title(SET_TITLES[set_name], fontsize=10)
         ax.set_xlabel(f"{a} (mean judge score, 1-5)")
         ax.set_ylabel(f"{b} (mean judge score, 1-5)")
@@ -225,7 +234,7 @@ def _quality_table(m: dict) -> str:
     for name in (DPO, FIXED):
         singles = [r["single"]["held-out"]["means"] for r in _seeds(m, name) if "held-out" in r.get("single", {})]
         if singles:
-            rows.append([f"{name}, own prompt", *[mean_std([s[a] for s in singles]) for a in aspects],
+            rows.append([f"{_plain(name)}, own prompt", *[mean_std([s[a] for s in singles]) for a in aspects],
                          mean_std([nanmean([s[a] for a in aspects]) for s in singles])])
     return table(["held-out prompts", *aspects, "mean of all"], rows)
 
@@ -248,7 +257,7 @@ def _examples(m: dict) -> str:
 
 def _listwise_table(m: dict) -> str:
     aspects = m["aspects"]
-    rows = [[LABELS.get(name, name), *[mean_std([r["listwise"].get(f"{a}/top1", math.nan) for r in _seeds(m, name)])
+    rows = [[OWN.get(name, name), *[mean_std([r["listwise"].get(f"{a}/top1", math.nan) for r in _seeds(m, name)])
                                        for a in aspects]] for name in m["runs"]]
     if m.get("base_with_text"):
         rows.append(["base model + same text", *[fmt(m["base_with_text"]["listwise"].get(f"{a}/top1")) for a in aspects]])
@@ -283,8 +292,9 @@ def write_report(m: dict, out: Path) -> Path:
     sets = "; ".join(f"{SET_TITLES[k]}: {n}" for k, n in m["sets"].items())
     sections = [f"# lambda-dpo demo: one model, steered by lambda\n\n**{verdict(m)}**\n",
                 f"Model `{m['model']}`; seeds {', '.join(map(str, m['seeds']))}; the steered model trained "
-                f"{budget['steered_steps']} steps of one list under two lambdas, DPO and lambda-fixed "
-                f"{budget['max_steps']} steps of two lists (as many lists each). Greedy replies of up to "
+                f"{budget['steered_steps']} steps of one list under two lambdas, "
+                f"{' and '.join(_plain(n) for n in m['runs'] if n != STEERED)} {budget['max_steps']} steps of two "
+                f"lists (as many lists each). Greedy replies of up to "
                 f"{budget['max_new_tokens']} new tokens along the {a}-{b} edge, lambda = (1 - w) e_{a} + w e_{b}: "
                 f"the steered model at w = {', '.join(f'{w:g}' for w in budget['weights'])}, every control given exactly "
                 f"the same lambda text at w = {', '.join(f'{w:g}' for w in budget['control_weights'])}. Prompts ({sets}). "

@@ -87,7 +87,7 @@ class LambdaDPOConfig(TrainingArguments):
     score_cut_ends: bool = field(default=False, metadata={
         "help": "Score the chat template's end-of-turn tokens after replies the data marks as truncated (native "
                 "`truncated`, or build-data's meta hit_max_new_tokens). Default false: a cut reply is scored as "
-                "the text its writer produced, without an end of turn it never wrote (docs/steering.md)."})
+                "the text its writer produced, without an end of turn it never wrote (research/steering-study.md)."})
     max_train_lists: int | None = field(default=None, metadata={
         "help": "Use at most this many training lists (after the eval split); for quick runs."})
     max_eval_lists: int | None = field(default=None, metadata={"help": "Use at most this many eval lists."})
@@ -100,7 +100,7 @@ class LambdaDPOConfig(TrainingArguments):
         "help": "DPO temperature on implicit rewards (nats). Use ~10-50x larger with score_type=mean."})
     rating_temperature: float = field(default=0.5, metadata={
         "help": "tau in p_k = softmax(ratings_k / tau), in rating units. Smaller = sharper targets "
-                "(0.5: one rating point is a factor e^2 in the target; docs/steering.md)."})
+                "(0.5: one rating point is a factor e^2 in the target; research/steering-study.md)."})
     score_type: str = field(default="sum", metadata={
         "help": "Implicit reward from summed response log-probs (sum, the paper's) or per-token mean."})
 
