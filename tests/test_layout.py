@@ -24,8 +24,8 @@ order is the data flow (docs/design.md, "Layers"):
    standalone checkpoint. They do not need training; they sit above it because they serve what
    training produced, and nothing in the library imports them.
 7. `demo`, `playground`, `evaluate_saved`: apps apart from the library: `demo.data` (the embedded dataset's prompts,
-   judges and builder) and `demo.run` (the demo and the ablation: train, generate, judge, report;
-   uses everything above); `playground`, the web page that steers a model directory (on
+   judges and builder), `demo.run` (the demo: train, run the steering protocol; uses everything
+   above), `demo.report` / `demo.tables` (its report) and `demo.ablation`; `playground`, the web page that steers a model directory (on
    `generation`); `evaluate_saved`, the held-out figures of a model directory (`lambda-dpo
    evaluate`: the directory loaded as `generation` loads it, its lists prepared as `training` does);
    `evaluate_steering`, the steering protocol on a model directory (`lambda-dpo evaluate --front`).

@@ -80,12 +80,13 @@ class Preset:
 
 
 # Budgets on 2 CPU cores in the bf16 mixed mode. `default` (`make demo`) fits 20 minutes cold: the steered
-# model at 200 steps (the regime that steers, docs/steering.md) and DPO, the controls at three weights. `full`
+# model at 200 steps (the regime that steers, docs/steering.md) and DPO, the controls at three weights, 16 prompts
+# of each set (with 48 replies per generate batch, 16 x 3 weights is one batch per control sweep). `full`
 # adds lambda-fixed and repeats it for 3 seeds, every control at the nine weights, every general question.
 PRESETS = {
     "quick": Preset(max_steps=12, steered_steps=24, eval_lists=12, prompts=8, ood_prompts=8, max_new_tokens=48,
                     weights=(0.0, 0.25, 0.5, 0.75, 1.0), control_weights=(0.0, 0.5, 1.0), wording_weights=(0.0, 1.0)),
-    "default": Preset(max_steps=100, steered_steps=200, eval_lists=40, prompts=16, ood_prompts=20, max_new_tokens=96,
+    "default": Preset(max_steps=100, steered_steps=200, eval_lists=24, prompts=16, ood_prompts=16, max_new_tokens=96,
                       control_weights=(0.0, 0.5, 1.0), wording_weights=(0.0, 1.0), methods=(STEERED, DPO)),
     "full": Preset(max_steps=100, steered_steps=200, eval_lists=40, prompts=24, ood_prompts=48, max_new_tokens=96,
                    seeds=(0, 1, 2)),
