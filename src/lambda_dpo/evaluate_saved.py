@@ -8,7 +8,7 @@ what training used: the adapter switched off for a LoRA model, the base checkpoi
 Beside them, the rating-blind picks (random, shortest, longest reply) on the same lists.
 
 Top-1 at the vertices does not show whether lambda steers (a model that ignores its lambda text
-can score as well: research/steering-study.md, sixth round). With `steering=(a, b)`, Delta = log pi(y | x,
+can score as well: research/steering-study.md). With `steering=(a, b)`, Delta = log pi(y | x,
 c(e_a)) - log pi(y | x, c(e_b)) on every reply (`lambda_deltas`) is summarised as mean |Delta| and
 its within-list Spearman with r_a - r_b (`delta_summary`), for the model and for the untrained base
 given exactly the same lambda text (steering by the prompt alone; prompt conditioning only).

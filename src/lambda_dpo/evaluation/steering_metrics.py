@@ -1,4 +1,4 @@
-"""Metrics that show whether lambda steers a model (issue 11, section 3), and the baselines beside them.
+"""Generation-free steering diagnostics (Delta), the listwise baselines beside them, and the edge sweep.
 
 Generation-free (teacher-forced on held-out lists):
 - `lambda_deltas`: Delta_i = log pi(y_i | x, lambda_a) - log pi(y_i | x, lambda_b) per reply (nats).
