@@ -1,6 +1,5 @@
 """The demo and ablation pipelines end to end on a tiny model and a tiny freshly built dataset."""
 
-import dataclasses
 import json
 
 import pytest

@@ -305,7 +305,7 @@ def write_report(m: dict, out: Path) -> Path:
                 "![fronts](fronts.png)"]
     for set_name in m["sets"]:
         sections += [f"## {SET_TITLES[set_name].capitalize()}", _comparison_table(m, set_name),
-                     f"Along the edge (steered model; unseen = a weight training never draws):",
+                     "Along the edge (steered model; unseen = a weight training never draws):",
                      _curve_table(m, set_name), _unseen_table(m, set_name)]
     sections += ["![lengths](lengths.png)",
                  "## Vertex matrix (held-out prompts)\n\nMean judge score of each aspect (columns) at each aspect's "
