@@ -149,7 +149,7 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
             None: not cached).
         dtype: None (the dtype the model trained in) or "float32": a bf16/fp16-trained model's own
             weights held in fp32 for policy and reference, as training's `eval_dtype: float32`
-            scores it; bf16 implicit rewards move with the batch's padding (`scripts/eval_noise.py`).
+            scores it; bf16 implicit rewards move with the batch's padding (`research/eval_noise.py`).
         max_lists: score only the first lists of `data` (training's `max_eval_lists`).
         steering: two of the model's aspects, (a, b) or "a,b": adds ``"steering"`` (`steering_summary`): how
             much and in which direction moving lambda from b's vertex to a's changes each reply's

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The steering study's rows, one after another (each appends to docs/steering/study.jsonl).
-# Rerun unattended: bash scripts/run_study.sh [ROW ...]   (default: every row). Logs in runs/study-logs/.
+# The steering study's rows, one after another (each appends to research/steering-data/study.jsonl).
+# Rerun unattended: bash research/run_study.sh [ROW ...]   (default: every row). Logs in runs/study-logs/.
 set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -49,7 +49,7 @@ declare -A ROWS=(
   # does fitting (5 epochs of 60 lists) carry to the dev lists?
   [k4-delta-60lists-300steps]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_train_lists=60 max_steps=300"
   # fifth round: more lists over two epochs (MORE_DATA is built first when missing, about 40 min)
-  [k4-delta-more-data-2ep]="--extra-train=docs/steering/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP"
+  [k4-delta-more-data-2ep]="--extra-train=research/steering-data/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP"
   # the embedding mode, initialised from the instruction sentences (and, for comparison, from the header)
   [base-embedding-instr]="--base aspects=[instruction_following,correctness,conciseness,informativeness] conditioning=embedding embedding_init=instructions"
   [k4-delta-embedding-instr]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 conditioning=embedding embedding_init=instructions"
@@ -58,7 +58,7 @@ declare -A ROWS=(
   [k4-delta-seed1]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=1"
   [k4-delta-seed2]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=2"
   [k4-delta-seed2-steps200]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 seed=2 max_steps=200"
-  [k4-delta-more-data-2ep-seed1]="--extra-train=docs/steering/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP seed=1"
+  [k4-delta-more-data-2ep-seed1]="--extra-train=research/steering-data/more-data-seed1/train.jsonl aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 max_steps=MAX_STEPS_2EP seed=1"
   # seventh round: replies cut by the sampler's budget scored without the end of turn they never had
   [base-open-ends]="--base lambda_text=instructions score_cut_ends=false"
   [k4-delta-open-ends]="aspects=[instruction_following,correctness,conciseness,informativeness] lambda_contrast=true per_device_train_batch_size=1 contrast_alpha=1.0 score_cut_ends=false"
@@ -118,8 +118,8 @@ ORDER=(base-instructions instructions-grid instructions-grid-contrast instructio
        k4-delta-open-ends-p5-steps200-seed1 k4-delta-open-ends-p5-vshare0.3-seed2 k4-delta-open-ends-p5-steps200-seed2
        k4-delta-open-ends-seed2-data0)
 [ $# -gt 0 ] && ORDER=("$@")
-while pgrep -f "scripts/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
-MORE_DATA=docs/steering/more-data-seed1/train.jsonl  # committed: the build the row ran on (runs/more-data/seed1)
+while pgrep -f "research/steering_study.py" > /dev/null; do sleep 10; done  # one run at a time
+MORE_DATA=research/steering-data/more-data-seed1/train.jsonl  # committed: the build the row ran on (runs/more-data/seed1)
 for row in "${ORDER[@]}"; do
   args=${ROWS[$row]-}
   if [[ $args == *"$MORE_DATA"* ]]; then
@@ -138,6 +138,6 @@ for row in "${ORDER[@]}"; do
   # 2 threads on an idle 2-core machine; 1 when something else computes (spinning threads cost ~10x)
   threads=2; pgrep -f "bench/|pytest" > /dev/null && threads=1
   # shellcheck disable=SC2086
-  OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$threads $PY scripts/steering_study.py $flags "$row" $args > "runs/study-logs/$row.log" 2>&1
+  OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$threads $PY research/steering_study.py $flags "$row" $args > "runs/study-logs/$row.log" 2>&1
   echo "$(date +%T) done $row rc=$?" >> runs/study-logs/queue.log
 done

@@ -1,6 +1,6 @@
-"""How low the steering study's training loss can go on the demo data (numbers quoted in docs/steering.md).
+"""How low the steering study's training loss can go on the demo data (numbers quoted in research/steering-study.md).
 
-    python scripts/loss_floor.py [--tau 0.5] [--steps 4] [--aspects a,b,...] [--pair a,b] [--beta 0.1 0.5] [FILE]
+    python research/loss_floor.py [--tau 0.5] [--steps 4] [--aspects a,b,...] [--pair a,b] [--beta 0.1 0.5] [FILE]
 
 The lambda-DPO loss of a list is at least the entropy of its target p_lambda (reached when
 softmax(beta * s) = p_lambda) and is ln N for a policy equal to its reference (s = 0). With lambda

@@ -1,9 +1,9 @@
 """How much a saved model's implicit rewards move with the evaluation batch (or the CPU thread
 count), in bf16 and in fp32.
 
-    python scripts/eval_noise.py runs/demo-full-100/models/lambda_dpo_fixed-seed0 [--batch-sizes 8 5]
-    python scripts/eval_noise.py MODEL_DIR --dtypes bfloat16 --threads 2 1   # same batches, 2 vs 1 threads
-    python scripts/eval_noise.py MODEL_DIR --dtypes bfloat16 --fp32-head     # bf16 body, fp32 logits
+    python research/eval_noise.py runs/demo-full-100/models/lambda_dpo_fixed-seed0 [--batch-sizes 8 5]
+    python research/eval_noise.py MODEL_DIR --dtypes bfloat16 --threads 2 1   # same batches, 2 vs 1 threads
+    python research/eval_noise.py MODEL_DIR --dtypes bfloat16 --fp32-head     # bf16 body, fp32 logits
 
 Scores every reply of the demo's eval.jsonl at every aspect's vertex (as `lambda-dpo evaluate`
 does) twice per dtype, in batches of each size (so the padding differs), and prints: max and mean
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", nargs=2, type=int, default=[8, 5])
     ap.add_argument("--fp32-head", action="store_true", help="the vocabulary projection in fp32 (bf16 body)")
     ap.add_argument("--threads", nargs=2, type=int, help="compare two torch thread counts instead of batch sizes")
-    ap.add_argument("--out", default="docs/steering/eval_noise.jsonl")
+    ap.add_argument("--out", default="research/steering-data/eval_noise.jsonl")
     args = ap.parse_args()
     if args.fp32_head:
         scoring._token_logps = fp32_head_token_logps
@@ -108,7 +108,7 @@ def main() -> None:
         row = {"model_dir": str(args.model_dir), "data": args.data, "dtype": dtype, **varied,
                "head": "float32" if args.fp32_head else dtype,
                **compare(a, b, mask), "wall_s": round(time.time() - started, 1),
-               "command": f"python scripts/eval_noise.py {args.model_dir} --dtypes {dtype} {flag}"}
+               "command": f"python research/eval_noise.py {args.model_dir} --dtypes {dtype} {flag}"}
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -1,6 +1,6 @@
 """What scoring an end of turn after a sampler-cut reply does (the numbers behind `score_cut_ends`).
 
-    python scripts/cut_ends.py [FILE]   # default: the dev split the steering study uses (24 lists)
+    python research/cut_ends.py [FILE]   # default: the dev split the steering study uses (24 lists)
 
 The demo's replies were sampled with a 96-token budget; a reply that hit it ends mid-sentence
 (build-data's meta ``hit_max_new_tokens``), and the chat template would still append its
@@ -96,4 +96,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # no argparse here: the docstring is the usage
+        print(__doc__)
+        sys.exit(0)
     raise SystemExit(main(sys.argv[1:]))

@@ -5,7 +5,7 @@ of the conflicting pair only, then scores those same 16 lists with the policy co
 vertex: the implicit reward should rank that aspect's best reply first (top-1 >= 0.9 each).
 Appends one JSON line to --out and prints it.
 
-    python scripts/learnability.py [key=value ...]   # overrides, e.g. lambda_text=weights
+    python research/learnability.py [key=value ...]   # overrides, e.g. lambda_text=weights
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ PAIR = ("conciseness", "informativeness")
 
 
 def main(argv: list[str]) -> int:
-    out = Path("docs/steering/learnability.jsonl")
+    out = Path("research/steering-data/learnability.jsonl")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.time()
     settings = dict(model_name_or_path="smollm2-135m-instruct",
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     result = train(cfg)
     top1 = evaluate_lists(result.trainer.model, result.trainer.data_collator, result.trainer.train_dataset.items,
                           batch_size=4)
-    row = {"command": "python scripts/learnability.py " + shlex.join(argv), "train_lists": 16,
+    row = {"command": "python research/learnability.py " + shlex.join(argv), "train_lists": 16,
            "top1_on_train": {a: round(top1[f"{a}/top1"], 3) for a in PAIR},
            "passed": all(top1[f"{a}/top1"] >= 0.9 for a in PAIR),
            "loss": [round(h["loss"], 3) for h in result.trainer.state.log_history if "loss" in h],
@@ -55,4 +55,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # no argparse here: the docstring is the usage
+        print(__doc__)
+        sys.exit(0)
     sys.exit(main(sys.argv[1:]))

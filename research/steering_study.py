@@ -2,11 +2,11 @@
 
 Every row trains on the shipped demo *training* file only, holding out a seeded dev split of it
 (`eval_fraction`); eval.jsonl is never read here. Rows append one JSON line to --out; `--table`
-renders them as the markdown table in docs/steering.md.
+renders them as the markdown table in research/steering-study.md.
 
-    python scripts/steering_study.py ROW_NAME [key=value ...]   # one row: config overrides
-    python scripts/steering_study.py --base ROW_NAME [key=value ...]   # the untrained base model
-    python scripts/steering_study.py --table                      # print the table
+    python research/steering_study.py ROW_NAME [key=value ...]   # one row: config overrides
+    python research/steering_study.py --base ROW_NAME [key=value ...]   # the untrained base model
+    python research/steering_study.py --table                      # print the table
 
 Measured per row, on the dev lists / prompts (pair = conciseness, informativeness):
 - top-1 of the implicit reward at each aspect's vertex (the trainer's held-out evaluation);
@@ -135,7 +135,7 @@ def run_row(name: str, overrides: list[str], base: bool, out: Path, gen_prompts:
     result = train(cfg)
     log = [h for h in result.trainer.state.log_history if "loss" in h]
     row = {"row": name, "base": base, "overrides": overrides,
-           "command": "python scripts/steering_study.py " + ("--base " if base else "") + shlex.join([*flags, name, *overrides]),
+           "command": "python research/steering_study.py " + ("--base " if base else "") + shlex.join([*flags, name, *overrides]),
            **measure(result, cfg, gen_prompts, points, max_new_tokens),
            "train_loss": [round(h["loss"], 4) for h in log], "wall_s": round(time.time() - started, 1)}
     with open(out, "a") as f:
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("name", nargs="?")
     p.add_argument("overrides", nargs="*")
     p.add_argument("--base", action="store_true", help="score the untrained model given the same lambda text")
-    p.add_argument("--out", default="docs/steering/study.jsonl")
+    p.add_argument("--out", default="research/steering-data/study.jsonl")
     p.add_argument("--gen-prompts", type=int, default=16)
     p.add_argument("--points", type=int, choices=(3, 5), default=3)
     p.add_argument("--max-new-tokens", type=int, default=96, help="greedy budget of the edge sweep (default 96)")

@@ -1,6 +1,6 @@
-"""How much of the demo data's ratings is reply length (numbers quoted in docs/steering.md).
+"""How much of the demo data's ratings is reply length (numbers quoted in research/steering-study.md).
 
-    python scripts/length_bias.py [train.jsonl|eval.jsonl ...]   # default: both shipped files
+    python research/length_bias.py [train.jsonl|eval.jsonl ...]   # default: both shipped files
 
 Per aspect: Spearman of word count with rating over all replies, and, among lists whose ratings
 for that aspect differ, how often the shortest / longest reply is rated best (ties count).
@@ -51,4 +51,7 @@ def main(files: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # no argparse here: the docstring is the usage
+        print(__doc__)
+        sys.exit(0)
     sys.exit(main(sys.argv[1:]))
