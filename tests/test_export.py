@@ -195,5 +195,7 @@ def test_card_for_the_weights_and_priorities_styles_and_for_an_unconditioned_mod
     card = export_card(read_model_meta(fake_model_dir(tmp_path / "o", "prompt", text)), "float32")
     assert "in the aspect order above, whatever the weights" in card and "heaviest first" not in card
     assert "Focus on a. (weight 0.25)\nFocus on b. (weight 0.75)" in card  # the rendered example follows it
+    card = export_card(read_model_meta(fake_model_dir(tmp_path / "g", "prompt", LambdaText("graded"))), "float32")
+    assert "3 `fairly low`" in card and "Focus on b. (high priority)\nFocus on a. (fairly low priority)" in card
     card = export_card(read_model_meta(fake_model_dir(tmp_path / "n", "none")), "float32")
     assert "without lambda conditioning" in card and "(weight" not in card and LAMBDA_HEADER not in card

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lambda_dpo.batching import ListCollator
-from lambda_dpo.conditioning import LambdaText, aspect_instruction, condition_prompt, priority_tag
+from lambda_dpo.conditioning import GRADED_LEVELS, LambdaText, aspect_instruction, condition_prompt, graded_tag, priority_tag
 from lambda_dpo.data.schema import make_list, select_aspects
 from lambda_dpo.evaluation.listwise import evaluate_lists
 from lambda_dpo.generation import load_steerable, steered_prompt_ids
@@ -142,6 +142,22 @@ def test_priority_text_writes_each_weight_as_a_word():
         assert priority_tag(w) == f" ({word} priority)", w
     assert text.render({"a": 0.6, "b": 0.3, "c": 0.1}) == (
         "Do A. (medium priority)\nFocus on b. (low priority)\nFocus on c. (low priority)")
+    assert LambdaText.from_dict(text.to_dict()) == text
+
+
+def test_graded_text_changes_its_word_at_every_tenth_of_weight():
+    text = LambdaText("graded", {"a": "Do A."}, order="aspects")
+    # The demo's sweep: nine weights, nine different texts, the words moving one rung per step.
+    sweep = [text.render({"a": 1 - w, "b": w}) for w in (0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1)]
+    assert len(set(sweep)) == 9
+    assert sweep[0] == "Do A." and sweep[-1] == "Focus on b."  # a lone line: the sentence alone
+    assert sweep[1] == "Do A. (very high priority)\nFocus on b. (very low priority)"
+    assert sweep[4] == "Do A. (medium priority)\nFocus on b. (medium priority)"
+    assert sweep[6] == "Do A. (fairly low priority)\nFocus on b. (high priority)"
+    # Half up at tenths after rounding to two decimals, kept on the ladder at both ends.
+    for w, t in [(0.001, 1), (0.04, 1), (0.05, 1), (0.14, 1), (0.149, 2), (0.15, 2), (0.25, 3), (0.5, 5), (0.75, 8),
+                 (0.84, 8), (0.849, 9), (0.85, 9), (0.999, 9)]:
+        assert graded_tag(w) == f" ({GRADED_LEVELS[t - 1]} priority)", w
     assert LambdaText.from_dict(text.to_dict()) == text
 
 

@@ -28,7 +28,7 @@ from .tokenization import encode_prompt
 
 CONDITIONING_MODES = ("none", "prompt", "embedding")
 EMBEDDING_INITS = ("header", "instructions")
-LAMBDA_TEXT_STYLES = ("instructions", "priorities", "weights")
+LAMBDA_TEXT_STYLES = ("instructions", "priorities", "graded", "weights")
 LAMBDA_TEXT_ORDERS = ("weight", "aspects")
 EMBEDDING_FILE = "lambda_embedding.safetensors"
 
@@ -71,6 +71,20 @@ def priority_tag(weight: float) -> str:
     return f" ({'high' if w > 0.625 else 'medium' if w > 0.375 else 'low'} priority)"
 
 
+# The "graded" style's word for a weight rounded to tenths (1..9; 10 is a line alone, 0 no line): a ladder of
+# words a small model already orders, one step per tenth, so every tenth of weight changes the text.
+GRADED_LEVELS = ("very low", "low", "fairly low", "medium-low", "medium", "medium-high", "fairly high", "high",
+                 "very high")
+
+
+def graded_tag(weight: float) -> str:
+    """The "graded" style's word for a weight W: W rounded half up to tenths t (1..9) gives
+    ' (<GRADED_LEVELS[t-1]> priority)', e.g. 0.25 -> ' (fairly low priority)', 0.6 -> ' (medium-high priority)'.
+    Weights that round to 0 or 1 at tenths keep their level at the nearest end of the ladder."""
+    t = min(max(int(round(weight, 2) * 10 + 0.5), 1), 9)
+    return f" ({GRADED_LEVELS[t - 1]} priority)"
+
+
 @dataclass(frozen=True)
 class LambdaText:
     """How lambda is written into the system message (conditioning "prompt"); saved with the model.
@@ -91,6 +105,10 @@ class LambdaText:
 
     (a 135M model reads words it has seen far better than digits; the bands are a quarter wide
     around the grid's quarter steps, so 0.7 and 0.8 read the same).
+
+    style "graded": the same lines with a word per tenth of weight (`graded_tag`: very low, low, fairly
+    low, medium-low, medium, medium-high, fairly high, high, very high), so every tenth reads
+    differently; a line that is the only one is the sentence alone.
 
     `instructions` maps aspect -> sentence; missing aspects use `aspect_instruction`'s default.
     `order` (instructions and priorities styles): "weight", heaviest first as above, or "aspects", the
@@ -121,7 +139,9 @@ class LambdaText:
     def _weight_suffix(self, weight: float, alone: bool) -> str:
         if self.style == "instructions":
             return f" (weight {weight:.2f})"
-        return "" if alone else priority_tag(weight)
+        if alone:
+            return ""
+        return priority_tag(weight) if self.style == "priorities" else graded_tag(weight)
 
     def to_dict(self) -> dict:
         return {"style": self.style, "instructions": dict(self.instructions), "order": self.order}

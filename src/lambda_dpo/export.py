@@ -32,7 +32,7 @@ from typing import Mapping
 
 import torch
 
-from .conditioning import EMBEDDING_FILE, LAMBDA_HEADER, LambdaText, aspect_instruction
+from .conditioning import EMBEDDING_FILE, GRADED_LEVELS, LAMBDA_HEADER, LambdaText, aspect_instruction
 from .lambdas import uniform_lambda
 from .model_dir import MODEL_CARD, base_model_source, read_model_meta, saved_dtype, saved_lambda_text
 from .models import load_model, load_tokenizer
@@ -142,10 +142,17 @@ def _rule(text: LambdaText, aspects: list[str]) -> tuple[str, str]:
         return (f"one line: `{LAMBDA_HEADER}`, a space, every aspect in the order above as `aspect=weight` with "
                 "the weight to two decimals, separated by `, `, and a final `.`.", "")
     sentences = "\n".join(f"| {a} | {aspect_instruction(a, text.instructions)} |" for a in aspects)
-    weight = ("a space, and `(weight W)` with W the weight to two decimals" if text.style == "instructions" else
-              "a space, and the weight W (rounded to two decimals) as a word: `(high priority)` when W > 0.625, "
-              "`(medium priority)` when 0.375 < W < 0.625, `(low priority)` when W < 0.375; when there is only "
-              "one line, the sentence alone")
+    if text.style == "instructions":
+        weight = "a space, and `(weight W)` with W the weight to two decimals"
+    elif text.style == "priorities":
+        weight = ("a space, and the weight W (rounded to two decimals) as a word: `(high priority)` when W > 0.625, "
+                  "`(medium priority)` when 0.375 < W < 0.625, `(low priority)` when W < 0.375; when there is only "
+                  "one line, the sentence alone")
+    else:
+        weight = ("a space, and `(L priority)` where L is the weight W rounded to two decimals, then half up to "
+                  "tenths t (kept within 1-9), and read on the ladder " +
+                  ", ".join(f"{i} `{w}`" for i, w in enumerate(GRADED_LEVELS, 1)) +
+                  "; when there is only one line, the sentence alone")
     order = ("heaviest first (by the weight rounded to two decimals; ties in the aspect order above)"
              if text.order == "weight" else "in the aspect order above, whatever the weights")
     return ("one line per aspect whose weight rounds to at least 0.01 (an aspect at 0.00 gets no line), "

@@ -159,14 +159,15 @@ class LambdaDPOConfig(TrainingArguments):
     lambda_text: str = field(default="instructions", metadata={
         "help": "conditioning=prompt: how lambda is written. instructions (one line per weighted aspect, "
                 "heaviest first: the aspect's instruction sentence and its weight) | priorities (the same "
-                "lines, the weight as high / medium / low priority) | weights (one line "
+                "lines, the weight as high / medium / low priority) | graded (the same lines, a word per tenth of "
+                "weight, from very low to very high priority) | weights (one line "
                 "'Preference weights ...: a=0.70, b=0.30.'). Exact format: docs/steering.md."})
     lambda_text_order: str = field(default="weight", metadata={
-        "help": "lambda_text=instructions or priorities: the order of the lines. weight (heaviest first) | "
+        "help": "lambda_text=instructions, priorities or graded: the order of the lines. weight (heaviest first) | "
                 "aspects (the order of `aspects`, whatever the weights: moving weight between two aspects "
                 "changes the weights written, never which sentence comes first)."})
     aspect_instructions: Any = field(default=None, metadata={
-        "help": "lambda_text=instructions or priorities: {aspect: sentence} asking for that aspect, e.g. {conciseness: "
+        "help": "lambda_text=instructions, priorities or graded: {aspect: sentence} asking for that aspect, e.g. {conciseness: "
                 "'Answer in one short sentence.'}. Aspects left out use a built-in default for common "
                 "names (conditioning.DEFAULT_ASPECT_INSTRUCTIONS), else 'Focus on <aspect>.'."})
     embedding_tokens: int = field(default=4, metadata={
