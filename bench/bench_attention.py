@@ -5,10 +5,10 @@
     python bench/bench_attention.py --task generate --tag attention_generate   # greedy generation
 
 On this CPU the bf16 matrix products are 2x faster than fp32 but PyTorch's fused SDPA kernel is not
-(bench/results/profiles/), which caps the mixed mode's gain. transformers' "eager" attention does
-the same arithmetic as explicit bf16 matrix products. This script times one SmolLM2-135M LoRA-r16
-training step (prompt_cache layout, reference precomputed, N = 4, one list per step) for each of
-fp32 / bf16 x sdpa / eager, round-robin within each round so that drift of a shared machine
+(`python bench/profile_step.py --dtype bfloat16`), which caps the mixed mode's gain. transformers'
+"eager" attention does the same arithmetic as explicit bf16 matrix products. This script times one
+SmolLM2-135M LoRA-r16 training step (prompt_cache layout, reference precomputed, N = 4, one list per
+step) for each of fp32 / bf16 x sdpa / eager, round-robin within each round so that drift of a shared machine
 hits every setting alike, and prints the medians and the ratios that decide a default. Peak memory
 is not comparable within one process: bench/bench_mixed_precision.py --attn measures it.
 `--task generate` times greedy generation instead (lambda_dpo.generation.generate of

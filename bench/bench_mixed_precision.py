@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--omp-wait-policy", default="",
                     help="OMP_WAIT_POLICY of the workers (default: unset, as `lambda-dpo train` runs; PASSIVE made "
-                         "the packed step 1.37x slower in fp32 and 2.29x in bf16 on a 2-core EPYC, "
-                         "bench/results/wait_policy_*.md)")
+                         "the packed step 1.37x slower in fp32 and 2.29x in bf16 on a 2-core EPYC: "
+                         "bench/README.md, Threads)")
     ap.add_argument("--attn", default="auto", choices=["auto", "sdpa", "eager"],
                     help="the model's attention implementation (default %(default)s: what training picks for "
                          "each precision, eager for bf16 on a CPU; sdpa for generation, as a saved model loads)")
