@@ -175,9 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32,
-                   help="prompts decoded together (default 32); larger batches are faster while memory lasts: "
-                        "24 prompts in one batch decode 1.6x faster than in two of 12 on a 2-core CPU "
-                        "(bench/results/generation_variants.md)")
+                   help="prompts decoded together (default 32); larger batches are faster while memory lasts "
+                        "(docs/performance.md)")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_generate)
 

@@ -376,10 +376,10 @@ def resolve_attn_implementation(requested: str, model_dtype: str, device: str | 
     """`attn_implementation` -> (transformers' attn_implementation, why), for the run's log line.
 
     "auto": "eager" for a bfloat16 model on the CPU whose rows are at most EAGER_MAX_LENGTH tokens
-    (max_length: prompt + response budget), else "sdpa" (transformers' default). On this kind of CPU
-    the fused SDPA kernel runs no faster in bf16 than in fp32, while eager's explicit bf16 products
-    do: 1.12-1.20x per training step, none in fp32 (`python bench/bench_attention.py`). Eager stores
-    the attention probabilities for backward, hence the length bound.
+    (max_length: prompt + response budget), else "sdpa" (transformers' default). On the CPUs measured the
+    fused SDPA kernel runs no faster in bf16 than in fp32, while eager's explicit bf16 products do; in fp32
+    the two are even (`python bench/bench_attention.py`; docs/performance.md). Eager stores the
+    attention probabilities for backward, hence the length bound.
     """
     if requested not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn_implementation={requested!r} is not one of {', '.join(ATTN_IMPLEMENTATIONS)}")

@@ -265,7 +265,8 @@ def _softmax_(logits: torch.Tensor) -> torch.Tensor:
 
     In place because a second [c, vocab] buffer is costly on the CPU: chunks of that size come
     straight from the kernel (mmap) and each page is faulted in and zeroed on first touch, which
-    made the out-of-place `logsumexp` take longer than the projection itself (bench/results/head_variants.md).
+    made the out-of-place `logsumexp` take longer than the projection itself
+    (`python bench/head_variants.py`; docs/performance.md).
     """
     top = logits.amax(-1, keepdim=True)
     total = logits.sub_(top).exp_().sum(-1, keepdim=True)
@@ -466,15 +467,12 @@ PACKED_AUTO_MAX_TOKENS = 1024
 """`auto` packs a list into one row when its prompt and responses total at most this many tokens
 (the median over the training lists). Each model call has a cost independent of its tokens (few-row
 products still read every weight, forward and backward, and each operator pays the framework's
-overhead); prompt_cache makes two calls per step, packed one. Under a dense block mask packed paid
-attention over the whole row, (P + N*R)^2 pairs, and lost from about 576 tokens on (bf16: 0.65x
-prompt_cache on a 2-core Xeon, bench/results/layouts_packed_sweep.md), hence a bound of 384 then.
-Attending by segment (lambda_dpo.segment_attention, what training runs) it pays prompt_cache's
-pairs, and `python bench/bench_layouts.py --methods ours,ours_segments` measured it at 0.96-1.22x
-prompt_cache's speed in fp32 and 1.05-1.19x in bf16 for rows of 384 to 1024 tokens (2-core AMD EPYC
-with avx512_bf16, bench/results/layouts_segments_genoa.md and layouts_segments_sweep_genoa.md;
-1.09x / 1.00x at 384 / 768 in fp32 on a Zen 2, layouts_segments_zen2.md). Longer rows are not
-measured, so they keep prompt_cache."""
+overhead); prompt_cache makes two calls per step, packed one. Attending by segment
+(lambda_dpo.segment_attention, what training runs) packed pays prompt_cache's query-key pairs, not
+the whole row's (P + N*R)^2, and measured within a few percent of prompt_cache or faster for rows
+of up to 1024 tokens, on CPUs, in fp32 and bf16 (`python bench/bench_layouts.py --methods
+ours,ours_segments`; docs/performance.md). Longer rows are not measured, so they keep
+prompt_cache."""
 
 
 def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",
