@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -181,3 +182,35 @@ def test_indirect_dependencies_are_still_used():
     for dist, (path, marker) in INDIRECT.items():
         assert marker in (SRC / path).read_text(), (
             f"{dist} is declared for {marker!r} in {path}, which is gone: drop it from pyproject.toml and INDIRECT")
+
+
+# Run in a fresh interpreter: snapshot the global registries a module could write to when imported,
+# import every module of the package, compare.
+_IMPORT_EVERYTHING = """
+import importlib, sys
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface
+
+def state():
+    return (dict(AttentionInterface._global_mapping), dict(AttentionMaskInterface._global_mapping),
+            torch.get_default_dtype())
+
+before = state()
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+after = state()
+for what, b, a in zip(("transformers' attention functions", "transformers' attention masks"), before, after):
+    assert a == b, f"importing lambda_dpo changed {what}: {sorted(k for k in a.keys() | b.keys() if a.get(k) is not b.get(k))}"
+assert before[2] == after[2], f"importing lambda_dpo changed torch's default dtype to {after[2]}"
+"""
+
+
+def test_importing_changes_no_global_state():
+    """No import-time side effects: importing every module of lambda_dpo leaves transformers' attention
+    and mask registries and torch's default dtype as they were. What registers does so when called
+    (`segment_attention.register`, run by `install` where the packed layout is installed)."""
+    names = sorted(_modules())
+    result = subprocess.run([sys.executable, "-c", _IMPORT_EVERYTHING, *names], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]

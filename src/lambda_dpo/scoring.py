@@ -44,7 +44,6 @@ from transformers import DynamicCache
 
 from .models import precision_context, unwrap_model
 from .segment_attention import PREFIX as SEGMENT_PREFIX, SegmentAttention, installed as segments_installed
-from .segment_attention import register as _register_segment_attention
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,6 @@ logger = logging.getLogger(__name__)
 # position_ids (tested against the naive forward in tests/test_scoring.py).
 PACKED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2"})
 PACKED_ATTENTION = frozenset({"eager", "sdpa", SEGMENT_PREFIX + "eager", SEGMENT_PREFIX + "sdpa"})
-_register_segment_attention()
 Layout = Literal["prompt_cache", "packed", "naive"]
 LAYOUTS = ("prompt_cache", "packed", "naive")
 _warned: set[str] = set()

@@ -18,6 +18,7 @@ attention function. Masks are built once per batch, not per layer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -151,16 +152,21 @@ def segment_attention_forward(inner: str, module, query, key, value, attention_m
     return row.view(s.rows, s.length, *row.shape[1:]), None
 
 
-def register() -> None:
-    """Register PREFIX + "sdpa" / PREFIX + "eager" with transformers (attention and mask functions);
-    repeated calls change nothing."""
-    import functools
+_FORWARDS = {inner: functools.partial(segment_attention_forward, inner) for inner in INNER}
 
+
+def register() -> None:
+    """Register PREFIX + "sdpa" / PREFIX + "eager" with transformers (attention and mask functions).
+
+    Explicit, never at import (importing lambda_dpo changes no global registry;
+    tests/test_layout.py checks it): `install` calls it, so training and `lambda-dpo evaluate` register
+    when they pick the packed layout. Idempotent: a repeated call registers the same functions again.
+    """
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
     for inner in INNER:
-        AttentionInterface.register(PREFIX + inner, functools.partial(segment_attention_forward, inner))
+        AttentionInterface.register(PREFIX + inner, _FORWARDS[inner])
         AttentionMaskInterface.register(PREFIX + inner, ALL_MASK_ATTENTION_FUNCTIONS[inner])
 
 
