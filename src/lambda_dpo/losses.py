@@ -251,8 +251,10 @@ def lambda_contrast_loss(scores_a: Tensor, scores_b: Tensor, target_a: Tensor, t
     usable rating) has no ratio there: such lists get loss 0 (see `valid` below).
 
     Args:
-        scores_a, scores_b: ``[B, Nmax]`` implicit rewards of the same B lists under a and b (nats).
-        target_a, target_b: ``[B, Nmax]`` p_a and p_b (each sums to 1 over the real responses).
+        scores_a: ``[B, Nmax]`` implicit rewards of B lists under a (nats).
+        scores_b: ``[B, Nmax]`` implicit rewards of the same B lists under b (nats).
+        target_a: ``[B, Nmax]`` p_a (sums to 1 over the real responses).
+        target_b: ``[B, Nmax]`` p_b (sums to 1 over the real responses).
         mask: ``[B, Nmax]`` bool, real responses.
         beta: as in `lambda_dpo_loss`.
 

@@ -88,14 +88,15 @@ def sweep_edge(generate: Generate, prompts: Sequence, records: Sequence, judge: 
     """Greedy replies to every prompt at every weight of the edge, judged.
 
     Args:
-        generate, judge: see the module docstring; generate is called once with all W * P pairs,
-            weight-major (the pairs of one weight are adjacent, so a batch holds similar lengths).
+        generate: see the module docstring; called once with all W * P pairs, weight-major (the
+            pairs of one weight are adjacent, so a batch holds similar lengths).
+        judge: see the module docstring.
         prompts: P prompts as the generator takes them; records: P objects handed to the judge.
         aspects: the model's aspects (the keys of every lambda); pair: (a, b), w is b's weight.
         weights: W strictly increasing weights in [0, 1].
 
-    Returns {"pair", "weights" [W], "replies" [W][P], "words" [W][P] (word counts),
-             "scores" {aspect: [W][P]} (every aspect the judge returned; NaN where it gave none),
+    Returns {"pair", "weights" `[W]`, "replies" `[W][P]`, "words" `[W][P]` (word counts),
+             "scores" {aspect: `[W][P]`} (every aspect the judge returned; NaN where it gave none),
              "mean_words" [W], "means" {aspect: [W]} (over prompts, missing scores skipped)}.
     """
     ws = [float(w) for w in weights]
