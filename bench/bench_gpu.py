@@ -19,9 +19,9 @@ Modes (each on a freshly built model):
   full   every weight trainable, AdamW (fused, states in bf16 like the weights).
 
 Both use lambda-dpo's training step: a shared-prompt forward of P + N*R tokens, in the layout
-lambda-dpo would pick (lambda_dpo.scoring.choose_layout: packed, by segment, for lists of at most
+lambda-dpo would pick (lambda_dpo.layouts.choose_layout: packed, by segment, for lists of at most
 PACKED_AUTO_MAX_TOKENS (1024) tokens or when the decoder is checkpointed, prompt_cache otherwise)
-(lambda_dpo.scoring.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
+(lambda_dpo.logprobs.score_batch, chunked fp32 log-probs of the response tokens), lambda_dpo_loss on
 a rank target, backward, optimizer step; the reference log-probs are computed once before timing
 (listwise_steps.precompute_reference), as lambda-dpo does. One list per step. Timed with
 torch.cuda.synchronize() around each step, after untimed warm-up steps; peak memory is
@@ -115,7 +115,8 @@ def time_steps(model, lists, device: torch.device, warmup: int, steps: int, chun
     which to reset the peak-memory counter after the warm-up.
     """
     from lambda_dpo.losses import lambda_dpo_loss, sequence_scores
-    from lambda_dpo.scoring import build_batch, choose_layout, score_batch
+    from lambda_dpo.layouts import build_batch, choose_layout
+    from lambda_dpo.logprobs import score_batch
 
     n = len(lists[0][1])
     target, mask = rank_target(n).to(device), torch.ones(1, n, dtype=torch.bool, device=device)

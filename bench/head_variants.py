@@ -4,9 +4,9 @@
     python bench/head_variants.py --configs 128x64 --chunks 1024,128 --rounds 2 --tag head_quick
 
 The prompt_cache training step (listwise_steps.py: one list per AdamW step, N = 4, LoRA r16,
-reference precomputed) with the frozen output layer's forward (`scoring._FrozenHeadTokenLogps`)
+reference precomputed) with the frozen output layer's forward (`logprobs._FrozenHeadTokenLogps`)
 as it was ("out of place": `logsumexp` allocates a second [chunk, vocab] fp32 buffer) and as it
-is ("in place": `scoring._softmax_`), at several `logprob_chunk_size` values, round-robin in one
+is ("in place": `logprobs._softmax_`), at several `logprob_chunk_size` values, round-robin in one
 process for fp32 and mixed. On the CPU a buffer of more than 32 MB (glibc's largest mmap
 threshold) is mapped fresh for every call, and each of its pages is faulted in and zeroed on first
 touch: a [1024, 49152] fp32 chunk is 200 MB, one of 128 tokens 25 MB. Results:
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=4)
     add_common_args(ap, "head_variants")
     args = parse_and_start(ap, argv)
-    from lambda_dpo import scoring
+    from lambda_dpo import logprobs
 
-    in_place_forward = scoring._FrozenHeadTokenLogps.forward
+    in_place_forward = logprobs._FrozenHeadTokenLogps.forward
     forwards = {"out_of_place": out_of_place_forward, "in_place": in_place_forward}
     variants = [("out_of_place", 1024)] + [("in_place", int(c)) for c in args.chunks.split(",")]
     models = lora_models(args)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
 
             def run(setting):
                 dtype, head, chunk = setting
-                scoring._FrozenHeadTokenLogps.forward = staticmethod(forwards[head])
+                logprobs._FrozenHeadTokenLogps.forward = staticmethod(forwards[head])
                 return time_listwise_steps(models[dtype], lists, "ours", warmup=1, steps=2, chunk_size=chunk,
                                            reference=refs[dtype])["step_s"]
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[cfg] = {"median_s": {"/".join(map(str, k)): v for k, v in med.items()},
                             "steps_s": {"/".join(map(str, k)): v for k, v in times.items()}}
     finally:
-        scoring._FrozenHeadTokenLogps.forward = staticmethod(in_place_forward)
+        logprobs._FrozenHeadTokenLogps.forward = staticmethod(in_place_forward)
     record = {**environment(args), "n": args.n, "rounds": args.rounds, "results": results}
     head = " | ".join(f"{h.replace('_', ' ')} {c}" for h, c in variants)
     lines = [f"# Output layer log-softmax in the prompt_cache step ({args.threads} threads, N = {args.n}, LoRA r16, "

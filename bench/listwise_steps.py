@@ -1,6 +1,6 @@
 """Timing of lambda-dpo's listwise training step ("ours", "ours_packed") and of the naive one ("naive").
 
-One list per AdamW step, scored by lambda_dpo.scoring and trained with lambda_dpo.losses, in the
+One list per AdamW step, scored by lambda_dpo.logprobs and trained with lambda_dpo.losses, in the
 layout each method names (LISTWISE_LAYOUTS). Ours reads reference log-probs computed once before
 training (precompute_reference, timed separately); naive runs a reference forward (adapter
 disabled) inside every step. Used by bench_throughput.py's workers and bench_mixed_precision.py;
@@ -65,7 +65,8 @@ def time_listwise_steps(model, lists, method: str, warmup: int = 1, steps: int =
     Returns {"step_s": [...], "cpu_s": [...], "precompute_s_per_list": float | None, "loss": float}.
     """
     from lambda_dpo.losses import lambda_dpo_loss, sequence_scores
-    from lambda_dpo.scoring import build_batch, score_batch
+    from lambda_dpo.layouts import build_batch
+    from lambda_dpo.logprobs import score_batch
 
     if method not in LISTWISE_LAYOUTS:
         raise ValueError(f"method must be one of {sorted(LISTWISE_LAYOUTS)}, got {method!r}")

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lambda_dpo import scoring
+from lambda_dpo import logprobs
 from lambda_dpo.demo.data import demo_data_dir
 from lambda_dpo.evaluation.listwise import implicit_rewards
 from lambda_dpo.evaluate_saved import prepare_saved
@@ -46,7 +46,7 @@ def rewards(prepared, batch_size):
 
 
 def fp32_head_token_logps(hidden, head, targets):
-    """`scoring._token_logps` with the projection in fp32: `head` is the partial(F.linear, weight=,
+    """`logprobs._token_logps` with the projection in fp32: `head` is the partial(F.linear, weight=,
     bias=) that `chunked_token_logps` passes on its no-grad path."""
     if not isinstance(head, functools.partial):
         raise SystemExit("--fp32-head needs a plain linear output layer (this model's is a module call)")
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--out", default="research/steering-data/eval_noise.jsonl")
     args = ap.parse_args()
     if args.fp32_head:
-        scoring._token_logps = fp32_head_token_logps
+        logprobs._token_logps = fp32_head_token_logps
     for dtype in args.dtypes:
         started = time.time()
         # loaded and reference-scored once (not through the cache with --fp32-head: it is keyed without it)

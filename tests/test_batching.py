@@ -5,7 +5,7 @@ import torch
 
 from lambda_dpo.batching import ListCollator, ScoredList
 from lambda_dpo.lambdas import FixedLambda
-from lambda_dpo.scoring import ScoringBatch, build_batch
+from lambda_dpo.layouts import ScoringBatch, build_batch
 from lambda_dpo.targets import aspect_targets, mix_targets, ratings_tensor
 from lambda_dpo.tokenization import tokenize_list
 

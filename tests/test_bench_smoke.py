@@ -136,7 +136,7 @@ def test_generation_variants_table():
 def test_head_variants_before_and_after_agree(monkeypatch):
     """head_variants.py times the old out-of-place log-softmax against the in-place one: the two
     give the same log-probs and input gradients, so the bench compares like with like."""
-    from lambda_dpo import scoring
+    from lambda_dpo import logprobs
 
     bench = load_bench("head_variants")
     torch.manual_seed(0)
@@ -145,9 +145,9 @@ def test_head_variants_before_and_after_agree(monkeypatch):
     results = []
     for forward in (None, bench.out_of_place_forward):
         if forward is not None:
-            monkeypatch.setattr(scoring._FrozenHeadTokenLogps, "forward", staticmethod(forward))
+            monkeypatch.setattr(logprobs._FrozenHeadTokenLogps, "forward", staticmethod(forward))
         hidden = torch.randn(23, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
-        logps = scoring.chunked_token_logps(hidden, head, targets, chunk_size=4)
+        logps = logprobs.chunked_token_logps(hidden, head, targets, chunk_size=4)
         logps.sum().backward()
         results.append((logps.detach(), hidden.grad))
     torch.testing.assert_close(results[0], results[1])

@@ -13,7 +13,8 @@ from lambda_dpo.data import load_lists
 from lambda_dpo.generation import load_steerable, steered_prompt_ids
 from lambda_dpo.lambdas import parse_lambda
 from lambda_dpo.models import load_model, load_tokenizer
-from lambda_dpo.scoring import build_batch, score_batch
+from lambda_dpo.layouts import build_batch
+from lambda_dpo.logprobs import score_batch
 from lambda_dpo.tokenization import tokenize_lists
 
 UF = "tests/fixtures/ultrafeedback_sample.jsonl"

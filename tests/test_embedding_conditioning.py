@@ -8,7 +8,8 @@ import torch
 from lambda_dpo.conditioning import EMBEDDING_FILE, LambdaEmbedding, lambda_prefix
 from lambda_dpo.generation import generate, load_steerable
 from lambda_dpo.models import tiny_model
-from lambda_dpo.scoring import build_batch, score_batch
+from lambda_dpo.layouts import build_batch
+from lambda_dpo.logprobs import score_batch
 
 
 @pytest.mark.parametrize("layout", ["prompt_cache", "packed", "naive"])

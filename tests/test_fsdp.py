@@ -221,7 +221,8 @@ def test_zero3_partitioned_output_layer_scores_through_the_model_logits():
     """With the output layer partitioned (as ZeRO-3 marks it: `ds_id`), the shared-prompt layouts raise
     and the per-response layout takes the model's own logits, which give the same log-probs."""
     from lambda_dpo.models import tiny_model
-    from lambda_dpo.scoring import build_batch, score_batch
+    from lambda_dpo.layouts import build_batch
+    from lambda_dpo.logprobs import score_batch
 
     model = tiny_model("llama", vocab_size=300)
     prompts, responses = [[5, 6, 7], [8, 9]], [[[10, 11], [12]], [[13, 14, 15]]]

@@ -4,19 +4,21 @@ Layers, lowest first (`LAYERS`). A module may import modules of strictly lower l
 siblings inside its own package (data/, evaluation/, training/, demo/); nothing else. The
 order is the data flow (docs/design.md, "Layers"):
 
-0. `atomic`, `models`, `data`, `segment_attention`: foundations with no lambda-dpo imports:
+0. `atomic`, `models`, `data`, `segment_attention`, `sharding`: foundations with no lambda-dpo imports:
    write-then-rename, loading models and tokenizers (with the unwrap / eval-mode / precision helpers
-   every later layer uses), preference records -> validated `PreferenceList`s, and the attention
-   implementation that scores a packed row by segment.
-1. `tokenization`, `targets`, `losses`, `lambdas`, `scoring`: one step each of the computation on a
+   every later layer uses), preference records -> validated `PreferenceList`s, the attention
+   implementation that scores a packed row by segment, and the output layer's weights under
+   FSDP2 / ZeRO-3.
+1. `tokenization`, `targets`, `losses`, `lambdas`, `layouts`: one step each of the computation on a
    list: lists -> token ids, ratings -> target distributions, scores -> loss, where lambda comes
-   from, model + token ids -> log-probs. They need only layer 0 (targets and tokenization read
-   `data`, scoring reads `models`), not one another.
-2. `conditioning`, `reference`: built on layer 1: conditioning renders a prompt under lambda
-   through `tokenization`; the reference scores the unconditioned lists with `scoring`.
-3. `batching`, `model_dir`: the collator (tokenised lists + reference -> one batch) combines
-   conditioning, lambdas, targets and scoring; the model directory's files record the
-   conditioning (its lambda text) and the uniform lambda from `lambdas`.
+   from, token ids -> the rows of one forward pass (and which layout). They need only layer 0
+   (targets and tokenization read `data`, layouts reads `models`), not one another.
+2. `conditioning`, `logprobs`: built on layer 1: conditioning renders a prompt under lambda
+   through `tokenization`; logprobs runs the model on a batch laid out by `layouts` -> log-probs.
+3. `batching`, `model_dir`, `reference`: the collator (tokenised lists + reference -> one batch)
+   combines conditioning, lambdas, targets and layouts; the model directory's files record the
+   conditioning (its lambda text) and the uniform lambda from `lambdas`; the reference scores the
+   unconditioned lists with `logprobs`.
 4. `evaluation`: held-out metrics and steering measurements; renders lists through `batching`.
 5. `training`: config, Trainer, the adaptive lambda source's callback (which reads evaluation's
    metrics) and the run, which writes the model directory.
@@ -49,10 +51,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "lambda_dpo"
 
 LAYERS = [
-    {"atomic", "models", "data", "segment_attention"},
-    {"tokenization", "targets", "losses", "lambdas", "scoring"},
-    {"conditioning", "reference"},
-    {"batching", "model_dir"},
+    {"atomic", "models", "data", "segment_attention", "sharding"},
+    {"tokenization", "targets", "losses", "lambdas", "layouts"},
+    {"conditioning", "logprobs"},
+    {"batching", "model_dir", "reference"},
     {"evaluation"},
     {"training"},
     {"generation", "export"},

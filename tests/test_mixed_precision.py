@@ -45,7 +45,8 @@ from lambda_dpo import reference as ref_mod
 from lambda_dpo.losses import lambda_dpo_loss
 from lambda_dpo.models import (contiguous_head_inputs, precision_context, precision_label, resolve_model_dtype,
                                tiny_model)
-from lambda_dpo.scoring import build_batch, score_batch
+from lambda_dpo.layouts import build_batch
+from lambda_dpo.logprobs import score_batch
 from lambda_dpo.segment_attention import segmented
 
 VOCAB = 97

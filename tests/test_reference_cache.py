@@ -6,7 +6,8 @@ import torch
 
 from lambda_dpo import reference as ref_mod
 from lambda_dpo.models import load_model
-from lambda_dpo.scoring import build_batch, score_batch
+from lambda_dpo.layouts import build_batch
+from lambda_dpo.logprobs import score_batch
 
 
 def test_lora_reference_is_the_adapter_disabled_model(tiny_llama_dir, tokenized):

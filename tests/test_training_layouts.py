@@ -47,7 +47,7 @@ def test_auto_keeps_long_lists_in_the_prompt_cache_layout(tiny_llama_dir, tmp_pa
     and the log says why."""
     import json
 
-    from lambda_dpo.scoring import PACKED_AUTO_MAX_TOKENS
+    from lambda_dpo.layouts import PACKED_AUTO_MAX_TOKENS
     from lambda_dpo.training.run import train
 
     data = tmp_path / "long.jsonl"

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from .conditioning import LambdaText, conditioned_prompt_ids
 from .lambdas import LambdaSource
-from .scoring import Layout, build_batch
+from .layouts import Layout, build_batch
 from .targets import aspect_targets, mix_targets, ratings_tensor
 from .tokenization import TokenizedList
 

@@ -28,7 +28,7 @@ from .generation import load_steerable
 from .lambdas import build_lambda_source, uniform_lambda
 from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import float32_label, load_model, upcast_to_float32
-from .scoring import choose_layout
+from .layouts import choose_layout
 from .segment_attention import install as install_segments
 from .targets import ratings_tensor
 from .tokenization import tokenize_lists

@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_save_file
 from .models import eval_mode, precision_label, unwrap_model
-from .scoring import Layout, build_batch, score_batch
+from .layouts import Layout, build_batch
+from .logprobs import score_batch
 from .tokenization import TokenizedList
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
 from ..models import ATTN_IMPLEMENTATIONS
-from ..scoring import LAYOUTS
+from ..layouts import LAYOUTS
 from ..tokenization import TRUNCATIONS
 from .adaptive_lambda import ADAPTIVE_SIGNALS
 

@@ -26,8 +26,9 @@ from ..data.schema import select_aspects
 from ..lambdas import LambdaSource, build_lambda_source
 from ..models import default_cache_dir
 from ..reference import reference_logps
-from ..scoring import PACKED_AUTO_MAX_TOKENS, ZERO3_LAYOUT_ERROR, choose_layout
+from ..layouts import PACKED_AUTO_MAX_TOKENS, choose_layout
 from ..segment_attention import install as install_segments
+from ..sharding import ZERO3_LAYOUT_ERROR
 from ..tokenization import TokenizedList, tokenize_lists
 from .config import LambdaDPOConfig
 

@@ -24,7 +24,8 @@ from ..losses import LOSSES, best_reply_nll, lambda_contrast_loss, lambda_dpo_lo
 from ..model_dir import write_model_files
 from ..models import (float32_label, load_model, load_tokenizer, resolve_attn_implementation, resolve_model_dtype,
                       unwrap_model, weights_in_float32)
-from ..scoring import ScoringBatch, score_batch
+from ..layouts import ScoringBatch
+from ..logprobs import score_batch
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
 from .prepare import CHECKPOINT_SCORING, adaptive_callback, lambda_text, prepare, score_reference
