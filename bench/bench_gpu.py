@@ -15,7 +15,7 @@ Modes (each on a freshly built model):
 
   lora   peft LoRA r=16, alpha=32, all linear layers (workload.add_lora), AdamW on the adapter:
          lambda-dpo's mixed mode (model_dtype: bfloat16): bf16 frozen weights, fp32 adapter and AdamW
-         states, products under autocast (lambda_dpo.models.precision_context, applied by score_batch);
+         states, products under autocast (lambda_dpo.precision.precision_context, applied by score_batch);
   full   every weight trainable, AdamW (fused, states in bf16 like the weights).
 
 Both use lambda-dpo's training step: a shared-prompt forward of P + N*R tokens, in the layout
@@ -58,7 +58,7 @@ if (ROOT / "src" / "lambda_dpo").is_dir() and str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))  # works without `pip install -e .` / PYTHONPATH=src
 
 import torch  # noqa: E402
-from lambda_dpo.models import precision_label  # noqa: E402
+from lambda_dpo.precision import precision_label  # noqa: E402
 from listwise_steps import precompute_reference  # noqa: E402
 from throughput_report import cpu_model, fmt  # noqa: E402
 from workload import BETA, LR, SEED, add_lora, make_lists, rank_target  # noqa: E402

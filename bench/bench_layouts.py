@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         record.setdefault("attn", "not recorded")  # older runs; the kernels themselves were
         save(args, record, report(record))
         return record
-    from lambda_dpo.models import resolve_attn_implementation
+    from lambda_dpo.precision import resolve_attn_implementation
 
     methods, dtypes = args.methods.split(","), tuple(args.dtypes.split(","))
     models = lora_models(args, dtypes)

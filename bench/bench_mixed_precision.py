@@ -7,7 +7,7 @@ Run from the repository root (defaults: P/R = 256/128 and 128/64, N = 4, LoRA r1
     python bench/bench_mixed_precision.py --configs 128x64 --tasks train --steps 2   # quicker
 
 The mixed mode is `model_dtype: bfloat16`: frozen base weights in bf16, LoRA weights and AdamW
-states in fp32, products under autocast (lambda_dpo.models.precision_context), response
+states in fp32, products under autocast (lambda_dpo.precision.precision_context), response
 log-softmax and the listwise loss in fp32. Tasks, each (dtype, task, config) in a fresh process so
 its peak RSS is its own:
 
@@ -71,14 +71,15 @@ def worker(args) -> dict:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    from lambda_dpo.models import load_model, precision_label
+    from lambda_dpo.models import load_model
+    from lambda_dpo.precision import precision_label
 
     def log(msg):
         print(f"    [{args.dtype} {args.task} {args.label}] {msg}", file=sys.stderr, flush=True)
 
     attn = args.attn
     if attn == "auto":  # training's choice for this precision and length; generation loads a saved model: sdpa
-        from lambda_dpo.models import resolve_attn_implementation
+        from lambda_dpo.precision import resolve_attn_implementation
 
         attn = "sdpa" if args.task == "generate" else resolve_attn_implementation(
             "auto", args.dtype, "cpu", args.prompt_len + args.response_len)[0]
@@ -285,7 +286,7 @@ def main(argv=None) -> int:
             return 1
         print("RESULT " + json.dumps(record), flush=True)
         return 0
-    from lambda_dpo.models import cpu_bf16_features
+    from lambda_dpo.precision import cpu_bf16_features
 
     env = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": platform.processor() or

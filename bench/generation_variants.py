@@ -5,7 +5,7 @@
 
 Variants, each timed for both precisions in one process, round-robin (round_robin.py):
   default     lambda_dpo.generation.generate as shipped: DynamicCache, SDPA, and for bf16 weights
-              models.precision_context (autocast; the fp32 LoRA weights cast to bf16 per call)
+              precision.precision_context (autocast; the fp32 LoRA weights cast to bf16 per call)
   static      the same with transformers' StaticCache (`cache_implementation="static"`): key/value
               buffers allocated once instead of concatenated at every decoding step
   peft_cast   bf16 only: no autocast, PEFT's own casting (each LoRA product in fp32 on an fp32 copy

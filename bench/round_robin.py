@@ -45,7 +45,7 @@ def environment(args) -> dict:
     """What a result depends on besides its settings: CPU, torch threads and version, model."""
     import torch
 
-    from lambda_dpo.models import cpu_bf16_features
+    from lambda_dpo.precision import cpu_bf16_features
 
     allocator = {k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("MALLOC_")}
     openmp = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "KMP_", "GOMP_"))}

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lambda_dpo.data import load_lists
-from lambda_dpo.models import gpt2_tokenizer, load_tokenizer, tiny_model
+from lambda_dpo.models import load_tokenizer
+from lambda_dpo.testing import gpt2_tokenizer, tiny_model
 from lambda_dpo.tokenization import tokenize_lists
 
 

@@ -5,9 +5,10 @@ import logging
 import pytest
 import torch
 
-from lambda_dpo.models import EAGER_MAX_LENGTH, load_model, resolve_attn_implementation
 from lambda_dpo.layouts import build_batch
 from lambda_dpo.logprobs import score_batch
+from lambda_dpo.models import load_model
+from lambda_dpo.precision import EAGER_MAX_LENGTH, resolve_attn_implementation
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import prepare_model
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import load_bench
 import torch
 
-from lambda_dpo.models import tiny_model
+from lambda_dpo.testing import tiny_model
 
 
 @pytest.fixture(scope="module")

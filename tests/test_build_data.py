@@ -212,7 +212,7 @@ def test_datasheet_counts_match_files():
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from lambda_dpo.models import gpt2_tokenizer, tiny_model
+    from lambda_dpo.testing import gpt2_tokenizer, tiny_model
 
     path = tmp_path_factory.mktemp("tiny_demo_model")
     tok = gpt2_tokenizer()

@@ -7,7 +7,7 @@ import torch
 
 from lambda_dpo.conditioning import EMBEDDING_FILE, LambdaEmbedding, lambda_prefix
 from lambda_dpo.generation import generate, load_steerable
-from lambda_dpo.models import tiny_model
+from lambda_dpo.testing import tiny_model
 from lambda_dpo.layouts import build_batch
 from lambda_dpo.logprobs import score_batch
 
@@ -74,7 +74,7 @@ def test_instructions_init_starts_each_vertex_at_its_sentence():
     of aspect k's sentence (padded with a space to the longest one), a mixture is the same mixture of
     them, and the module's config rebuilds it."""
     from lambda_dpo.conditioning import attach_lambda_embedding
-    from lambda_dpo.models import gpt2_tokenizer
+    from lambda_dpo.testing import gpt2_tokenizer
 
     tok = gpt2_tokenizer()
     model = tiny_model("llama", vocab_size=len(tok))

@@ -116,7 +116,7 @@ def sharding_report(result) -> dict:
     from torch.distributed.fsdp import FSDPModule
     from torch.distributed.tensor import DTensor
 
-    from lambda_dpo.models import unwrap_model
+    from lambda_dpo.wrappers import unwrap_model
 
     plugin = result.trainer.accelerator.state.fsdp_plugin
     model, base = result.trainer.model_wrapped, unwrap_model(result.trainer.model)
@@ -220,7 +220,7 @@ def test_zero3_refuses_the_shared_prompt_layouts_before_the_reference(tiny_llama
 def test_zero3_partitioned_output_layer_scores_through_the_model_logits():
     """With the output layer partitioned (as ZeRO-3 marks it: `ds_id`), the shared-prompt layouts raise
     and the per-response layout takes the model's own logits, which give the same log-probs."""
-    from lambda_dpo.models import tiny_model
+    from lambda_dpo.testing import tiny_model
     from lambda_dpo.layouts import build_batch
     from lambda_dpo.logprobs import score_batch
 

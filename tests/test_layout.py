@@ -4,15 +4,17 @@ Layers, lowest first (`LAYERS`). A module may import modules of strictly lower l
 siblings inside its own package (data/, evaluation/, training/, demo/); nothing else. The
 order is the data flow (docs/design.md, "Layers"):
 
-0. `atomic`, `models`, `data`, `segment_attention`, `sharding`: foundations with no lambda-dpo imports:
-   write-then-rename, loading models and tokenizers (with the unwrap / eval-mode / precision helpers
-   every later layer uses), preference records -> validated `PreferenceList`s, the attention
-   implementation that scores a packed row by segment, and the output layer's weights under
-   FSDP2 / ZeRO-3.
-1. `tokenization`, `targets`, `losses`, `lambdas`, `layouts`: one step each of the computation on a
-   list: lists -> token ids, ratings -> target distributions, scores -> loss, where lambda comes
-   from, token ids -> the rows of one forward pass (and which layout). They need only layer 0
-   (targets and tokenization read `data`, layouts reads `models`), not one another.
+0. `atomic`, `models`, `wrappers`, `data`, `segment_attention`, `sharding`: foundations with no
+   lambda-dpo imports: write-then-rename, model names -> loaded models and tokenizers, the model
+   under its wrappers (`unwrap_model`, `eval_mode`, which every later layer uses), preference
+   records -> validated `PreferenceList`s, the attention implementation that scores a packed row by
+   segment, and the output layer's weights under FSDP2 / ZeRO-3.
+1. `tokenization`, `targets`, `losses`, `lambdas`, `layouts`, `precision`: one step each of the
+   computation on a list: lists -> token ids, ratings -> target distributions, scores -> loss,
+   where lambda comes from, token ids -> the rows of one forward pass (and which layout), and how
+   a model runs numerically (`precision`: dtype and attention-kernel policy, autocast, fp32 copies).
+   They need only layer 0 (targets and tokenization read `data`, layouts and precision `wrappers`),
+   not one another.
 2. `conditioning`, `logprobs`: built on layer 1: conditioning renders a prompt under lambda
    through `tokenization`; logprobs runs the model on a batch laid out by `layouts` -> log-probs.
 3. `batching`, `model_dir`, `reference`: the collator (tokenised lists + reference -> one batch)
@@ -31,7 +33,8 @@ order is the data flow (docs/design.md, "Layers"):
    `generation`); `evaluate_saved`, the held-out figures of a model directory (`lambda-dpo
    evaluate`: the directory loaded as `generation` loads it, its lists prepared as `training` does);
    `evaluate_steering`, the steering protocol on a model directory (`lambda-dpo evaluate --front`).
-8. `cli`: the command line, the only entry point above the demo.
+8. `cli`: the command line, the only entry point above the demo; `testing`: offline tiny models and
+   the GPT-2 tokenizer for tests and benchmarks, at the top so that no module of the package imports it.
 
 So the demo is apart: no library module (layers 0-6) imports `demo` (nor `playground`: the layers
 forbid it).
@@ -51,15 +54,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "lambda_dpo"
 
 LAYERS = [
-    {"atomic", "models", "data", "segment_attention", "sharding"},
-    {"tokenization", "targets", "losses", "lambdas", "layouts"},
+    {"atomic", "models", "wrappers", "data", "segment_attention", "sharding"},
+    {"tokenization", "targets", "losses", "lambdas", "layouts", "precision"},
     {"conditioning", "logprobs"},
     {"batching", "model_dir", "reference"},
     {"evaluation"},
     {"training"},
     {"generation", "export"},
     {"demo", "playground", "evaluate_saved", "evaluate_steering"},
-    {"cli"},
+    {"cli", "testing"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 PACKAGES = {"data", "evaluation", "training", "demo"}

@@ -40,11 +40,12 @@ from peft import LoraConfig, get_peft_model
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from lambda_dpo import models
+from lambda_dpo import precision
 from lambda_dpo import reference as ref_mod
 from lambda_dpo.losses import lambda_dpo_loss
-from lambda_dpo.models import (contiguous_head_inputs, precision_context, precision_label, resolve_model_dtype,
-                               tiny_model)
+from lambda_dpo.models import contiguous_head_inputs
+from lambda_dpo.precision import precision_context, precision_label, resolve_model_dtype
+from lambda_dpo.testing import tiny_model
 from lambda_dpo.layouts import build_batch
 from lambda_dpo.logprobs import score_batch
 from lambda_dpo.segment_attention import segmented
@@ -208,20 +209,20 @@ def test_contiguous_head_hook_keeps_results(tmp_path):
 def test_cpu_bf16_features_reads_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n\nprocessor\t: 1\n")
-    assert models.cpu_bf16_features(info) == ("avx512_bf16",)
+    assert precision.cpu_bf16_features(info) == ("avx512_bf16",)
     info.write_text("flags\t\t: fpu sse avx2\n")
-    assert models.cpu_bf16_features(info) == ()
-    assert models.cpu_bf16_features(tmp_path / "missing") == ()
+    assert precision.cpu_bf16_features(info) == ()
+    assert precision.cpu_bf16_features(tmp_path / "missing") == ()
 
 
 def test_resolve_model_dtype(monkeypatch):
     assert resolve_model_dtype("float32", "cpu") == ("float32", "set in the config")
     assert resolve_model_dtype("bfloat16", "cpu")[0] == "bfloat16"
-    monkeypatch.setattr(models, "cpu_bf16_features", lambda: ("avx512_bf16",))
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("avx512_bf16",))
     dtype, why = resolve_model_dtype("auto", "cpu")
     assert dtype == "bfloat16" and "avx512_bf16" in why
     assert resolve_model_dtype("auto", "cpu", trains_base_weights=True)[0] == "float32"
-    monkeypatch.setattr(models, "cpu_bf16_features", lambda: ())
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ())
     dtype, why = resolve_model_dtype("auto", "cpu")
     assert dtype == "float32" and "no avx512_bf16" in why
     with pytest.raises(ValueError, match="model_dtype"):
@@ -290,7 +291,7 @@ def test_reference_cache_records_dtype_and_refuses_a_mismatch(tmp_path, caplog):
 
 def test_generate_runs_in_mixed_mode():
     from lambda_dpo.generation import SteerableModel, generate
-    from lambda_dpo.models import gpt2_tokenizer
+    from lambda_dpo.testing import gpt2_tokenizer
 
     tok = gpt2_tokenizer()
     model = lora(tiny_model("llama", vocab_size=len(tok)).to(torch.bfloat16)).eval()

@@ -14,13 +14,12 @@ from lambda_dpo.models import (
     DEFAULT_MODEL,
     default_cache_dir,
     find_smollm2_gguf,
-    gpt2_tokenizer,
     load_model,
     load_tokenizer,
     provision_smollm2,
     resolve_model_path,
-    tiny_model,
 )
+from lambda_dpo.testing import gpt2_tokenizer, tiny_model
 
 CHAT = [{"role": "user", "content": "Name a colour."}]
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lambda_dpo.models import tiny_model
 from lambda_dpo.layouts import LAYOUTS, PACKED_AUTO_MAX_TOKENS, block_attention_mask, build_batch, choose_layout
 from lambda_dpo.logprobs import _softmax_, chunked_token_logps, score_batch
+from lambda_dpo.testing import tiny_model
 
 VOCAB = 97
 

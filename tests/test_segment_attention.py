@@ -5,7 +5,7 @@ import pytest
 import torch
 from test_scoring import VOCAB, oracle_logps, random_lists
 
-from lambda_dpo.models import tiny_model
+from lambda_dpo.testing import tiny_model
 from lambda_dpo.layouts import build_batch
 from lambda_dpo.logprobs import score_batch
 from lambda_dpo.segment_attention import PREFIX, SegmentAttention, install, installed, segmented

@@ -12,7 +12,7 @@ from lambda_dpo.evaluation.judges import LengthJudge, content_words, words
 from lambda_dpo.evaluation.protocol import (DEFAULT_WEIGHTS, edge_lambda, hypervolume, pick_examples,
                                             single_point, steerability, sweep_edge, unseen_weights, vertex_matrix)
 from lambda_dpo.generation import SteerableModel, generate, steered_prompt_ids
-from lambda_dpo.models import gpt2_tokenizer, tiny_model
+from lambda_dpo.testing import gpt2_tokenizer, tiny_model
 
 NAN = float("nan")
 ASPECTS = ("conciseness", "informativeness", "honesty")

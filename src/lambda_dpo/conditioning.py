@@ -23,8 +23,8 @@ from safetensors.torch import load_file
 
 from .atomic import atomic_save_file
 from .data.schema import Message
-from .models import unwrap_model
 from .tokenization import encode_prompt
+from .wrappers import unwrap_model
 
 CONDITIONING_MODES = ("none", "prompt", "embedding")
 EMBEDDING_INITS = ("header", "instructions")

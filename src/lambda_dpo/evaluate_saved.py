@@ -27,7 +27,8 @@ from .data import format_summary, load_lists, summarize
 from .generation import load_steerable
 from .lambdas import build_lambda_source, uniform_lambda
 from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
-from .models import float32_label, load_model, upcast_to_float32
+from .models import load_model
+from .precision import float32_label, upcast_to_float32
 from .layouts import choose_layout
 from .segment_attention import install as install_segments
 from .targets import ratings_tensor

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda, uniform_lambda
 from .model_dir import base_model_source, read_model_meta, saved_dtype, saved_lambda_text
-from .models import load_model, load_tokenizer, precision_context
+from .models import load_model, load_tokenizer
+from .precision import precision_context
 from .tokenization import encode_prompt
 
 

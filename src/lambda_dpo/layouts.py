@@ -27,8 +27,8 @@ from typing import Literal, Sequence
 
 import torch
 
-from .models import unwrap_model
 from .segment_attention import PREFIX as SEGMENT_PREFIX
+from .wrappers import unwrap_model
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
 from .layouts import ScoringBatch, block_attention_mask, supports_packed
-from .models import precision_context, unwrap_model
+from .precision import precision_context
 from .segment_attention import SegmentAttention, installed as segments_installed
 from .sharding import (ZERO3_LAYOUT_ERROR, fsdp_module_class, fsdp_unit, gathered, regather_before_backward,
                        zero3_partitioned)
+from .wrappers import unwrap_model
 
 
 def _softmax_(logits: torch.Tensor) -> torch.Tensor:
@@ -166,7 +167,7 @@ def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embed
     The decoder body runs on `batch` (once, or prompts then responses for prompt_cache); only the
     positions that predict response tokens go through the output projection. prefix_embeds
     [B, n_prefix, d] fill the prompts' reserved leading positions (embedding conditioning).
-    A model with bf16/fp16 weights runs under `models.precision_context` (autocast; fp32 LoRA
+    A model with bf16/fp16 weights runs under `precision.precision_context` (autocast; fp32 LoRA
     weights cast once per forward); the log-softmax and the sums stay fp32 either way.
     """
     with precision_context(model):

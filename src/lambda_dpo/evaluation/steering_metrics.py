@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..lambdas import parse_lambda
-from ..models import eval_mode
+from ..wrappers import eval_mode
 from ..batching import ListCollator, ScoredList
 from .listwise import implicit_rewards
 from .metrics import top1_accuracy

@@ -23,7 +23,7 @@ from ..batching import ListCollator, ScoredList
 from ..evaluation.listwise import implicit_rewards
 from ..evaluation.metrics import ndcg
 from ..lambdas import AdaptiveLambda
-from ..models import eval_mode
+from ..wrappers import eval_mode
 from ..atomic import atomic_write_text
 from ..targets import ratings_tensor
 

@@ -22,7 +22,7 @@ from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_ORDE
 from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
-from ..models import ATTN_IMPLEMENTATIONS
+from ..precision import ATTN_IMPLEMENTATIONS
 from ..layouts import LAYOUTS
 from ..tokenization import TRUNCATIONS
 from .adaptive_lambda import ADAPTIVE_SIGNALS

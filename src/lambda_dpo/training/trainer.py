@@ -22,10 +22,11 @@ from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_contrast_loss, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..model_dir import write_model_files
-from ..models import (float32_label, load_model, load_tokenizer, resolve_attn_implementation, resolve_model_dtype,
-                      unwrap_model, weights_in_float32)
+from ..models import load_model, load_tokenizer
+from ..precision import float32_label, resolve_attn_implementation, resolve_model_dtype, weights_in_float32
 from ..layouts import ScoringBatch
 from ..logprobs import score_batch
+from ..wrappers import unwrap_model
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
 from .prepare import CHECKPOINT_SCORING, adaptive_callback, lambda_text, prepare, score_reference
