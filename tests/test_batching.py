@@ -21,7 +21,7 @@ def test_collator_builds_mixed_targets_and_conditioned_prompts(tok, lists):
     assert torch.allclose(batch["target"], p[..., 0]) and batch["valid"].all()
     assert torch.equal(batch["mask"], mask)
     decoded = tok.decode(batch["policy_input_ids"][0][batch["policy_segment_ids"][0] == 0])
-    assert "helpfulness=1.00, honesty=0.00" in decoded
+    assert "Be as helpful as you can. (weight 1.00)" in decoded  # LambdaText(): training's default style
 
 
 def test_lambda_on_a_missing_aspect_makes_the_list_invalid(tok, lists):

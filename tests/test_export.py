@@ -150,9 +150,10 @@ def test_full_fine_tune_exports_its_weights(tmp_path, tiny_llama_dir, one_thread
 
 
 def fake_model_dir(path: Path, conditioning: str, text: LambdaText | None = None) -> Path:
+    """A model directory without weights, its lambda written in `text` (default: the "weights" style)."""
     cfg = load_config(None, output_dir=str(path), model_name_or_path=str(path), conditioning=conditioning,
                       model_dtype="float32")
-    write_model_files(path, cfg, ("a", "b"), {}, text or LambdaText())
+    write_model_files(path, cfg, ("a", "b"), {}, text or LambdaText("weights"))
     return path
 
 
@@ -185,7 +186,7 @@ def test_card_for_the_weights_and_priorities_styles_and_for_an_unconditioned_mod
     from lambda_dpo.export import export_card
     from lambda_dpo.model_dir import read_model_meta
 
-    meta = read_model_meta(fake_model_dir(tmp_path / "w", "prompt"))  # LambdaText(): the "weights" style
+    meta = read_model_meta(fake_model_dir(tmp_path / "w", "prompt"))  # the "weights" style
     card = export_card(meta, "float32")
     assert f"`{LAMBDA_HEADER}`" in card and f"{LAMBDA_HEADER} a=0.25, b=0.75." in card
     card = export_card(read_model_meta(fake_model_dir(tmp_path / "p", "prompt", LambdaText("priorities"))), "float32")

@@ -34,7 +34,7 @@ def test_files_from_before_a_field_existed_get_its_default(tmp_path):
     (tmp_path / MODEL_META).write_text(json.dumps({"aspects": ["a"], "base_model": "m",
                                                    "base_model_path": str(tmp_path / "gone")}))
     meta = read_model_meta(tmp_path)
-    assert saved_dtype(meta) == "float32" and saved_lambda_text(meta) == LambdaText()
+    assert saved_dtype(meta) == "float32" and saved_lambda_text(meta) == LambdaText("weights")
     assert base_model_source(meta) == "m"
 
 

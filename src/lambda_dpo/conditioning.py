@@ -116,7 +116,7 @@ class LambdaText:
     aspects changes only the weights written, never which sentence comes first.
     """
 
-    style: str = "weights"
+    style: str = "instructions"  # training's default (`LambdaDPOConfig.lambda_text`), so both render alike
     instructions: Mapping[str, str] = field(default_factory=dict)
     order: str = "weight"
 
@@ -148,16 +148,19 @@ class LambdaText:
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> "LambdaText":
-        return cls(**d) if d else cls()  # models saved before lambda_text existed used "weights"
+        # A model saved before lambda_text existed (no entry) was trained on the "weights" style, and so was
+        # one whose entry names no style (the default of that time): never today's default.
+        return cls(**{"style": "weights", **d}) if d else cls("weights")
 
 
 def condition_prompt(prompt: Sequence[Message], lam: Mapping[str, float] | None, mode: str,
                      text: LambdaText | None = None) -> list[dict]:
     """Return the chat messages the policy sees under `lam`.
 
-    With mode "prompt", `text` renders lambda (default: the "weights" style) at the end of the
-    system message; a new system message is inserted when the conversation has none (for chat
-    templates with a built-in default system message, such as SmolLM2's, it replaces that default).
+    With mode "prompt", `text` renders lambda (default: `LambdaText()`, training's default style) at
+    the end of the system message; a new system message is inserted when the conversation has none
+    (for chat templates with a built-in default system message, such as SmolLM2's, it replaces that
+    default).
     """
     messages = [dict(m) for m in prompt]
     if mode in ("none", "embedding") or lam is None:  # embedding mode carries lambda outside the text
