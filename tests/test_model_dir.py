@@ -18,7 +18,9 @@ def test_written_files_read_back(tmp_path):
     write_model_files(tmp_path, cfg, ("a", "b"), {"eval_mean/ndcg": 0.5}, text)
     meta = read_model_meta(tmp_path)
     assert meta["format"] == MODEL_FORMAT and meta["aspects"] == ["a", "b"] and meta["conditioning"] == "prompt"
-    assert saved_lambda_text(meta) == text and saved_dtype(meta) == "float32"
+    # every aspect's sentence is saved as training rendered it, the built-in default for b included
+    assert saved_lambda_text(meta) == LambdaText("instructions", {"a": "Say a.", "b": "Focus on b."})
+    assert saved_dtype(meta) == "float32"
     assert base_model_source(meta) == str(tmp_path)  # the resolved path still exists
     assert yaml.safe_load((tmp_path / CONFIG_FILE).read_text())["lambda_text"] == "instructions"
     card = (tmp_path / MODEL_CARD).read_text()
@@ -46,3 +48,25 @@ def test_model_card_says_how_each_conditioning_is_steered(tmp_path, conditioning
     write_model_files(tmp_path, cfg, ("a", "b"), {}, LambdaText())
     card = (tmp_path / MODEL_CARD).read_text()
     assert says in card and ("(weight" not in card)
+
+
+def test_saved_sentences_outlive_a_change_of_the_library_defaults(tmp_path, monkeypatch):
+    from lambda_dpo import conditioning
+
+    cfg = load_config(None, output_dir=str(tmp_path), model_name_or_path=str(tmp_path), conditioning="prompt",
+                      model_dtype="float32", lambda_text="instructions")
+    aspects = ("conciseness", "informativeness", "wit")
+    text = LambdaText("instructions", {"conciseness": "Be brief."})
+    write_model_files(tmp_path, cfg, aspects, {}, text)
+    lam = {"conciseness": 0.2, "informativeness": 0.5, "wit": 0.3}
+    rendered = text.render(lam)
+    assert rendered == ("Give a detailed, thorough answer. (weight 0.50)\nFocus on wit. (weight 0.30)\n"
+                        "Be brief. (weight 0.20)")
+    assert read_model_meta(tmp_path)["lambda_text"]["instructions"] == {
+        "conciseness": "Be brief.", "informativeness": "Give a detailed, thorough answer.", "wit": "Focus on wit."}
+
+    # a later version of the library words its defaults differently
+    monkeypatch.setattr(conditioning, "DEFAULT_ASPECT_INSTRUCTIONS",
+                        {"informativeness": "Say a lot.", "wit": "Be witty."})
+    assert text.render(lam) != rendered  # what an unsaved default would now read
+    assert saved_lambda_text(read_model_meta(tmp_path)).render(lam) == rendered  # what the model was trained on

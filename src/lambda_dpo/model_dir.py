@@ -16,9 +16,10 @@ written atomically, lambda_dpo.json last, and it is removed before the weights a
 its presence means the directory is complete.
 
 lambda_dpo.json ("format": MODEL_FORMAT) keys: aspects (the order of lambda), conditioning,
-lambda_header, lambda_text (`LambdaText.to_dict`), adapter (bool), base_model (as configured),
-base_model_path (resolved when trained), model_dtype, loss_type, beta, score_type, lambda_source,
-rating_temperature, eval_metrics.
+lambda_header, lambda_text (`LambdaText.to_dict`, with every aspect's sentence as training rendered
+it, so a later change of the library's default sentences cannot change what the model reads),
+adapter (bool), base_model (as configured), base_model_path (resolved when trained), model_dtype,
+loss_type, beta, score_type, lambda_source, rating_temperature, eval_metrics.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Sequence
 import yaml
 
 from .atomic import atomic_write_text
-from .conditioning import LAMBDA_HEADER, LambdaText, format_lambda
+from .conditioning import LAMBDA_HEADER, LambdaText, aspect_instruction, format_lambda
 from .lambdas import uniform_lambda
 from .models import resolve_model_path
 
@@ -40,11 +41,17 @@ CONFIG_FILE = "config.yaml"
 MODEL_CARD = "README.md"
 
 
+def with_every_sentence(text: LambdaText, aspects: Sequence[str]) -> LambdaText:
+    """`text` with every aspect's sentence written out (the user's, else the default it renders today)."""
+    return LambdaText(text.style, {a: aspect_instruction(a, text.instructions) for a in aspects}, text.order)
+
+
 def model_meta(cfg, aspects: Sequence[str], eval_metrics: dict, lambda_text: LambdaText) -> dict:
     """The content of lambda_dpo.json for a run configured by `cfg` (a `LambdaDPOConfig`, read by
     attribute: this module sits below training/ and does not import it)."""
     return {"format": MODEL_FORMAT, "aspects": list(aspects), "conditioning": cfg.conditioning,
-            "lambda_header": LAMBDA_HEADER, "lambda_text": lambda_text.to_dict(), "adapter": cfg.use_lora,
+            "lambda_header": LAMBDA_HEADER, "lambda_text": with_every_sentence(lambda_text, aspects).to_dict(),
+            "adapter": cfg.use_lora,
             "base_model": cfg.model_name_or_path, "base_model_path": resolve_model_path(cfg.model_name_or_path),
             "model_dtype": cfg.model_dtype, "loss_type": cfg.loss_type, "beta": cfg.beta,
             "score_type": cfg.score_type, "lambda_source": cfg.lambda_source,
