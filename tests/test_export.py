@@ -8,6 +8,7 @@ importing lambda_dpo or peft fails: its greedy replies under two lambdas must eq
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -96,6 +97,7 @@ def test_exported_lora_model_replies_like_generate_with_the_documented_text(tmp_
                    "at the end of the system message, after a blank line", "the lambda text is the whole system message",
                    *HAND_WRITTEN.values()):
         assert needle in card, needle
+        assert needle in (result.output_dir / "README.md").read_text(), needle  # the training directory's card too
 
     # The merge changed the weights (the adapter is not ~0 after 3 steps at lr 1e-2).
     merged, base = load_file(str(out / "model.safetensors")), load_file(str(Path(tiny_llama_dir) / "model.safetensors"))
@@ -200,3 +202,67 @@ def test_card_for_the_weights_and_priorities_styles_and_for_an_unconditioned_mod
     assert "3 `fairly low`" in card and "Focus on b. (high priority)\nFocus on a. (fairly low priority)" in card
     card = export_card(read_model_meta(fake_model_dir(tmp_path / "n", "none")), "float32")
     assert "without lambda conditioning" in card and "(weight" not in card and LAMBDA_HEADER not in card
+
+
+def _card_sentences(card: str) -> dict[str, str]:
+    """The card's table of sentences, read as a user would: aspect -> sentence."""
+    table = card.split("| aspect | sentence |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    return dict(re.fullmatch(r"\| (\S+) \| (.+) \|", row).groups() for row in table.splitlines())
+
+
+def _by_hand(card: str, lam: dict[str, float]) -> str:
+    """The lambda text written from the card alone (instructions style): its aspect order, its sentences, and
+    its rule, one line per aspect whose weight rounds to at least 0.01, heaviest first (ties in aspect
+    order), '<sentence> (weight W.WW)', joined by single newlines."""
+    order = re.search(r"\*\*Aspects\*\* \(the order of lambda\): (.+)\n", card)[1].split(", ")
+    sentences = _card_sentences(card)
+    assert list(sentences) == order
+    kept = sorted((a for a in order if round(lam.get(a, 0), 2) >= 0.01),
+                  key=lambda a: (-round(lam[a], 2), order.index(a)))
+    return "\n".join(f"{sentences[a]} (weight {lam[a]:.2f})" for a in kept)
+
+
+def test_both_cards_state_the_rule_and_sentences_that_reproduce_generates_prompt(tmp_path, tiny_llama_dir):
+    """A model directory (full weights: the tiny model's own) whose cards are read by hand: the sentences from
+    the table, the text by the stated rule, placed where the card says, give exactly the prompt ids
+    `generate` feeds the model, with and without a system message of the user's."""
+    import shutil
+
+    from lambda_dpo.export import export_card
+    from lambda_dpo.model_dir import MODEL_CARD, read_model_meta
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_llama_dir, model_dir)
+    aspects = ("conciseness", "informativeness", "wit")
+    cfg = load_config(None, output_dir=str(model_dir), model_name_or_path=tiny_llama_dir, use_lora=False,
+                      model_dtype="float32", conditioning="prompt", lambda_text="instructions",
+                      aspect_instructions={"conciseness": "Be brief."})
+    write_model_files(model_dir, cfg, aspects, {"eval_mean/ndcg": 0.5, "epoch": 1.0},
+                      LambdaText("instructions", {"conciseness": "Be brief."}))
+    sm = load_steerable(model_dir)
+    cards = {"model directory": (model_dir / MODEL_CARD).read_text(),
+             "export": export_card(read_model_meta(model_dir), "float32")}
+    lambdas = [{"conciseness": 1.0, "informativeness": 0.0, "wit": 0.0},
+               {"conciseness": 0.25, "informativeness": 0.75, "wit": 0.0},
+               {"conciseness": 0.3, "informativeness": 0.3, "wit": 0.4},
+               {"conciseness": 0.004, "informativeness": 0.498, "wit": 0.498}]
+    for name, card in cards.items():
+        assert _card_sentences(card) == {"conciseness": "Be brief.", "wit": "Focus on wit.",
+                                         "informativeness": "Give a detailed, thorough answer."}, name
+        for rule in ("one line per aspect whose weight rounds to at least 0.01",
+                     "heaviest first (by the weight rounded to two decimals; ties in the aspect order above)",
+                     "`(weight W)` with W the weight to two decimals", "joined by a single newline, with no trailing",
+                     "at the end of the system message, after a blank line",
+                     "the lambda text is the whole system message", "`add_generation_prompt=True`"):
+            assert rule in card, (name, rule)
+        assert "epoch" not in card and not re.search(r"https://github\.com/(?![\w-])", card), name
+        for lam in lambdas:
+            text = _by_hand(card, lam)
+            for own_system in (None, "You are a careful assistant."):
+                user = {"role": "user", "content": "Tell me about rain."}
+                messages = ([{"role": "system", "content": f"{own_system}\n\n{text}"}, user] if own_system else
+                            [{"role": "system", "content": text}, user])
+                given = [{"role": "system", "content": own_system}, user] if own_system else user["content"]
+                by_hand = sm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                           return_dict=False)
+                assert list(by_hand) == steered_prompt_ids(sm, given, lam), (name, lam, own_system)

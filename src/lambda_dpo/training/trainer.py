@@ -187,6 +187,6 @@ class LambdaDPOTrainer(Trainer):
                                      batch_size=self.args.per_device_eval_batch_size,
                                      chunk_size=self.args.logprob_chunk_size, score_type=self.args.score_type)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
-        self.eval_metrics = metrics
+        self.eval_metrics = dict(metrics)  # a copy: log() adds the epoch, which is no metric of the model
         self.log(metrics)
         return metrics
