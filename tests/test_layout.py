@@ -14,7 +14,8 @@ order is the data flow (docs/design.md, "Layers"):
    where lambda comes from, token ids -> the rows of one forward pass (and which layout), and how
    a model runs numerically (`precision`: dtype and attention-kernel policy, autocast, fp32 copies).
    They need only layer 0 (targets and tokenization read `data`, layouts and precision `wrappers`),
-   not one another.
+   not one another. `rating_scales` (ratings in any units rescaled
+   before the targets, and the check that the targets are not nearly one-hot) reads `data` too.
 2. `conditioning`, `logprobs`: built on layer 1: conditioning renders a prompt under lambda
    through `tokenization`; logprobs runs the model on a batch laid out by `layouts` -> log-probs.
 3. `batching`, `model_dir`, `reference`: the collator (tokenised lists + reference -> one batch)
@@ -55,7 +56,7 @@ SRC = ROOT / "src" / "lambda_dpo"
 
 LAYERS = [
     {"atomic", "models", "wrappers", "data", "segment_attention", "sharding"},
-    {"tokenization", "targets", "losses", "lambdas", "layouts", "precision"},
+    {"tokenization", "targets", "losses", "lambdas", "layouts", "precision", "rating_scales"},
     {"conditioning", "logprobs"},
     {"batching", "model_dir", "reference"},
     {"evaluation"},

@@ -8,15 +8,21 @@ import logging
 import sys
 
 from .data import FORMATS  # light: the loaders import datasets / pyarrow only when they need them
+from .rating_scales import (DEFAULT_RATING_TEMPERATURE, RATING_SCALES, apply_rating_scales, fit_rating_scales,
+                            format_targets, parse_rating_scale, targets_summary)
 
 
 def _validate_data(args) -> int:
     from .data import format_summary, load_lists, summarize
 
+    scale = parse_rating_scale(args.rating_scale, "--rating-scale")
     lists, report = load_lists(args.file, args.format, skip_bad=args.skip_bad,
                                aspects=args.aspects.split(",") if args.aspects else None)
     summary = summarize(lists, report)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    scaled = apply_rating_scales(lists, fit_rating_scales(lists, scale, list(summary["aspects"])))
+    summary["targets"] = targets_summary(scaled, args.rating_temperature, scale)
+    print(json.dumps(summary, indent=2) if args.json
+          else f"{format_summary(summary)}\n{format_targets(summary['targets'])}")
     return 0
 
 
@@ -158,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", help=" | ".join(("auto", *FORMATS)))
     p.add_argument("--skip-bad", action="store_true", help="count malformed records instead of stopping")
     p.add_argument("--aspects", help="comma-separated aspects the data may use (others are errors)")
+    p.add_argument("--rating-temperature", type=float, default=DEFAULT_RATING_TEMPERATURE,
+                   help="the training's rating_temperature (default %(default)s): per aspect, the share of the lists "
+                        "with unequal ratings whose target softmax(ratings / tau) puts more than 0.99 on the "
+                        "best-rated reply, with a warning where it is over half")
+    p.add_argument("--rating-scale", default="as_is", metavar="SCALE",
+                   help=f"the training's rating_scale, applied before the check: {' | '.join(RATING_SCALES)}, or "
+                        "aspect=scale,... (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_validate_data)
 

@@ -3,7 +3,8 @@
 The figures are those training reports on its eval lists (`evaluate_lists`: per aspect,
 top-1 / NDCG / Kendall of the implicit reward s = log pi(y | x, c(e_k)) - log pi_ref(y | x) with the
 policy conditioned on aspect k's vertex), computed with the run's own settings from the model
-directory's config.yaml (lengths, truncation, layout, score type, lambda text). The reference is
+directory's config.yaml (lengths, truncation, layout, score type, lambda text), and the ratings rescaled
+with the statistics training fitted (`rating_scale`, kept in lambda_dpo.json). The reference is
 what training used: the adapter switched off for a LoRA model, the base checkpoint otherwise.
 Beside them, the rating-blind picks (random, shortest, longest reply) on the same lists.
 
@@ -26,10 +27,11 @@ from .batching import ListCollator
 from .data import format_summary, load_lists, summarize
 from .generation import load_steerable
 from .lambdas import build_lambda_source, uniform_lambda
-from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
+from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype, saved_rating_scales
 from .models import load_model
 from .precision import float32_label, upcast_to_float32
 from .layouts import choose_layout
+from .rating_scales import apply_rating_scales
 from .segment_attention import install as install_segments
 from .targets import ratings_tensor
 from .tokenization import tokenize_lists
@@ -67,6 +69,7 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     lists, report = load_lists(str(data), cfg.data_format, skip_bad=True)
     logger.info("evaluation data\n%s", format_summary(summarize(lists, report)))
     lists = as_lists(lists, cfg, str(data))[:max_lists]
+    lists = apply_rating_scales(lists, saved_rating_scales(meta))  # the training data's scales, as training's eval
     tokenized, trunc = tokenize_lists(sm.tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
                                       skip_bad=True, truncation=cfg.truncation, score_cut_ends=cfg.score_cut_ends)
     if trunc.open_ends:

@@ -20,7 +20,8 @@ lambda_header, lambda_text (`LambdaText.to_dict`, with every aspect's sentence a
 it, so a later change of the library's default sentences cannot change what the model reads),
 adapter (bool), base_model (as configured), base_model_path (resolved when trained), base_model_id
 and base_model_origin (`portable_base_model`: the name the model card gives), model_dtype,
-loss_type, beta, score_type, lambda_source, rating_temperature, lambda_dpo_version, eval_metrics
+loss_type, beta, score_type, lambda_source, rating_temperature, rating_scale (each aspect's fitted
+scale: `rating_scales.fit_rating_scales`; `saved_rating_scales`), lambda_dpo_version, eval_metrics
 (held-out metrics only).
 
 The model card states the whole rule by which lambda becomes text (`steering_rule_section`, also
@@ -33,7 +34,7 @@ import json
 import re
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import yaml
 
@@ -41,6 +42,7 @@ from .atomic import atomic_write_text
 from .conditioning import GRADED_LEVELS, LAMBDA_HEADER, LambdaText, aspect_instruction, format_lambda
 from .lambdas import uniform_lambda
 from .models import DEFAULT_MODEL, PROVENANCE_FILE, SMOLLM2_HUB_ID, resolve_model_path
+from .rating_scales import fit_rating_scales
 
 MODEL_META = "lambda_dpo.json"
 MODEL_FORMAT = "lambda-dpo-model-v1"
@@ -86,18 +88,26 @@ def _version() -> str:
         return "unknown"
 
 
-def model_meta(cfg, aspects: Sequence[str], eval_metrics: dict, lambda_text: LambdaText) -> dict:
+def model_meta(cfg, aspects: Sequence[str], eval_metrics: dict, lambda_text: LambdaText,
+               rating_scales: Mapping[str, Mapping] | None = None) -> dict:
     """The content of lambda_dpo.json for a run configured by `cfg` (a `LambdaDPOConfig`, read by
-    attribute: this module sits below training/ and does not import it)."""
+    attribute: this module sits below training/ and does not import it). `rating_scales`: each aspect's
+    fitted scale (None: `cfg.rating_scale`, which must then need no statistics)."""
     path = resolve_model_path(cfg.model_name_or_path)
     base_id, origin = portable_base_model(cfg.model_name_or_path, path)
+    if rating_scales is None:  # scales with statistics (minmax, zscore) come fitted on the training lists
+        if any(scale in ("minmax", "zscore") for scale in (
+                [cfg.rating_scale] if isinstance(cfg.rating_scale, str) else cfg.rating_scale.values())):
+            raise ValueError(f"rating_scale {cfg.rating_scale!r}: pass the scales fitted on the training lists")
+        rating_scales = fit_rating_scales((), cfg.rating_scale, aspects)
     return {"format": MODEL_FORMAT, "aspects": list(aspects), "conditioning": cfg.conditioning,
             "lambda_header": LAMBDA_HEADER, "lambda_text": with_every_sentence(lambda_text, aspects).to_dict(),
             "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path, "base_model_path": path,
             "base_model_id": base_id, "base_model_origin": origin,
             "model_dtype": cfg.model_dtype, "loss_type": cfg.loss_type, "beta": cfg.beta,
             "score_type": cfg.score_type, "lambda_source": cfg.lambda_source,
-            "rating_temperature": cfg.rating_temperature, "lambda_dpo_version": _version(),
+            "rating_temperature": cfg.rating_temperature,
+            "rating_scale": {a: dict(f) for a, f in rating_scales.items()}, "lambda_dpo_version": _version(),
             "eval_metrics": {k: v for k, v in eval_metrics.items() if k.removeprefix("eval_") not in NON_METRICS}}
 
 
@@ -107,13 +117,13 @@ def mark_incomplete(out: str | Path) -> None:
 
 
 def write_model_files(out: str | Path, cfg, aspects: Sequence[str], eval_metrics: dict,
-                      lambda_text: LambdaText) -> None:
+                      lambda_text: LambdaText, rating_scales: Mapping[str, Mapping] | None = None) -> None:
     """config.yaml (the full run config), the model card and lambda_dpo.json, in that order.
 
     Each is written atomically; lambda_dpo.json last, so its presence means the directory is complete.
     """
     out = Path(out)
-    meta = model_meta(cfg, aspects, eval_metrics, lambda_text)
+    meta = model_meta(cfg, aspects, eval_metrics, lambda_text, rating_scales)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(_plain(cfg.lambda_dpo_fields()), sort_keys=False))
     atomic_write_text(out / MODEL_CARD, model_card(meta))
     atomic_write_text(out / MODEL_META, json.dumps(meta, indent=2))
@@ -151,6 +161,12 @@ def base_model_source(meta: dict) -> str:
 def saved_lambda_text(meta: dict) -> LambdaText:
     """How lambda was written in training (files written before lambda_text existed: "weights")."""
     return LambdaText.from_dict(meta.get("lambda_text"))
+
+
+def saved_rating_scales(meta: dict) -> dict:
+    """Each aspect's rating scale fitted in training (`rating_scales.apply_rating_scales` applies it);
+    models saved before rating_scale existed: {} (ratings as they are)."""
+    return meta.get("rating_scale") or {}
 
 
 def _plain(d: dict) -> dict:

@@ -22,6 +22,7 @@ from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_ORDE
 from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
+from ..rating_scales import DEFAULT_RATING_TEMPERATURE, parse_rating_scale
 from ..precision import ATTN_IMPLEMENTATIONS
 from ..layouts import LAYOUTS
 from ..tokenization import TRUNCATIONS
@@ -98,9 +99,20 @@ class LambdaDPOConfig(TrainingArguments):
                 "plackett_luce | lipo_lambda. Baselines use the same data, targets and scores."})
     beta: float = field(default=0.1, metadata={
         "help": "DPO temperature on implicit rewards (nats). Use ~10-50x larger with score_type=mean."})
-    rating_temperature: float = field(default=0.5, metadata={
+    rating_temperature: float = field(default=DEFAULT_RATING_TEMPERATURE, metadata={
         "help": "tau in p_k = softmax(ratings_k / tau), in rating units. Smaller = sharper targets "
-                "(0.5: one rating point is a factor e^2 in the target; research/steering-study.md)."})
+                "(0.5: one rating point is a factor e^2 in the target; research/steering-study.md). Training "
+                "warns when more than half of an aspect's lists with unequal ratings get a target with more "
+                "than 0.99 on the best-rated reply (see rating_scale)."})
+    rating_scale: Any = field(default="as_is", metadata={
+        "help": "How ratings are rescaled before the targets are built, one value for every aspect or a mapping "
+                "{aspect: value} (aspects left out: as_is): as_is | minmax (linearly to 1-5 over the training "
+                "data's min and max) | zscore ((r - mean) / std over the training data: tau in standard "
+                "deviations) | rank (within each list, the rank of the rating, 1 = worst, ties averaged). For "
+                "0-100 ratings or reward-model scores, which the default tau turns into one-hot targets. The "
+                "statistics come from the training lists, apply unchanged to the eval lists and are saved in "
+                "lambda_dpo.json for `lambda-dpo evaluate`; missing ratings stay missing "
+                "(lambda_dpo.rating_scales). NDCG's gains 2^r - 1 assume ratings >= 0, which zscore breaks."})
     score_type: str = field(default="sum", metadata={
         "help": "Implicit reward from summed response log-probs (sum, the paper's) or per-token mean."})
 
@@ -255,6 +267,8 @@ class LambdaDPOConfig(TrainingArguments):
                              "fine-tuning has changed the weights the reference was scored with)")
         if self.aspect_instructions is not None and not isinstance(self.aspect_instructions, dict):
             raise ValueError("config: aspect_instructions must be a mapping {aspect: sentence}")
+        # one of rating_scales.RATING_SCALES, or {aspect: one of them}; "a=minmax,b=rank" is read as the mapping
+        self.rating_scale = parse_rating_scale(self.rating_scale)
         if self.beta <= 0 or self.rating_temperature <= 0:
             raise ValueError("config: beta and rating_temperature must be > 0")
         if self.truncation not in TRUNCATIONS:

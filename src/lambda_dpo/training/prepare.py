@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +25,7 @@ from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..data.schema import select_aspects
 from ..lambdas import LambdaSource, build_lambda_source
 from ..models import default_cache_dir
+from ..rating_scales import apply_rating_scales, describe_rating_scales, fit_rating_scales, one_hot_warnings
 from ..reference import reference_logps
 from ..layouts import PACKED_AUTO_MAX_TOKENS, choose_layout
 from ..segment_attention import install as install_segments
@@ -47,6 +48,7 @@ class Prepared:
     train_items: list[ScoredList]
     eval_items: list[ScoredList]
     val_items: list[ScoredList]
+    rating_scales: dict = field(default_factory=dict)  # each aspect's fitted `rating_scale`, saved with the model
 
 
 def lambda_text(cfg: LambdaDPOConfig) -> LambdaText:
@@ -80,6 +82,21 @@ def as_lists(data, cfg: LambdaDPOConfig, name: str) -> list[PreferenceList]:
     if dropped:
         logger.warning("%s data: %d lists dropped (no_usable_aspect among %s)", name, dropped, cfg.aspects)
     return lists
+
+
+def rescale_ratings(cfg: LambdaDPOConfig, aspects: Sequence[str], train_lists: list[PreferenceList],
+                    eval_lists: list[PreferenceList]) -> tuple[list[PreferenceList], list[PreferenceList], dict]:
+    """Both sets of lists under `rating_scale`, its statistics fitted on the training lists alone, and the
+    fitted scales (saved with the model, so `lambda-dpo evaluate` applies the same transform); warns per
+    aspect whose training targets are nearly one-hot at `rating_temperature` (lambda_dpo.rating_scales)."""
+    scales = fit_rating_scales(train_lists, cfg.rating_scale, aspects)
+    if describe_rating_scales(scales):
+        logger.info("rating_scale (fitted on the %d training lists):\n%s", len(train_lists),
+                    describe_rating_scales(scales))
+    train_lists, eval_lists = apply_rating_scales(train_lists, scales), apply_rating_scales(eval_lists, scales)
+    for message in one_hot_warnings(train_lists, cfg.rating_temperature):
+        logger.warning("training data: %s", message)
+    return train_lists, eval_lists, scales
 
 
 def with_lora(model, cfg: LambdaDPOConfig):
@@ -189,6 +206,7 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     if not train_lists:
         raise ValueError("no usable training lists (see the rejection summary above)")
     aspects = tuple(cfg.aspects) if cfg.aspects else infer_aspects(train_lists)
+    train_lists, eval_lists, scales = rescale_ratings(cfg, aspects, train_lists, eval_lists)
     if cfg.model_dtype == "auto":  # a model loaded by the caller: record the dtype it has
         cfg.model_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     model = with_lora(model, cfg)
@@ -256,4 +274,4 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     if cfg.lambda_source == "adaptive":  # the adaptive source's signal comes from lists it never trains on
         val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
         train_items = [ScoredList(it.tokens, it.ref_logps, i) for i, it in enumerate(train_items)]
-    return Prepared(model, collator, source, aspects, train_items, eval_items, val_items)
+    return Prepared(model, collator, source, aspects, train_items, eval_items, val_items, scales)

@@ -165,7 +165,7 @@ class LambdaDPOTrainer(Trainer):
                 atomic_write_text(out / CHECKPOINT_SCORING, json.dumps({"score_cut_ends": self.args.score_cut_ends}))
             if self.prepared is not None and not _internal_call:  # a model directory generate/export can read
                 write_model_files(out, self.args, self.prepared.aspects, self.eval_metrics,
-                                  lambda_text(self.args))
+                                  lambda_text(self.args), self.prepared.rating_scales)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._metrics:
