@@ -1,9 +1,12 @@
 """Config loading/overrides and the lambda sources."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from lambda_dpo.lambdas import DirichletLambda, FixedLambda, TableLambda, build_lambda_source, parse_lambda
+from lambda_dpo.lambdas import (LAMBDA_SOURCES, AdaptiveLambda, DirichletLambda, FixedLambda, GridLambda, TableLambda,
+                                build_lambda_source, parse_lambda)
 from lambda_dpo.training.config import load_config
 
 ASPECTS = ("helpfulness", "honesty", "conciseness")
@@ -82,4 +85,20 @@ def test_table_source_follows_probabilities():
 
 def test_build_lambda_source_rejects_unknown_kind():
     with pytest.raises(ValueError, match="lambda_source"):
-        build_lambda_source("adaptive-ish", ASPECTS)
+        build_lambda_source(SimpleNamespace(lambda_source="adaptive-ish"), ASPECTS)
+
+
+def test_every_lambda_source_is_built_from_the_config():
+    """The registry is what prepare uses and what the config accepts: each name builds its class from the
+    config's fields."""
+    expected = {"fixed": FixedLambda, "dirichlet": DirichletLambda, "grid": GridLambda, "table": TableLambda,
+                "adaptive": AdaptiveLambda}
+    assert set(LAMBDA_SOURCES) == set(expected)
+    for name, cls in expected.items():
+        cfg = load_config(None, lambda_source=name, aspects=list(ASPECTS), lambda_grid_steps=2, dirichlet_alpha=0.5,
+                          lambda_table=[{"weights": {"helpfulness": 1}, "prob": 1}] if name == "table" else None,
+                          lambda_fixed="honesty=1" if name == "fixed" else None, seed=3)
+        source = build_lambda_source(cfg, ASPECTS)
+        assert type(source) is cls and source.seed == 3
+    assert build_lambda_source(load_config(None, lambda_source="grid", lambda_grid_steps=2), ASPECTS).points.shape == (6, 3)
+    assert build_lambda_source(load_config(None, lambda_source="dirichlet", dirichlet_alpha=0.5), ASPECTS).alpha == 0.5

@@ -26,7 +26,7 @@ import yaml
 from .batching import ListCollator
 from .data import format_summary, load_lists, summarize
 from .generation import load_steerable
-from .lambdas import build_lambda_source, uniform_lambda
+from .lambdas import FixedLambda
 from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype, saved_rating_scales
 from .models import load_model
 from .precision import float32_label, upcast_to_float32
@@ -90,7 +90,7 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     items = score_reference(cfg, reference, tokenized, layout, "eval",
                             dtype=float32_label(cfg.model_dtype) if upcast else None)
     del reference
-    source = build_lambda_source("fixed", sm.aspects, fixed=uniform_lambda(sm.aspects))  # unused: vertices are passed
+    source = FixedLambda(sm.aspects)  # unused: the vertices are passed
     collator = ListCollator(sm.tokenizer, sm.aspects, source, sm.conditioning, cfg.rating_temperature, layout,
                             cfg.embedding_tokens, sm.lambda_text)
     if upcast:

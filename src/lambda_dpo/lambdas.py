@@ -4,7 +4,8 @@ Every source maps keys to weight vectors over a fixed, ordered set of K aspects:
 returns a [len(keys), K] float tensor whose rows lie on the simplex. Training keys a list's lambda
 by (epoch, dataset index), so a draw is a pure function of (seed, epoch, index): a resumed run,
 or the same data split over any number of processes, gives every list the lambda it would have
-had in one uninterrupted run, with no sampler state to checkpoint.
+had in one uninterrupted run, with no sampler state to checkpoint. `LAMBDA_SOURCES` maps each
+`lambda_source` name to the constructor that builds its source from the training config.
 
 Note: without conditioning, sampling lambda is only noise around the fixed mixture E[lambda]
 (the loss is linear in lambda); sampling matters together with conditioning.
@@ -14,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
-
-LAMBDA_SOURCES = ("fixed", "dirichlet", "grid", "table", "adaptive")
 
 
 def uniform_lambda(aspects: Sequence[str]) -> dict[str, float]:
@@ -245,17 +244,22 @@ class AdaptiveLambda(LambdaSource):
         self.batches_drawn = int(state.get("batches_drawn", 0))  # the resuming trainer resets it to batches trained
 
 
-def build_lambda_source(kind: str, aspects: Sequence[str], *, fixed=None, alpha: float = 1.0, table=None,
-                        seed: int = 0, adaptive: dict | None = None, grid_steps: int = 4,
-                        vertex_share: float | None = None) -> LambdaSource:
-    if kind == "fixed":
-        return FixedLambda(aspects, fixed, seed)
-    if kind == "dirichlet":
-        return DirichletLambda(aspects, alpha, seed)
-    if kind == "grid":
-        return GridLambda(aspects, grid_steps, seed, vertex_share)
-    if kind == "table":
-        return TableLambda(aspects, table or [], seed)
-    if kind == "adaptive":
-        return AdaptiveLambda(aspects, alpha=alpha, seed=seed, **(adaptive or {}))
-    raise ValueError(f"lambda_source {kind!r} is not one of {LAMBDA_SOURCES}")
+# The lambda sources, by their `lambda_source` name (the option's allowed values are these keys): each
+# builds its source for the aspects from the training config's fields (any object with them; the
+# fields are documented in training/config.py).
+LAMBDA_SOURCES: dict[str, Callable[[Sequence[str], Any], LambdaSource]] = {
+    "fixed": lambda aspects, cfg: FixedLambda(aspects, cfg.lambda_fixed, cfg.seed),
+    "dirichlet": lambda aspects, cfg: DirichletLambda(aspects, cfg.dirichlet_alpha, cfg.seed),
+    "grid": lambda aspects, cfg: GridLambda(aspects, cfg.lambda_grid_steps, cfg.seed, cfg.lambda_vertex_share),
+    "table": lambda aspects, cfg: TableLambda(aspects, cfg.lambda_table or [], cfg.seed),
+    "adaptive": lambda aspects, cfg: AdaptiveLambda(aspects, n_random=cfg.adaptive_candidates,
+                                                    alpha=cfg.dirichlet_alpha, temperature=cfg.adaptive_temperature,
+                                                    floor=cfg.adaptive_floor, seed=cfg.seed),
+}
+
+
+def build_lambda_source(cfg: Any, aspects: Sequence[str]) -> LambdaSource:
+    """The source `cfg.lambda_source` names (`LAMBDA_SOURCES`), built from `cfg`'s fields for `aspects`."""
+    if cfg.lambda_source not in LAMBDA_SOURCES:
+        raise ValueError(f"lambda_source {cfg.lambda_source!r} is not one of {', '.join(LAMBDA_SOURCES)}")
+    return LAMBDA_SOURCES[cfg.lambda_source](aspects, cfg)

@@ -228,7 +228,7 @@ class LambdaDPOConfig(TrainingArguments):
 
     def __post_init__(self):
         # Each option's values are defined by the module that implements them (model_dtype excepted).
-        choices = {"loss_type": tuple(LOSSES), "score_type": SCORE_TYPES, "lambda_source": LAMBDA_SOURCES,
+        choices = {"loss_type": tuple(LOSSES), "score_type": SCORE_TYPES, "lambda_source": tuple(LAMBDA_SOURCES),
                    "lambda_text": LAMBDA_TEXT_STYLES, "lambda_text_order": LAMBDA_TEXT_ORDERS,
                    "adaptive_signal": ADAPTIVE_SIGNALS,
                    "conditioning": CONDITIONING_MODES,

@@ -247,11 +247,7 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
         train_items = score_reference(cfg, model, tokenized["train"], layout, "train")
         eval_items = score_reference(cfg, model, tokenized["eval"], layout, "eval") if tokenized["eval"] else []
 
-    source = build_lambda_source(cfg.lambda_source, aspects, fixed=cfg.lambda_fixed, alpha=cfg.dirichlet_alpha,
-                                 table=cfg.lambda_table, seed=cfg.seed, grid_steps=cfg.lambda_grid_steps,
-                                 vertex_share=cfg.lambda_vertex_share, adaptive=dict(
-                                     n_random=cfg.adaptive_candidates, temperature=cfg.adaptive_temperature,
-                                     floor=cfg.adaptive_floor))
+    source = build_lambda_source(cfg, aspects)
     if cfg.conditioning == "embedding":  # after the reference: it never sees the soft prompt
         checkpoint = resume_checkpoint(cfg)
         if checkpoint and (Path(checkpoint) / EMBEDDING_FILE).exists():
