@@ -1,4 +1,5 @@
-"""The package's shape: imports point one way, and pyproject declares exactly what src/ imports.
+"""The package's shape: imports point one way, pyproject declares exactly what src/ imports, no module
+uses another's private names, and functions and modules stay short (the tests at the end).
 
 Layers, lowest first (`LAYERS`). A module may import modules of strictly lower layers, and
 siblings inside its own package (data/, evaluation/, training/, demo/); nothing else. The
@@ -220,3 +221,87 @@ def test_importing_changes_no_global_state():
     result = subprocess.run([sys.executable, "-c", _IMPORT_EVERYTHING, *names], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _private_uses(name: str, tree: ast.Module, is_package: bool) -> list[str]:
+    """Where module `name` reaches a private name (one leading underscore) of another lambda_dpo module:
+    `from .x import _y`, or `x._y` on a lambda_dpo module `x` it imported."""
+    package = name if is_package else name.rpartition(".")[0]
+    modules: dict[str, str] = {}  # local name -> the lambda_dpo module it is bound to
+    found = []
+
+    def private(n: str) -> bool:
+        return n.startswith("_") and not n.startswith("__")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module != "lambda_dpo" and not module.startswith("lambda_dpo."):
+                continue
+            for alias in node.names:
+                if private(alias.name):
+                    found.append(f"{name}:{node.lineno} imports {module}.{alias.name}")
+                elif not node.module or (SRC.parent / module.replace(".", "/") / alias.name).exists() or (
+                        SRC.parent / module.replace(".", "/") / f"{alias.name}.py").exists():
+                    modules[alias.asname or alias.name] = f"{module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("lambda_dpo.") and alias.asname:
+                    modules[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and private(node.attr) and isinstance(node.value, ast.Name)
+                and node.value.id in modules):
+            found.append(f"{name}:{node.lineno} uses {modules[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_private_name_is_used_across_modules():
+    """A name with a leading underscore is its module's own: another module that needs it needs it public
+    (renamed, documented, and tested as such), or the helper belongs to a module both can import."""
+    bad = [use for name, (tree, is_package) in _modules().items() for use in _private_uses(name, tree, is_package)]
+    assert not bad, "private names used outside their module:\n" + "\n".join(bad)
+
+
+def test_the_private_name_check_sees_both_forms():
+    tree = ast.parse("from .layouts import _warned, LAYOUTS\nfrom . import logprobs\nlogprobs._softmax_(x)\n")
+    assert _private_uses("lambda_dpo.reference", tree, False) == [
+        "lambda_dpo.reference:1 imports lambda_dpo.layouts._warned",
+        "lambda_dpo.reference:3 uses lambda_dpo.logprobs._softmax_"]
+
+
+MAX_FUNCTION_LINES = 80
+MAX_MODULE_LINES = 400
+# The demo's dataset builder (prompt specs, judges, the build script: data, mostly) and the data
+# loaders (one parser per format, registered in one table) are the exceptions, by design.
+LONG_MODULES_ALLOWED = ("demo/data/", "data/loaders.py")
+
+
+def _source_files():
+    return [(path.relative_to(SRC).as_posix(), path) for path in sorted(SRC.rglob("*.py"))]
+
+
+def test_no_function_is_over_80_lines():
+    """Outside the demo's dataset builder, a function fits on a screen: longer ones are split into steps
+    with names (as `cli.build_parser` is, one function per command)."""
+    bad = []
+    for rel, path in _source_files():
+        if rel.startswith("demo/data/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    bad.append(f"{rel}:{node.lineno} {node.name}: {lines} lines")
+    assert not bad, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(bad)
+
+
+def test_no_module_is_over_400_lines():
+    """One job per module keeps each under 400 lines; past that, split it by job (docs/design.md, "Layers")."""
+    bad = [f"{rel}: {len(path.read_text().splitlines())} lines" for rel, path in _source_files()
+           if not rel.startswith(LONG_MODULES_ALLOWED) and len(path.read_text().splitlines()) > MAX_MODULE_LINES]
+    assert not bad, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(bad)

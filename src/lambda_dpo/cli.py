@@ -154,11 +154,7 @@ def _build_data(args) -> int:
     return build_main(args.args) or 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lambda-dpo", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_validate_data(sub) -> None:
     p = sub.add_parser("validate-data", help="load a preference file and print what it holds and what was rejected")
     p.add_argument("file")
     p.add_argument("--format", default="auto", help=" | ".join(("auto", *FORMATS)))
@@ -174,11 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_validate_data)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train from a YAML config; key=value arguments override it")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=_train)
 
+
+def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate under a chosen lambda")
     p.add_argument("prompts", nargs="+")
     p.add_argument("--model", required=True, help="a directory saved by `lambda-dpo train`")
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_generate)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="listwise top-1 / NDCG / Kendall of a saved model's implicit reward at "
                                         "each aspect's vertex, on any preference file")
     p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
@@ -222,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_evaluate)
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write a standalone transformers checkpoint (LoRA merged) with a model card "
                                       "that says how to write lambda")
     p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
@@ -232,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_export)
 
+
+def _add_playground(sub) -> None:
     p = sub.add_parser("playground", help="a local web page: sliders for lambda, a prompt, replies beside two "
                                           "reference lambdas (needs the playground extra)")
     p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
@@ -243,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_playground)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train DPO and lambda-DPO variants on the embedded data and compare them")
     p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
     p.add_argument("--out", help="run directory (default runs/demo-PRESET-TIME)")
@@ -251,17 +259,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model_dtype of every trained model and of the base model (default %(default)s)")
     p.set_defaults(func=_demo)
 
+
+def _add_ablation(sub) -> None:
     p = sub.add_parser("ablation", help="lambda sources x conditioning modes, equal budget, several seeds")
     p.add_argument("--preset", choices=["quick", "default", "full"], default="quick")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME)")
     p.set_defaults(func=_ablation)
 
+
+def _add_build_data(sub) -> None:
     # Its options belong to its own parser (main passes them through; argparse.REMAINDER would not
     # pass a leading option such as --help).
     p = sub.add_parser("build-data", help="rebuild the embedded multi-aspect dataset (see its --help)",
                        add_help=False)
     p.set_defaults(func=_build_data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambda-dpo", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_validate_data, _add_train, _add_generate, _add_evaluate, _add_export, _add_playground,
+                _add_demo, _add_ablation, _add_build_data):  # one function per command's arguments
+        add(sub)
     return parser
 
 
