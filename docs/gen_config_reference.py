@@ -5,8 +5,8 @@
 
 Nothing about a field is written here: its help is the field's `help` metadata, its type and
 default are the dataclass's, its group is the `# ---- name ----` comment above it in config.py,
-and its allowed values are what `LambdaDPOConfig` accepts: the validator is asked (an invalid
-value is passed and its error message lists the choices), or, for a transformers option, its
+and its allowed values are its entry in config.py's `CHOICES` (what the config validates against,
+each set defined by the module that implements the option), or, for a transformers option, its
 enum. The one list kept here is the transformers options the project relies on, with what
 lambda-dpo does with each (tests/test_docs.py checks the page is current).
 """
@@ -58,15 +58,18 @@ TRAINER_OPTIONS = {
     "disable_tqdm": "Progress bars. Unset: shown when stderr is a terminal, hidden in logs and CI.",
 }
 
-_INVALID = "\0not-a-choice"
-
-
 def _fields():
     from transformers import TrainingArguments
 
     from lambda_dpo.training.config import LambdaDPOConfig
 
     return LambdaDPOConfig, TrainingArguments, {f.name: f for f in dataclasses.fields(LambdaDPOConfig)}
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    from lambda_dpo.training.config import CHOICES
+
+    return CHOICES
 
 
 def _groups(config_cls) -> list[tuple[str, list[str]]]:
@@ -111,22 +114,14 @@ def _enum_values(t) -> list[str]:
     return []
 
 
-def _allowed(config_cls, trainer_fields: dict, field: dataclasses.Field) -> list[str]:
-    """The values config validation accepts, asked of the validator (or of transformers' enum)."""
+def _allowed(choices: dict, trainer_fields: dict, field: dataclasses.Field) -> list[str]:
+    """The values config validation accepts: the field's entry in config.CHOICES (or transformers' enum)."""
     if _type(field.type) in ("bool", "bool | None"):
         return ["true", "false"] + (["null"] if "None" in _type(field.type) else [])
+    if field.name in choices:
+        return list(choices[field.name])
     if field.name in trainer_fields:
-        values = _enum_values(trainer_fields[field.name].type)
-        if values:
-            return values
-    if field.type not in (str, "str") and not isinstance(field.default, str):
-        return []
-    try:
-        config_cls(**{field.name: _INVALID})
-    except ValueError as error:  # "config: <name>=<value> is not one of a, b, c[ (...)]"
-        found = re.search(r"is not one of ([\w.-]+(?:, [\w.-]+)*)", str(error))
-        if found and f"{field.name}=" in str(error):
-            return found.group(1).split(", ")
+        return _enum_values(trainer_fields[field.name].type)
     return []
 
 
@@ -142,18 +137,19 @@ def _text(text: str) -> str:
     return "`".join(parts)
 
 
-def _table(config_cls, trainer_fields, fields, names, helps) -> list[str]:
+def _table(choices, trainer_fields, fields, names, helps) -> list[str]:
     rows = ["| name | type | default | allowed values | help |", "|---|---|---|---|---|"]
     for name in names:
         field = fields[name]
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        allowed = ", ".join(f"`{v}`" for v in _allowed(config_cls, trainer_fields, field))
+        allowed = ", ".join(f"`{v}`" for v in _allowed(choices, trainer_fields, field))
         rows.append(f"| `{name}` | `{_type(field.type)}` | `{_default(default)}` | {allowed} | {_text(helps[name])} |")
     return rows
 
 
 def render() -> str:
     config_cls, trainer_cls, fields = _fields()
+    choices = _choices()
     trainer_fields = {f.name: f for f in dataclasses.fields(trainer_cls)}
     missing = sorted(set(TRAINER_OPTIONS) - set(trainer_fields))
     if missing:
@@ -180,14 +176,14 @@ def render() -> str:
         listed.update(names)
         helps = {n: fields[n].metadata.get("help", "") for n in names}
         lines += ["", f"## {GROUP_TITLES.get(group, group[:1].upper() + group[1:])}", ""]
-        lines += _table(config_cls, trainer_fields, fields, names, helps)
+        lines += _table(choices, trainer_fields, fields, names, helps)
     unlisted = sorted(own - listed)
     if unlisted:
         raise SystemExit(f"gen_config_reference.py: fields outside any '# ---- group ----' comment: {unlisted}")
     names = [n for n in TRAINER_OPTIONS if n not in own]
     lines += ["", "## Training: other transformers options lambda-dpo relies on", "",
               "Defaults are transformers'; the help says what lambda-dpo does with each.", ""]
-    lines += _table(config_cls, trainer_fields, fields, names, TRAINER_OPTIONS)
+    lines += _table(choices, trainer_fields, fields, names, TRAINER_OPTIONS)
     lines += ["", f"Every other field of [transformers' `TrainingArguments`]({TRAINING_ARGUMENTS_DOCS}) works too "
               "(optimiser, scheduler, evaluation and saving strategies, ...), with transformers' default.", ""]
     return "\n".join(lines)

@@ -100,5 +100,6 @@ def test_every_lambda_source_is_built_from_the_config():
                           lambda_fixed="honesty=1" if name == "fixed" else None, seed=3)
         source = build_lambda_source(cfg, ASPECTS)
         assert type(source) is cls and source.seed == 3
-    assert build_lambda_source(load_config(None, lambda_source="grid", lambda_grid_steps=2), ASPECTS).points.shape == (6, 3)
+    grid = build_lambda_source(load_config(None, lambda_source="grid", lambda_grid_steps=2), ASPECTS)
+    assert grid.points.shape == (6, 3)
     assert build_lambda_source(load_config(None, lambda_source="dirichlet", dirichlet_alpha=0.5), ASPECTS).alpha == 0.5

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from transformers import TrainerCallback, TrainingArguments
 
-from lambda_dpo.training.config import LambdaDPOConfig, load_config
+from lambda_dpo.training.config import CHOICES, LambdaDPOConfig, load_config
 from lambda_dpo.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,18 +42,21 @@ def test_config_reference_is_generated_and_current():
 
 
 def test_config_reference_takes_allowed_values_from_the_validator():
-    """The allowed values are what LambdaDPOConfig accepts: each listed value constructs, and the
-    options validated against a list all show one."""
+    """The allowed values are what LambdaDPOConfig validates against (config.CHOICES): each listed value
+    constructs, a value outside them is refused, and every option validated against a set shows it."""
     gen = _generator()
     fields = {f.name: f for f in dataclasses.fields(LambdaDPOConfig)}
     trainer_fields = {f.name: f for f in dataclasses.fields(TrainingArguments)}
-    allowed = {name: gen._allowed(LambdaDPOConfig, trainer_fields, fields[name])
-               for name in ("loss_type", "lambda_source", "conditioning", "truncation", "eval_dtype", "data_format")}
-    for name, values in allowed.items():
-        assert values, f"no allowed values found for {name}"
+    for name in CHOICES:
+        values = gen._allowed(CHOICES, trainer_fields, fields[name])
+        assert values == list(CHOICES[name]) and values, name
         for value in values:
             LambdaDPOConfig(**{name: value})
-    assert gen._allowed(LambdaDPOConfig, trainer_fields, fields["model_name_or_path"]) == []
+        with pytest.raises(ValueError, match=name):
+            LambdaDPOConfig(**{name: "not-a-choice"})
+    for name in ("loss_type", "lambda_source", "conditioning", "truncation", "eval_dtype", "data_format"):
+        assert name in CHOICES
+    assert gen._allowed(CHOICES, trainer_fields, fields["model_name_or_path"]) == []
 
 
 def _documented_metrics() -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -10,6 +11,24 @@ import sys
 from .data import FORMATS  # light: the loaders import datasets / pyarrow only when they need them
 from .rating_scales import (DEFAULT_RATING_TEMPERATURE, RATING_SCALES, apply_rating_scales, fit_rating_scales,
                             format_targets, parse_rating_scale, targets_summary)
+
+
+class _Choices:
+    """An option's allowed values, read from the module that defines them (`module`, `name`) only when argparse
+    checks a given value or shows the help: building the parser imports no torch, so `validate-data` and
+    `--help` stay quick. Give the argument a metavar (argparse would list the values when it is added)."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _values(self) -> tuple:
+        return tuple(getattr(importlib.import_module(self.module, __package__), self.name))
+
+    def __contains__(self, value) -> bool:
+        return value in self._values()
+
+    def __iter__(self):
+        return iter(self._values())
 
 
 def _validate_data(args) -> int:
@@ -230,8 +249,8 @@ def _add_export(sub) -> None:
                                       "that says how to write lambda")
     p.add_argument("model_dir", help="a directory saved by `lambda-dpo train`")
     p.add_argument("out_dir", help="where the checkpoint goes (must not exist, or be empty)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="dtype of the saved weights (default float32: the merge is exact)")
+    p.add_argument("--dtype", choices=_Choices(".export", "EXPORT_DTYPES"), default="float32", metavar="DTYPE",
+                   help="dtype of the saved weights: %(choices)s (default float32: the merge is exact)")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty out_dir")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=_export)
@@ -252,17 +271,19 @@ def _add_playground(sub) -> None:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train DPO and lambda-DPO variants on the embedded data and compare them")
-    p.add_argument("--preset", choices=["quick", "default", "full"], default="default")
+    p.add_argument("--preset", choices=_Choices(".demo.run", "PRESETS"), default="default", metavar="PRESET",
+                   help="the budget: %(choices)s (default %(default)s)")
     p.add_argument("--out", help="run directory (default runs/demo-PRESET-TIME)")
     p.add_argument("--seed", type=int, default=None, help="one seed instead of the preset's (full: 0 1 2)")
-    p.add_argument("--model-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                   help="model_dtype of every trained model and of the base model (default %(default)s)")
+    p.add_argument("--model-dtype", choices=_Choices(".precision", "MODEL_DTYPES"), default="auto", metavar="DTYPE",
+                   help="model_dtype of every trained model and of the base model: %(choices)s (default %(default)s)")
     p.set_defaults(func=_demo)
 
 
 def _add_ablation(sub) -> None:
     p = sub.add_parser("ablation", help="lambda sources x conditioning modes, equal budget, several seeds")
-    p.add_argument("--preset", choices=["quick", "default", "full"], default="quick")
+    p.add_argument("--preset", choices=_Choices(".demo.run", "PRESETS"), default="quick", metavar="PRESET",
+                   help="the budget: %(choices)s (default %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME)")
     p.set_defaults(func=_ablation)

@@ -35,8 +35,9 @@ from .conditioning import EMBEDDING_FILE
 from .model_dir import (MODEL_CARD, base_model_lines, base_model_source, read_model_meta, saved_dtype,
                         saved_lambda_text, steering_examples, steering_rule_section)
 from .models import load_model, load_tokenizer
+from .precision import MODEL_DTYPES
 
-EXPORT_DTYPES = ("float32", "bfloat16", "float16")
+EXPORT_DTYPES = tuple(d for d in MODEL_DTYPES if d != "auto")  # a checkpoint is written in one dtype
 DEFAULT_MAX_NEW_TOKENS = 128  # generate's default
 
 

@@ -20,6 +20,7 @@ from .wrappers import unwrap_model
 
 __all__ = [
     "MODEL_DTYPES",
+    "EVAL_DTYPES",
     "cpu_bf16_features",
     "resolve_model_dtype",
     "ATTN_IMPLEMENTATIONS",
@@ -36,6 +37,10 @@ MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Values of `model_dtype`. bfloat16/float16 = the mixed mode: frozen weights in that dtype, trainable
 ones (LoRA, lambda embedding) and optimiser states in fp32, matrix products under autocast, response
 log-softmax and the listwise loss in fp32."""
+
+EVAL_DTYPES = ("model", "float32")
+"""Values of `eval_dtype`: the held-out lists scored in the model's dtype, or with its bf16/fp16 weights held
+in fp32 (`weights_in_float32`)."""
 
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 

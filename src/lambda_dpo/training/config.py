@@ -22,11 +22,34 @@ from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_ORDE
 from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
-from ..rating_scales import DEFAULT_RATING_TEMPERATURE, parse_rating_scale
-from ..precision import ATTN_IMPLEMENTATIONS
+from ..rating_scales import DEFAULT_RATING_TEMPERATURE, RATING_SCALES, parse_rating_scale
+from ..precision import ATTN_IMPLEMENTATIONS, EVAL_DTYPES, MODEL_DTYPES
 from ..layouts import LAYOUTS
 from ..tokenization import TRUNCATIONS
 from .adaptive_lambda import ADAPTIVE_SIGNALS
+
+# Each option's allowed values, defined once by the module that implements the option (a registry's keys
+# where each value is an implementation). The config validates against this mapping, docs/config.md lists
+# it (docs/gen_config_reference.py), and the command line offers the same constants (`lambda-dpo demo
+# --model-dtype`); tests/test_layout.py checks that no module writes such a set out again.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model_dtype": MODEL_DTYPES,
+    "attn_implementation": ATTN_IMPLEMENTATIONS,
+    "eval_dtype": EVAL_DTYPES,
+    "data_format": ("auto", *FORMATS),
+    "truncation": TRUNCATIONS,
+    "loss_type": tuple(LOSSES),
+    "rating_scale": RATING_SCALES,  # or {aspect: one of them}, which parse_rating_scale checks
+    "score_type": SCORE_TYPES,
+    "lambda_source": tuple(LAMBDA_SOURCES),
+    "adaptive_signal": ADAPTIVE_SIGNALS,
+    "conditioning": CONDITIONING_MODES,
+    "lambda_text": LAMBDA_TEXT_STYLES,
+    "lambda_text_order": LAMBDA_TEXT_ORDERS,
+    "embedding_init": EMBEDDING_INITS,
+    # "naive" is not chosen here: it is what shared_prompt=False means
+    "shared_prompt_layout": ("auto", *(layout for layout in LAYOUTS if layout != "naive")),
+}
 
 
 @dataclass
@@ -227,19 +250,8 @@ class LambdaDPOConfig(TrainingArguments):
     report_to: Any = field(default="none", metadata={"help": "Trackers: none, tensorboard, wandb, ..."})
 
     def __post_init__(self):
-        # Each option's values are defined by the module that implements them (model_dtype excepted).
-        choices = {"loss_type": tuple(LOSSES), "score_type": SCORE_TYPES, "lambda_source": tuple(LAMBDA_SOURCES),
-                   "lambda_text": LAMBDA_TEXT_STYLES, "lambda_text_order": LAMBDA_TEXT_ORDERS,
-                   "adaptive_signal": ADAPTIVE_SIGNALS,
-                   "conditioning": CONDITIONING_MODES,
-                   "embedding_init": EMBEDDING_INITS,
-                   "model_dtype": ("auto", "float32", "bfloat16", "float16"),
-                   "attn_implementation": ATTN_IMPLEMENTATIONS,
-                   "data_format": ("auto", *FORMATS),
-                   # "naive" is not chosen here: it is what shared_prompt=False means
-                   "shared_prompt_layout": ("auto", *(layout for layout in LAYOUTS if layout != "naive"))}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
+        for name, allowed in CHOICES.items():
+            if name != "rating_scale" and getattr(self, name) not in allowed:  # rating_scale: parsed below
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if self.lambda_contrast is None:  # the steering recipe (docs/steering.md) where it applies
             self.lambda_contrast = (self.loss_type == "lambda_dpo" and self.conditioning != "none"
@@ -259,8 +271,6 @@ class LambdaDPOConfig(TrainingArguments):
             raise ValueError(f"config: lambda_source: adaptive needs dataloader_num_workers: 0 (got "
                              f"{self.dataloader_num_workers}): the collator draws lambda, and collators in worker "
                              "processes never see the scheduler's updates, so lambda would not adapt")
-        if self.eval_dtype not in ("model", "float32"):
-            raise ValueError(f"config: eval_dtype={self.eval_dtype!r} is not one of model, float32")
         if self.eval_dtype == "float32" and not self.use_lora and self.model_dtype not in ("auto", "float32"):
             raise ValueError("config: eval_dtype: float32 needs use_lora: true when model_dtype is "
                              f"{self.model_dtype} (the fp32 reference is the base with the adapter off; full "
@@ -271,8 +281,6 @@ class LambdaDPOConfig(TrainingArguments):
         self.rating_scale = parse_rating_scale(self.rating_scale)
         if self.beta <= 0 or self.rating_temperature <= 0:
             raise ValueError("config: beta and rating_temperature must be > 0")
-        if self.truncation not in TRUNCATIONS:
-            raise ValueError(f"config: truncation={self.truncation!r} is not one of {', '.join(TRUNCATIONS)}")
         if self.lambda_vertex_share is not None:
             if self.lambda_source != "grid":
                 raise ValueError(f"config: lambda_vertex_share applies to lambda_source: grid, not "
