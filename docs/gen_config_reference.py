@@ -49,7 +49,7 @@ TRAINER_OPTIONS = {
     "seed": "Seeds the held-out split (eval_fraction), the lambda draws and the adapter's initial weights.",
     "bf16": "The Trainer's autocast over fp32 weights (full fine-tuning in mixed precision). With LoRA, "
             "model_dtype: bfloat16 keeps the frozen weights in bfloat16 instead.",
-    "gradient_checkpointing": "Recompute activations in the backward pass. shared_prompt_layout: auto then "
+    "gradient_checkpointing": "Recompute activations in the backward pass. layout: auto then "
                               "picks packed, as checkpointing drops the prompt caches.",
     "resume_from_checkpoint": "A checkpoint directory, or `latest` for the newest complete checkpoint in output_dir.",
     "save_steps": "With save_strategy: steps, a checkpoint every this many optimiser steps.",

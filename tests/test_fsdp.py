@@ -45,10 +45,10 @@ from transformers import TrainerCallback
 ROOT = Path(__file__).resolve().parents[1]
 FSDP_YAML = ROOT / "configs/accelerate/fsdp.yaml"
 CASES = {
-    "prompt_cache-lora": {"shared_prompt_layout": "prompt_cache", "use_lora": True},
-    "prompt_cache-full": {"shared_prompt_layout": "prompt_cache", "use_lora": False, "optim": "sgd"},
-    "packed-lora": {"shared_prompt_layout": "packed", "use_lora": True},
-    "packed-full": {"shared_prompt_layout": "packed", "use_lora": False, "optim": "sgd"},
+    "prompt_cache-lora": {"layout": "prompt_cache", "use_lora": True},
+    "prompt_cache-full": {"layout": "prompt_cache", "use_lora": False, "optim": "sgd"},
+    "packed-lora": {"layout": "packed", "use_lora": True},
+    "packed-full": {"layout": "packed", "use_lora": False, "optim": "sgd"},
 }
 # The settings the DDP test (test_reliability_multiprocess.py) established equality with.
 SETTINGS = dict(train_file=str(ROOT / "examples/tiny_listwise.jsonl"), max_train_lists=8, eval_fraction=0.0,
@@ -212,8 +212,8 @@ def test_zero3_refuses_the_shared_prompt_layouts_before_the_reference(tiny_llama
     monkeypatch.setattr(prepare, "score_reference", lambda *a: pytest.fail("scored before refusing"))
     for layout in ("prompt_cache", "packed"):
         cfg = load_config(None, model_name_or_path=tiny_llama_dir, output_dir=str(tmp_path / layout),
-                          train_file=SETTINGS["train_file"], eval_fraction=0.0, shared_prompt_layout=layout)
-        with pytest.raises(ValueError, match="ZeRO-3 .* set `shared_prompt: false`"):
+                          train_file=SETTINGS["train_file"], eval_fraction=0.0, layout=layout)
+        with pytest.raises(ValueError, match="ZeRO-3 .* set `layout: per_response`"):
             train(cfg)
 
 
@@ -229,7 +229,7 @@ def test_zero3_partitioned_output_layer_scores_through_the_model_logits():
     expected, _ = score_batch(model, build_batch(prompts, responses, "naive"))
     model.get_output_embeddings().weight.ds_id = 0
     for layout in ("prompt_cache", "packed"):
-        with pytest.raises(ValueError, match="shared_prompt: false"):
+        with pytest.raises(ValueError, match="layout: per_response"):
             score_batch(model, build_batch(prompts, responses, layout))
     logps, _ = score_batch(model, build_batch(prompts, responses, "naive"))
     torch.testing.assert_close(logps, expected, rtol=1e-5, atol=1e-5)

@@ -152,7 +152,7 @@ def test_zero3_weights_are_gathered_on_every_process_for_the_reference(tiny_llam
     monkeypatch.setattr(prepare, "score_reference", score_reference)
     cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), model_name_or_path=tiny_llama_dir,
                       output_dir=str(tmp_path / "o"), eval_fraction=0.0,
-                      shared_prompt=False)  # the shared-prompt layouts are refused under ZeRO-3 (tests/test_fsdp.py)
+                      layout="per_response")  # the shared-prompt layouts are refused under ZeRO-3 (tests/test_fsdp.py)
     with pytest.raises(Stop):
         train(cfg)
     (_, n_gathered, rank), (_, n_params), release = events

@@ -91,18 +91,20 @@ def test_layout_choice():
     model = tiny_model("llama", vocab_size=VOCAB)
     assert choose_layout(model) == "prompt_cache"
     assert choose_layout(model, preferred="packed") == "packed"
-    assert choose_layout(model, False) == "naive"
+    assert choose_layout(model, "per_response") == "naive"
     assert choose_layout(model, gradient_checkpointing=True) == "packed"  # checkpointed layers drop caches
     # auto packs short lists into one row (one model call instead of two), keeps long ones cached
     assert choose_layout(model, row_tokens=PACKED_AUTO_MAX_TOKENS) == "packed"
     assert choose_layout(model, row_tokens=PACKED_AUTO_MAX_TOKENS + 1) == "prompt_cache"
     assert choose_layout(model, preferred="prompt_cache", row_tokens=10) == "prompt_cache"
-    assert choose_layout(model, False, row_tokens=10) == "naive"
+    assert choose_layout(model, "per_response", row_tokens=10) == "naive"
+    with pytest.raises(ValueError, match="layout='naive' is not one of"):  # per_response is the option's name
+        choose_layout(model, "naive")
     model.gradient_checkpointing_enable()
     assert choose_layout(model) == "packed"
     model.train()
     prompts, responses = random_lists(4, 1, (2, 3), (2, 5), (2, 5))
-    with pytest.raises(RuntimeError, match="shared_prompt_layout=packed"):
+    with pytest.raises(RuntimeError, match="use layout=packed"):
         score_batch(model, build_batch(prompts, responses, layout="prompt_cache"))
     with pytest.raises(ValueError, match="layout must be one of"):
         build_batch([[1]], [[[2]]], layout="fast")

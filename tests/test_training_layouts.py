@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lambda_dpo.training.config import load_config
+from lambda_dpo.layouts import LAYOUT_OPTIONS
+from lambda_dpo.training.config import LambdaDPOConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,9 +17,9 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
     from lambda_dpo.training.run import train
 
     cases = [({}, "packed"),  # auto: the example's lists are far shorter than PACKED_AUTO_MAX_TOKENS
-             ({"shared_prompt_layout": "prompt_cache"}, "prompt_cache"),
+             ({"layout": "prompt_cache"}, "prompt_cache"),
              ({"gradient_checkpointing": True}, "packed"),  # checkpointing drops caches
-             ({"shared_prompt": False}, "naive")]
+             ({"layout": "per_response"}, "per_response")]
     losses = []
     for i, (overrides, layout) in enumerate(cases):
         cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), max_train_lists=4,
@@ -33,9 +34,9 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
         assert ("packed rows attend by segment (sdpa kernel" in caplog.text) == (layout == "packed")
         if layout == "packed":  # installed for good, so checkpointed layers recompute by segment too
             assert result.trainer.model.config._attn_implementation == "lambda_dpo_sdpa"
-        if layout != "naive":  # the run's config (config.yaml) names the layout that ran, not `auto`
-            assert cfg.shared_prompt_layout == layout
-            assert f"shared_prompt_layout: {layout}" in (tmp_path / f"o{i}" / "config.yaml").read_text()
+        # the run's config (config.yaml) names the layout that ran, not `auto`
+        assert cfg.layout == layout
+        assert f"\nlayout: {layout}\n" in (tmp_path / f"o{i}" / "config.yaml").read_text()
         losses.append([h["loss"] for h in result.trainer.state.log_history if "loss" in h])
     assert len(losses[0]) == 2 and all(math.isfinite(x) for x in losses[0])
     for other in losses[1:]:
@@ -61,10 +62,31 @@ def test_auto_keeps_long_lists_in_the_prompt_cache_layout(tiny_llama_dir, tmp_pa
                       max_prompt_length=2 * PACKED_AUTO_MAX_TOKENS, model_dtype="float32")
     with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
         train(cfg)
-    assert "scoring layout: prompt_cache (shared_prompt_layout: auto;" in caplog.text
+    assert "scoring layout: prompt_cache (layout: auto;" in caplog.text
     assert f"packed into one row by `auto` up to {PACKED_AUTO_MAX_TOKENS})" in caplog.text
 
 
 def test_config_refuses_an_unknown_layout():
-    with pytest.raises(ValueError, match="shared_prompt_layout='fast' is not one of auto, prompt_cache, packed"):
+    with pytest.raises(ValueError, match=f"layout='fast' is not one of {', '.join(LAYOUT_OPTIONS)}"):
+        load_config(None, ["layout=fast"])
+    with pytest.raises(ValueError, match="layout='naive' is not one of"):  # the internal name of per_response
+        load_config(None, ["layout=naive"])
+
+
+def test_the_deprecated_layout_keys_still_work_and_warn():
+    """shared_prompt / shared_prompt_layout (one release more) become `layout`, with a FutureWarning naming
+    the key and value to write instead; one that disagrees with `layout` is an error."""
+    for old, new in ((["shared_prompt=false"], "per_response"), (["shared_prompt_layout=packed"], "packed"),
+                     (["shared_prompt=true"], "auto"), (["shared_prompt=false", "shared_prompt_layout=packed"],
+                                                        "per_response"),
+                     (["shared_prompt_layout=prompt_cache", "layout=prompt_cache"], "prompt_cache")):
+        with pytest.warns(FutureWarning, match=f"deprecated .* write layout: {new} instead"):
+            cfg = load_config(None, old)
+        assert cfg.layout == new and cfg.shared_prompt is None and cfg.shared_prompt_layout is None
+        assert "shared_prompt" not in cfg.lambda_dpo_fields() and cfg.lambda_dpo_fields()["layout"] == new
+    with pytest.warns(FutureWarning, match="shared_prompt: false is deprecated"):
+        assert LambdaDPOConfig(shared_prompt=False).layout == "per_response"  # the Python API too
+    with pytest.raises(ValueError, match="layout: packed and the deprecated shared_prompt: false .* disagree"):
+        load_config(None, ["shared_prompt=false", "layout=packed"])
+    with pytest.raises(ValueError, match="shared_prompt_layout='fast'"):
         load_config(None, ["shared_prompt_layout=fast"])

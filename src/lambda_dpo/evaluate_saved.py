@@ -18,6 +18,7 @@ given exactly the same lambda text (steering by the prompt alone; prompt conditi
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -51,8 +52,10 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     the model in `model_dir`, built as training builds its eval lists (arguments as in `evaluate_saved`)."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
-    cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
-                      aspects=list(meta["aspects"]), skip_bad_records=True)
+    with warnings.catch_warnings():  # a model saved before `layout` existed names its layout by the old keys
+        warnings.filterwarnings("ignore", "config: shared_prompt", FutureWarning)
+        cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
+                          aspects=list(meta["aspects"]), skip_bad_records=True)
     cfg.model_dtype = saved_dtype(meta)
     if "score_cut_ends" not in yaml.safe_load((model_dir / CONFIG_FILE).read_text()):
         cfg.score_cut_ends = True  # saved before cut replies were read as such: scored as it was trained
@@ -77,7 +80,7 @@ def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_di
     if not tokenized:
         raise ValueError(f"{data}: no list left to evaluate (rejected: {dict(trunc.rejected) or 'none'}; "
                          f"the model's aspects: {', '.join(sm.aspects)})")
-    layout = choose_layout(sm.model, cfg.shared_prompt, cfg.shared_prompt_layout, False)
+    layout = choose_layout(sm.model, cfg.layout, False)
     if layout == "packed":  # as training scored: by segment (prepare.py)
         install_segments(sm.model)
     # LoRA: reference_logps switches the adapter off; full weights: the checkpoint training started from

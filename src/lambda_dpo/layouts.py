@@ -16,7 +16,7 @@ Three layouts of the same computation (`Layout`; `logprobs.score_batch` runs eac
   under a dense block mask (`block_attention_mask`), (P + N*R)^2 pairs.
 - "naive": one row per response, [prompt, resp_i] (the authors' approach). Used as the oracle in
   tests, for architectures the shared-prompt layouts are not verified on (`supports_packed`), and
-  in the benchmark.
+  in the benchmark. The `layout` option calls it "per_response" (`LAYOUT_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ PACKED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2"})
 PACKED_ATTENTION = frozenset({"eager", "sdpa", SEGMENT_PREFIX + "eager", SEGMENT_PREFIX + "sdpa"})
 Layout = Literal["prompt_cache", "packed", "naive"]
 LAYOUTS = ("prompt_cache", "packed", "naive")
+LAYOUT_OPTIONS = ("auto", "packed", "prompt_cache", "per_response")
+"""Values of the `layout` option: auto (`choose_layout` picks packed or prompt_cache) or one layout, the
+"naive" one under the name users see, per_response (`as_option`)."""
+_OPTION_NAMES = {"naive": "per_response"}  # a layout's name as the `layout` option writes it, where it differs
 _warned: set[str] = set()
 
 
@@ -183,26 +187,34 @@ ours,ours_segments`; docs/performance.md). Longer rows are not measured, so they
 prompt_cache."""
 
 
-def choose_layout(model, shared_prompt: bool = True, preferred: str = "auto",
-                  gradient_checkpointing: bool = False, row_tokens: float | None = None) -> Layout:
-    """The layout to train and score with: "naive" when shared_prompt is off or the architecture is
-    not verified (logged once); else `preferred`, where "auto" is "packed" under gradient
-    checkpointing (checkpointed layers drop key/value caches) or when `row_tokens` (a typical list's
-    prompt + all its responses, in tokens) is at most PACKED_AUTO_MAX_TOKENS, and "prompt_cache"
-    otherwise.
+def as_option(layout: Layout) -> str:
+    """`layout`'s name as a value of the `layout` option (LAYOUT_OPTIONS): "naive" is "per_response"."""
+    return _OPTION_NAMES.get(layout, layout)
+
+
+def choose_layout(model, preferred: str = "auto", gradient_checkpointing: bool = False,
+                  row_tokens: float | None = None) -> Layout:
+    """The layout to train and score with, for `preferred`, a value of the `layout` option
+    (LAYOUT_OPTIONS): "naive" for per_response or when the architecture is not verified (logged once);
+    else `preferred`, where "auto" is "packed" under gradient checkpointing (checkpointed layers drop
+    key/value caches) or when `row_tokens` (a typical list's prompt + all its responses, in tokens) is
+    at most PACKED_AUTO_MAX_TOKENS, and "prompt_cache" otherwise.
     """
-    if not shared_prompt:
+    if preferred not in LAYOUT_OPTIONS:
+        raise ValueError(f"layout={preferred!r} is not one of {', '.join(LAYOUT_OPTIONS)}")
+    if preferred == "per_response":
         return "naive"
-    if supports_packed(model):
+    base = unwrap_model(model)
+    if supports_packed(base):
         if preferred != "auto":
             return preferred
-        base = unwrap_model(model)  # transformers >= 5.24 renamed the flag (the old name warns)
+        # transformers >= 5.24 renamed the flag (the old name warns)
         checkpointing = gradient_checkpointing or getattr(
             base, "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing")
             else "is_gradient_checkpointing", False)
         short = row_tokens is not None and row_tokens <= PACKED_AUTO_MAX_TOKENS
         return "packed" if checkpointing or short else "prompt_cache"
-    config = unwrap_model(model).config
+    config = base.config
     key = f"{config.model_type}/{config._attn_implementation}"
     if key not in _warned:
         _warned.add(key)

@@ -149,7 +149,7 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
                        output_hidden_states=True, logits_to_keep=_no_logits(batch), **{cache_kw: cache}, **prompt_in)
     if cache.get_seq_length() != p_len:  # e.g. checkpointed layers in training mode drop it
         raise RuntimeError("the model returned no key/value cache for the prompts (gradient checkpointing?); "
-                           "use shared_prompt_layout=packed")
+                           "use layout=packed")
     owner = batch.row_list[n:]
     cache.reorder_cache(owner)
     resp_out = model(input_ids=batch.input_ids[n:, :r_len], position_ids=batch.position_ids[n:, :r_len],

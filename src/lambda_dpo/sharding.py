@@ -18,7 +18,7 @@ import torch
 ZERO3_LAYOUT_ERROR = (
     "DeepSpeed ZeRO-3 partitions the output layer's weights and gathers them only inside the model's forward, "
     "while the shared-prompt layouts (prompt_cache and packed alike) apply that layer after the forward, to the "
-    "response positions only; set `shared_prompt: false` under ZeRO-3 (one row per response, the model's own "
+    "response positions only; set `layout: per_response` under ZeRO-3 (one row per response, the model's own "
     "logits), or shard with FSDP instead (configs/accelerate/fsdp.yaml, tested with both shared-prompt layouts)")
 
 

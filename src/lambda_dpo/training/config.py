@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +25,7 @@ from ..lambdas import LAMBDA_SOURCES
 from ..losses import LOSSES, SCORE_TYPES
 from ..rating_scales import DEFAULT_RATING_TEMPERATURE, RATING_SCALES, parse_rating_scale
 from ..precision import ATTN_IMPLEMENTATIONS, EVAL_DTYPES, MODEL_DTYPES
-from ..layouts import LAYOUTS
+from ..layouts import LAYOUT_OPTIONS
 from ..tokenization import TRUNCATIONS
 from .adaptive_lambda import ADAPTIVE_SIGNALS
 
@@ -47,9 +48,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lambda_text": LAMBDA_TEXT_STYLES,
     "lambda_text_order": LAMBDA_TEXT_ORDERS,
     "embedding_init": EMBEDDING_INITS,
-    # "naive" is not chosen here: it is what shared_prompt=False means
-    "shared_prompt_layout": ("auto", *(layout for layout in LAYOUTS if layout != "naive")),
+    "layout": LAYOUT_OPTIONS,
 }
+# Keys accepted for one release more, each read as a value of `layout` (`LambdaDPOConfig._deprecated_layout`).
+DEPRECATED = ("shared_prompt", "shared_prompt_layout")
 
 
 @dataclass
@@ -215,16 +217,15 @@ class LambdaDPOConfig(TrainingArguments):
                 "aspect_instructions; mixtures blend them)."})
 
     # ---- efficiency ----------------------------------------------------------------------
-    shared_prompt: bool = field(default=True, metadata={
-        "help": "Compute each list's prompt once. Falls back to one row per response, with a log "
-                "line, for architectures not verified."})
-    shared_prompt_layout: str = field(default="auto", metadata={
-        "help": "How the prompt is shared: prompt_cache (prompts run once, their key/value cache with "
-                "gradients serves the N responses; two model calls) | packed (one row per list, one "
-                "model call; attention by segment, the same query-key pairs as prompt_cache: "
-                "lambda_dpo.segment_attention) | auto (packed when a "
-                "training list's prompt and responses total at most 1024 tokens (median), or under "
-                "gradient checkpointing, which drops caches; prompt_cache otherwise)."})
+    layout: str = field(default="auto", metadata={
+        "help": "How a batch's lists are laid out for the forward pass, each prompt computed once or not: "
+                "prompt_cache (prompts run once, their key/value cache with gradients serves the N responses; "
+                "two model calls) | packed (one row per list, one model call; attention by segment, the same "
+                "query-key pairs as prompt_cache: lambda_dpo.segment_attention) | per_response (one row per "
+                "response, the prompt computed N times; for DeepSpeed ZeRO-3) | auto (packed when a training "
+                "list's prompt and responses total at most 1024 tokens (median), or under gradient "
+                "checkpointing, which drops caches; prompt_cache otherwise). Architectures the shared-prompt "
+                "layouts are not verified on fall back to per_response, with a log line."})
     logprob_chunk_size: int = field(default=1024, metadata={
         "help": "Response tokens per fp32 log-softmax chunk; bounds the logits memory."})
     reference_cache_dir: str | None = field(default="auto", metadata={
@@ -249,7 +250,36 @@ class LambdaDPOConfig(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False (lists are custom)."})
     report_to: Any = field(default="none", metadata={"help": "Trackers: none, tensorboard, wandb, ..."})
 
+    # ---- deprecated ----------------------------------------------------------------------
+    shared_prompt: bool | None = field(default=None, metadata={
+        "help": "Deprecated, removed in the next release: use layout. shared_prompt: false is layout: "
+                "per_response; true is the layout shared_prompt_layout names. Giving it warns; a layout "
+                "that disagrees is an error."})
+    shared_prompt_layout: str | None = field(default=None, metadata={
+        "help": "Deprecated, removed in the next release: use layout. shared_prompt_layout: X is layout: X "
+                "(unless shared_prompt: false)."})
+
+    def _deprecated_layout(self) -> None:
+        """`layout` from the deprecated keys when given (see DEPRECATED), with a FutureWarning naming what to
+        write instead; both keys then read None, so a saved config.yaml holds `layout` alone."""
+        given = {name: getattr(self, name) for name in DEPRECATED if getattr(self, name) is not None}
+        if not given:
+            return
+        written = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in given.items())
+        old = self.shared_prompt_layout or "auto"
+        if old not in LAYOUT_OPTIONS:
+            raise ValueError(f"config: shared_prompt_layout={old!r} (deprecated: use layout) is not one of "
+                             f"{', '.join(LAYOUT_OPTIONS)}")
+        implied = "per_response" if self.shared_prompt is False else old
+        if self.layout not in ("auto", implied):
+            raise ValueError(f"config: layout: {self.layout} and the deprecated {written} (layout: {implied}) "
+                             "disagree; keep layout alone")
+        warnings.warn(f"config: {written} {'are' if len(given) > 1 else 'is'} deprecated and will be removed in the "
+                      f"next release; write layout: {implied} instead", FutureWarning, stacklevel=4)
+        self.layout, self.shared_prompt, self.shared_prompt_layout = implied, None, None
+
     def __post_init__(self):
+        self._deprecated_layout()
         for name, allowed in CHOICES.items():
             if name != "rating_scale" and getattr(self, name) not in allowed:  # rating_scale: parsed below
                 raise ValueError(f"config: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
@@ -305,7 +335,7 @@ class LambdaDPOConfig(TrainingArguments):
         """The fields this class adds to TrainingArguments, for saving next to the model."""
         own = {f.name for f in dataclasses.fields(TrainingArguments)}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in own or f.name == "output_dir"}
+                if (f.name not in own or f.name == "output_dir") and f.name not in DEPRECATED}
 
 
 def _coerce(value: Any, default: Any) -> Any:

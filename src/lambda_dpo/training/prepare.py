@@ -27,7 +27,7 @@ from ..lambdas import LambdaSource, build_lambda_source
 from ..models import default_cache_dir
 from ..rating_scales import apply_rating_scales, describe_rating_scales, fit_rating_scales, one_hot_warnings
 from ..reference import reference_logps
-from ..layouts import PACKED_AUTO_MAX_TOKENS, choose_layout
+from ..layouts import PACKED_AUTO_MAX_TOKENS, as_option, choose_layout
 from ..segment_attention import install as install_segments
 from ..sharding import ZERO3_LAYOUT_ERROR
 from ..tokenization import TokenizedList, tokenize_lists
@@ -230,14 +230,12 @@ def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) 
     if not tokenized["train"]:
         raise ValueError("no training list survived tokenisation (see the rejections logged above)")
     row_tokens = statistics.median(len(tl.prompt_ids) + sum(map(len, tl.response_ids)) for tl in tokenized["train"])
-    layout = choose_layout(model, cfg.shared_prompt, cfg.shared_prompt_layout, cfg.gradient_checkpointing,
-                           row_tokens)
+    layout = choose_layout(model, cfg.layout, cfg.gradient_checkpointing, row_tokens)
     _check_zero3(layout)
-    logger.info("scoring layout: %s (shared_prompt_layout: %s; a training list's prompt and responses: median %d "
-                "tokens, packed into one row by `auto` up to %d)", layout, cfg.shared_prompt_layout, row_tokens,
+    logger.info("scoring layout: %s (layout: %s; a training list's prompt and responses: median %d "
+                "tokens, packed into one row by `auto` up to %d)", as_option(layout), cfg.layout, row_tokens,
                 PACKED_AUTO_MAX_TOKENS)
-    if layout != "naive":  # config.yaml, which `lambda-dpo evaluate` reads, names the layout that ran
-        cfg.shared_prompt_layout = layout
+    cfg.layout = as_option(layout)  # config.yaml, which `lambda-dpo evaluate` reads, names the layout that ran
     if layout == "packed":  # before the reference pass: its cache key names the attention implementation
         logger.info("packed rows attend by segment (%s kernel; lambda_dpo.segment_attention)", install_segments(model))
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
