@@ -1,5 +1,6 @@
 """The package's shape: imports point one way, pyproject declares exactly what src/ imports, no module
-uses another's private names, and functions and modules stay short (the tests at the end).
+uses another's private names, functions and modules stay short, and each option's allowed values are
+written once (the tests at the end).
 
 Layers, lowest first (`LAYERS`). A module may import modules of strictly lower layers, and
 siblings inside its own package (data/, evaluation/, training/, demo/); nothing else. The
@@ -305,3 +306,141 @@ def test_no_module_is_over_400_lines():
     bad = [f"{rel}: {len(path.read_text().splitlines())} lines" for rel, path in _source_files()
            if not rel.startswith(LONG_MODULES_ALLOWED) and len(path.read_text().splitlines()) > MAX_MODULE_LINES]
     assert not bad, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(bad)
+
+
+# ---- each option's allowed values written once ----------------------------------------------------------
+
+# Where the test finds the sets: config.CHOICES (every config option's), the command line's `_Choices(module,
+# NAME)` arguments, and these constants, which no option lists whole but code must not copy either.
+OPTION_SETS = "lambda_dpo.training.config", "CHOICES"
+CLI = "lambda_dpo.cli"
+OTHER_SETS = [("lambda_dpo.layouts", "LAYOUTS")]
+# Literals that look like a copy of a set but are a choice of their own, each with the reason.
+NOT_COPIES = {
+    ("lambda_dpo.demo.ablation", ("prompt", "embedding")): "the ablation's arms: the conditioning modes that show "
+                                                           "lambda, chosen for the experiment",
+}
+
+
+def _assigned(tree: ast.Module) -> dict[str, ast.expr]:
+    """NAME -> its value, for the module's top-level assignments."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            out.update({t.id: node.value for t in node.targets if isinstance(t, ast.Name)})
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            out[node.target.id] = node.value
+    return out
+
+
+def _from_imports(name: str, tree: ast.Module, is_package: bool) -> dict[str, tuple[str, str]]:
+    """local name -> (absolute module, its name there), for the module's top-level `from X import Y`."""
+    package = name if is_package else name.rpartition(".")[0]
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            out.update({alias.asname or alias.name: (module, alias.name) for alias in node.names})
+    return out
+
+
+def _values(module: str, expr: ast.expr, modules: dict) -> tuple[set[str], set[str]]:
+    """(the allowed values, the modules that write them) of an expression defining an option's set: a tuple,
+    list or set of strings, a registry's keys (a dict), tuple(X), ("auto", *X), or a name bound to one of these
+    (followed through imports)."""
+    if isinstance(expr, ast.Name):
+        tree, is_package = modules[module]
+        if expr.id in _assigned(tree):
+            return _values(module, _assigned(tree)[expr.id], modules)
+        source, name = _from_imports(module, tree, is_package)[expr.id]
+        return _values(source, ast.Name(name), modules)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in ("tuple", "list", "set",
+                                                                                            "frozenset"):
+        return _values(module, expr.args[0], modules)
+    if isinstance(expr, ast.Dict) and all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in expr.keys):
+        return {k.value for k in expr.keys}, {module}
+    if isinstance(expr, (ast.GeneratorExp, ast.ListComp)) and len(expr.generators) == 1 and all(
+            isinstance(c, ast.Compare) and isinstance(c.ops[0], ast.NotEq)
+            and isinstance(c.comparators[0], ast.Constant)
+            for c in expr.generators[0].ifs):  # (d for d in X if d != "auto")
+        values, where = _values(module, expr.generators[0].iter, modules)
+        return values - {c.comparators[0].value for c in expr.generators[0].ifs}, where | {module}
+    if isinstance(expr, (ast.Tuple, ast.List, ast.Set)):
+        values, where = set(), set()
+        for elt in expr.elts:
+            if isinstance(elt, ast.Starred):
+                more, more_where = _values(module, elt.value, modules)
+                values, where = values | more, where | more_where
+            elif isinstance(elt, ast.Constant) and isinstance(elt.value, str):
+                values.add(elt.value)
+                where.add(module)
+            else:
+                raise ValueError(f"{module}: {ast.unparse(expr)}")
+        return values, where
+    raise ValueError(f"{module}: {ast.unparse(expr)}")
+
+
+def _option_sets(modules: dict) -> dict[str, tuple[set[str], set[str]]]:
+    """Every option's set of allowed values, with the modules that write it, by where the test found it."""
+    config, name = OPTION_SETS
+    choices = _assigned(modules[config][0])[name]
+    sets = {f"{config}.{name}[{key.value!r}]": _values(config, value, modules)
+            for key, value in zip(choices.keys, choices.values)}
+    for node in ast.walk(modules[CLI][0]):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_Choices":
+            relative, constant = (arg.value for arg in node.args)
+            module = "lambda_dpo" + relative
+            sets[f"{module}.{constant} (lambda-dpo {CLI}:{node.lineno})"] = _values(module, ast.Name(constant),
+                                                                                       modules)
+    for module, constant in OTHER_SETS:
+        sets[f"{module}.{constant}"] = _values(module, ast.Name(constant), modules)
+    # A set that is another but for one value (export's dtypes: model_dtype's without auto) is checked as that
+    # one, whose copies it would otherwise count twice; its own subsets (the half-precision dtypes) mean other things.
+    return {where: (values, owners) for where, (values, owners) in sets.items()
+            if not any(values < other and len(other - values) <= 1 for other, _ in sets.values())}
+
+
+def _copies(modules: dict) -> list[str]:
+    """Each tuple, list or set of strings outside a set's own modules that writes the set out again: all of its
+    values, or all but one (the copy that left out `auto`, or missed a value the owner added later)."""
+    sets = _option_sets(modules)
+    found = []
+    for module, (tree, _) in modules.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Tuple, ast.List, ast.Set)) or not node.elts or not all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+                continue
+            literal = tuple(e.value for e in node.elts)
+            copied = [where for where, (values, owners) in sets.items() if module not in owners
+                      and len(set(literal)) >= 2 and set(literal) <= values and len(values - set(literal)) <= 1]
+            if copied and (module, literal) not in NOT_COPIES:
+                found.append(f"{module}:{node.lineno} writes {literal}, the values of {' and '.join(copied)}")
+    return found
+
+
+def test_every_options_allowed_values_are_written_once():
+    """An option's allowed values are defined by the module that implements it and read everywhere else (the
+    config's validation, the command line's choices, docs/config.md), so a value added there reaches all of
+    them and none lists a value the config refuses."""
+    modules = _modules()
+    sets = _option_sets(modules)
+    assert len(sets) > 15 and all(len(values) >= 2 for values, _ in sets.values()), sets
+    found = _copies(modules)
+    assert not found, "allowed values written out again: read the constant instead\n" + "\n".join(found)
+    for module, literal in NOT_COPIES:  # each exception still exists
+        assert any(isinstance(node, (ast.Tuple, ast.List)) and tuple(getattr(e, "value", None) for e in node.elts)
+                   == literal for node in ast.walk(modules[module][0])), (module, literal)
+
+
+def test_the_allowed_values_check_catches_a_copy():
+    """A copy of a set (whole, or without one value) is caught wherever it is; a subset that means something
+    else (the half-precision dtypes) is not."""
+    fake = ast.parse('CLI_DTYPES = ("auto", "float32", "bfloat16", "float16")\n'
+                     'EXPORTED = ["float32", "bfloat16", "float16"]\n'
+                     'HALF = ("bfloat16", "float16")\n'
+                     'SCORES = ["mean", "sum"]\n'
+                     'def f(layout):\n    return layout in ("prompt_cache", "packed")\n')
+    found = _copies({**_modules(), "lambda_dpo.fake": (fake, False)})
+    assert [line.split(" writes ")[0] for line in found if line.startswith("lambda_dpo.fake:")] == [
+        "lambda_dpo.fake:1", "lambda_dpo.fake:2", "lambda_dpo.fake:4", "lambda_dpo.fake:6"], found

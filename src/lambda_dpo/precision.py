@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .segment_attention import INNER as SEGMENT_KERNELS
 from .wrappers import unwrap_model
 
 __all__ = [
@@ -90,7 +91,9 @@ def resolve_model_dtype(requested: str, device: str | torch.device | None = None
     return "float32", f"auto: bf16 speed on {device.type} devices is not verified"
 
 
-ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager")
+# Values of `attn_implementation`: auto or a kernel segment attention wraps (the packed layout, `auto`'s
+# choice for short lists, attends by segment through it).
+ATTN_IMPLEMENTATIONS = ("auto", *SEGMENT_KERNELS)
 EAGER_MAX_LENGTH = 1024  # eager attention keeps every [query x key] probability for backward
 
 
