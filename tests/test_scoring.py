@@ -160,6 +160,24 @@ def test_no_grad_chunked_logps_match_log_softmax(dtype):
     torch.testing.assert_close(chunked, full)
 
 
+def test_score_batch_unwraps_the_model_once(monkeypatch):
+    """The model is unwrapped where the call enters scoring and the unwrapped module passed down, not looked
+    up again by each helper on the way (every `wrappers.unwrap_model` goes through accelerate's extractor)."""
+    import accelerate.utils
+
+    calls = []
+    extract = accelerate.utils.extract_model_from_parallel
+    monkeypatch.setattr(accelerate.utils, "extract_model_from_parallel",
+                        lambda model, *a, **kw: calls.append(model) or extract(model, *a, **kw))
+    model = tiny_model("llama", vocab_size=VOCAB)
+    prompts, responses = random_lists(5, 2, (2, 3), (2, 5), (2, 5))
+    for layout in LAYOUTS:
+        calls.clear()
+        with torch.no_grad():
+            score_batch(model, build_batch(prompts, responses, layout=layout))
+        assert len(calls) == 1, (layout, len(calls))
+
+
 def test_unverified_architecture_falls_back_with_one_warning(caplog):
     model = tiny_model("llama", vocab_size=VOCAB)
     model.config.model_type = "somethingnew"

@@ -15,7 +15,7 @@ Three layouts of the same computation (`Layout`; `logprobs.score_batch` runs eac
   what training does for this layout) attention runs by segment, prompt_cache's pairs; otherwise
   under a dense block mask (`block_attention_mask`), (P + N*R)^2 pairs.
 - "naive": one row per response, [prompt, resp_i] (the authors' approach). Used as the oracle in
-  tests, for architectures the shared-prompt layouts are not verified on (`supports_packed`), and
+  tests, for architectures the shared-prompt layouts are not verified on (`verified_for_packed`), and
   in the benchmark. The `layout` option calls it "per_response" (`LAYOUT_OPTIONS`).
 """
 
@@ -168,12 +168,10 @@ def block_attention_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def supports_packed(model) -> bool:
-    """Whether `model`'s architecture and attention kernel are verified for the shared-prompt layouts
-    (PACKED_MODEL_TYPES, PACKED_ATTENTION); the others score one row per response."""
-    config = unwrap_model(model).config
+def verified_for_packed(config) -> bool:
+    """Whether a model with this transformers `config` (architecture and attention kernel) is verified for the
+    shared-prompt layouts (PACKED_MODEL_TYPES, PACKED_ATTENTION); the others score one row per response."""
     return config.model_type in PACKED_MODEL_TYPES and config._attn_implementation in PACKED_ATTENTION
-
 
 PACKED_AUTO_MAX_TOKENS = 1024
 """`auto` packs a list into one row when its prompt and responses total at most this many tokens
@@ -205,7 +203,7 @@ def choose_layout(model, preferred: str = "auto", gradient_checkpointing: bool =
     if preferred == "per_response":
         return "naive"
     base = unwrap_model(model)
-    if supports_packed(base):
+    if verified_for_packed(base.config):
         if preferred != "auto":
             return preferred
         # transformers >= 5.24 renamed the flag (the old name warns)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
-from .layouts import ScoringBatch, block_attention_mask, supports_packed
+from .layouts import ScoringBatch, block_attention_mask, verified_for_packed
 from .precision import precision_context
 from .segment_attention import SegmentAttention, installed as segments_installed
 from .sharding import (ZERO3_LAYOUT_ERROR, fsdp_module_class, fsdp_unit, gathered, regather_before_backward,
@@ -122,16 +122,17 @@ def _no_logits(batch: ScoringBatch) -> torch.Tensor:
     return torch.zeros(0, dtype=torch.long, device=batch.input_ids.device)
 
 
-def _cache_argument(model) -> str:
+def _cache_argument(base: torch.nn.Module) -> str:
     """The forward's key/value cache argument: `cache` in transformers >= 5.24 (where `past_key_values`
     is deprecated and warns on every call), `past_key_values` before."""
-    params = inspect.signature(unwrap_model(model).forward).parameters
+    params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None, unit: torch.nn.Module | None
-                         ) -> torch.Tensor:
-    """Final hidden states [rows, L, d] of the prompt_cache layout: two forwards through `model`.
+def _prompt_cache_hidden(model, base: torch.nn.Module, batch: ScoringBatch, embeds: torch.Tensor | None,
+                         unit: torch.nn.Module | None) -> torch.Tensor:
+    """Final hidden states [rows, L, d] of the prompt_cache layout: two forwards through `model` (`base`:
+    the transformers model under its wrappers, for its config and forward signature).
 
     The prompt rows' key/value cache keeps its autograd graph, so the responses' loss reaches the
     prompt's activations and weights through it; `reorder_cache` gathers one copy per response row
@@ -143,8 +144,8 @@ def _prompt_cache_hidden(model, batch: ScoringBatch, embeds: torch.Tensor | None
     prompt_mask = real[:n, :p_len].long()
     prompt_in = ({"inputs_embeds": embeds[:n, :p_len]} if embeds is not None
                  else {"input_ids": batch.input_ids[:n, :p_len]})
-    cache = DynamicCache(config=unwrap_model(model).config)  # filled in place by the prompt call
-    cache_kw = _cache_argument(model)
+    cache = DynamicCache(config=base.config)  # filled in place by the prompt call
+    cache_kw = _cache_argument(base)
     prompt_out = model(attention_mask=prompt_mask, position_ids=batch.position_ids[:n, :p_len], use_cache=True,
                        output_hidden_states=True, logits_to_keep=_no_logits(batch), **{cache_kw: cache}, **prompt_in)
     if cache.get_seq_length() != p_len:  # e.g. checkpointed layers in training mode drop it
@@ -169,14 +170,16 @@ def score_batch(model, batch: ScoringBatch, chunk_size: int = 1024, prefix_embed
     [B, n_prefix, d] fill the prompts' reserved leading positions (embedding conditioning).
     A model with bf16/fp16 weights runs under `precision.precision_context` (autocast; fp32 LoRA
     weights cast once per forward); the log-softmax and the sums stay fp32 either way.
+    The model is unwrapped here, once (`wrappers.unwrap_model`); the helpers below take both: `model`
+    to call (so DDP/FSDP wrappers see the forward), its unwrapped `base` for config, embeddings and head.
     """
-    with precision_context(model):
-        return _score_batch(model, batch, chunk_size, prefix_embeds)
-
-
-def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: torch.Tensor | None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
     base = unwrap_model(model)
+    with precision_context(model, base):
+        return _score_batch(model, base, batch, chunk_size, prefix_embeds)
+
+
+def _score_batch(model, base: torch.nn.Module, batch: ScoringBatch, chunk_size: int,
+                 prefix_embeds: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     embeds = None
     if batch.n_prefix:
         if prefix_embeds is None or prefix_embeds.shape[1] != batch.n_prefix:
@@ -188,15 +191,16 @@ def _score_batch(model, batch: ScoringBatch, chunk_size: int, prefix_embeds: tor
     head = base.get_output_embeddings()
     if zero3_partitioned(head.weight) and batch.layout != "naive":
         raise ValueError(ZERO3_LAYOUT_ERROR)
-    if batch.layout != "naive" and not supports_packed(model):
+    verified = verified_for_packed(base.config)
+    if batch.layout != "naive" and not verified:
         raise ValueError(f"{batch.layout} layout requested for a model that does not support it; use choose_layout()")
-    if supports_packed(model) and not zero3_partitioned(head.weight):
+    if verified and not zero3_partitioned(head.weight):
         # Through the model's own forward (so DDP/FSDP wrappers see it and sync gradients), asking
         # for hidden states and the logits of no position; the vocabulary projection of the
         # response positions happens below, in fp32 chunks, on the output layer's (gathered) weights.
         unit = fsdp_unit(model, head)
         if batch.layout == "prompt_cache":
-            hidden = _prompt_cache_hidden(model, batch, embeds, unit)
+            hidden = _prompt_cache_hidden(model, base, batch, embeds, unit)
         else:
             dtype = base.get_input_embeddings().weight.dtype
             kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.input_ids}

@@ -153,15 +153,16 @@ def precision_label(model) -> str:
     return "float32" if dtype == torch.float32 else f"{str(dtype).removeprefix('torch.')}-mixed"
 
 
-def precision_context(model) -> contextlib.AbstractContextManager:
+def precision_context(model, base: torch.nn.Module | None = None) -> contextlib.AbstractContextManager:
     """Where a model with bf16/fp16 weights runs: autocast to that dtype, PEFT's input casting off.
+    `base`: `model` unwrapped (`wrappers.unwrap_model`), when the caller already has it.
 
     PEFT keeps LoRA weights in fp32 (autocast_adapter_dtype) and, without this, casts every LoRA
     input to fp32 and its output back: two copies per adapted layer and fp32 products. Under
     autocast the fp32 LoRA weights are cast to bf16 once per forward (cached), the products run in
     bf16, and their gradients reach the fp32 weights. fp32 models: a no-op.
     """
-    weight = unwrap_model(model).get_input_embeddings().weight
+    weight = (base if base is not None else unwrap_model(model)).get_input_embeddings().weight
     if weight.dtype not in (torch.bfloat16, torch.float16):
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
