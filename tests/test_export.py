@@ -22,7 +22,7 @@ from lambda_dpo.cli import main
 from lambda_dpo.conditioning import LambdaText
 from lambda_dpo.export import EmbeddingNotExportableError, export_model
 from lambda_dpo.generation import generate, load_steerable, steered_prompt_ids
-from lambda_dpo.model_dir import write_model_files
+from lambda_dpo.saved_model import write_model_files
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import train
 
@@ -186,7 +186,7 @@ def test_not_a_model_directory_and_a_busy_destination_are_clear_errors(tmp_path,
 def test_card_for_the_weights_and_priorities_styles_and_for_an_unconditioned_model(tmp_path):
     from lambda_dpo.conditioning import LAMBDA_HEADER
     from lambda_dpo.export import export_card
-    from lambda_dpo.model_dir import read_model_meta
+    from lambda_dpo.saved_model import read_model_meta
 
     meta = read_model_meta(fake_model_dir(tmp_path / "w", "prompt"))  # the "weights" style
     card = export_card(meta, "float32")
@@ -229,7 +229,7 @@ def test_both_cards_state_the_rule_and_sentences_that_reproduce_generates_prompt
     import shutil
 
     from lambda_dpo.export import export_card
-    from lambda_dpo.model_dir import MODEL_CARD, read_model_meta
+    from lambda_dpo.saved_model import MODEL_CARD, read_model_meta
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_llama_dir, model_dir)

@@ -20,7 +20,7 @@ order is the data flow (docs/design.md, "Layers"):
    before the targets, and the check that the targets are not nearly one-hot) reads `data` too.
 2. `conditioning`, `logprobs`: built on layer 1: conditioning renders a prompt under lambda
    through `tokenization`; logprobs runs the model on a batch laid out by `layouts` -> log-probs.
-3. `batching`, `model_dir`, `reference`: the collator (tokenised lists + reference -> one batch)
+3. `batching`, `saved_model`, `reference`: the collator (tokenised lists + reference -> one batch)
    combines conditioning, lambdas, targets and layouts; the model directory's files record the
    conditioning (its lambda text) and the uniform lambda from `lambdas`; the reference scores the
    unconditioned lists with `logprobs`.
@@ -60,7 +60,7 @@ LAYERS = [
     {"atomic", "models", "wrappers", "data", "segment_attention", "sharding"},
     {"tokenization", "targets", "losses", "lambdas", "layouts", "precision", "rating_scales"},
     {"conditioning", "logprobs"},
-    {"batching", "model_dir", "reference"},
+    {"batching", "saved_model", "reference"},
     {"evaluation"},
     {"training"},
     {"generation", "export"},

@@ -19,7 +19,7 @@ import pytest
 from lambda_dpo.cli import build_parser, main
 from lambda_dpo.conditioning import LambdaText, format_lambda
 from lambda_dpo.generation import generate, load_steerable, steered_prompt_ids
-from lambda_dpo.model_dir import write_model_files
+from lambda_dpo.saved_model import write_model_files
 from lambda_dpo.playground import (DEFAULT_HOST, INSTALL_HINT, default_references, launch_playground,
                                    slider_lambda)
 from lambda_dpo.training.config import load_config

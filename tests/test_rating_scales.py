@@ -11,7 +11,7 @@ import torch
 
 from lambda_dpo.cli import main
 from lambda_dpo.data import PreferenceList, load_lists
-from lambda_dpo.model_dir import MODEL_CARD, read_model_meta, saved_rating_scales
+from lambda_dpo.saved_model import MODEL_CARD, read_model_meta, saved_rating_scales
 from lambda_dpo.rating_scales import (RATING_SCALES, apply_rating_scales, fit_rating_scales, one_hot_shares,
                                       one_hot_warnings, parse_rating_scale)
 from lambda_dpo.targets import aspect_targets, mix_targets, ratings_tensor

@@ -28,7 +28,7 @@ from .batching import ListCollator
 from .data import format_summary, load_lists, summarize
 from .generation import load_steerable
 from .lambdas import FixedLambda
-from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype, saved_rating_scales
+from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype, saved_rating_scales
 from .models import load_model
 from .precision import float32_label, upcast_to_float32
 from .layouts import choose_layout

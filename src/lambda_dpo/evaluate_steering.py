@@ -24,7 +24,7 @@ import yaml
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
 from .generation import SteerableModel, generate, load_steerable
-from .model_dir import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
+from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from .conditioning import EMBEDDING_FILE
-from .model_dir import (MODEL_CARD, base_model_lines, base_model_source, read_model_meta, saved_dtype,
+from .saved_model import (MODEL_CARD, base_model_lines, base_model_source, read_model_meta, saved_dtype,
                         saved_lambda_text, steering_examples, steering_rule_section)
 from .models import load_model, load_tokenizer
 from .precision import MODEL_DTYPES

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda, uniform_lambda
-from .model_dir import base_model_source, read_model_meta, saved_dtype, saved_lambda_text
+from .saved_model import base_model_source, read_model_meta, saved_dtype, saved_lambda_text
 from .models import load_model, load_tokenizer
 from .precision import precision_context
 from .tokenization import encode_prompt
@@ -28,7 +28,7 @@ class SteerableModel:
 
 def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) -> SteerableModel:
     """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning
-    (the directory's layout: `model_dir`)."""
+    (the directory's layout: `saved_model`)."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
     tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust_remote_code)

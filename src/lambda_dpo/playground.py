@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 from .conditioning import format_lambda
 from .generation import SteerableModel, generate, load_steerable, steered_prompt_ids
 from .lambdas import parse_lambda
-from .model_dir import read_model_meta
+from .saved_model import read_model_meta
 
 DEFAULT_HOST = "127.0.0.1"
 INSTALL_HINT = "pip install 'lambda-dpo[playground]'"

@@ -16,7 +16,7 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..data import PreferenceList, format_summary, load_lists, summarize
-from ..model_dir import mark_incomplete
+from ..saved_model import mark_incomplete
 from ..models import load_model, load_tokenizer
 from ..precision import resolve_attn_implementation, resolve_model_dtype
 from .config import LambdaDPOConfig

@@ -21,7 +21,7 @@ from ..batching import ListCollator, ListDataset, ScoredList
 from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_contrast_loss, lambda_dpo_loss, listwise_stats, sequence_scores
-from ..model_dir import write_model_files
+from ..saved_model import write_model_files
 from ..models import load_model, load_tokenizer
 from ..precision import float32_label, resolve_attn_implementation, resolve_model_dtype, weights_in_float32
 from ..layouts import ScoringBatch

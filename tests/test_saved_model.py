@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lambda_dpo.conditioning import LambdaText
-from lambda_dpo.model_dir import (CONFIG_FILE, MODEL_CARD, MODEL_FORMAT, MODEL_META, base_model_source, mark_incomplete,
+from lambda_dpo.saved_model import (CONFIG_FILE, MODEL_CARD, MODEL_FORMAT, MODEL_META, base_model_source, mark_incomplete,
                                   model_card, portable_base_model, read_model_meta, saved_dtype, saved_lambda_text,
                                   write_model_files)
 from lambda_dpo.training.config import load_config
