@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from steering_study import split_files  # noqa: E402
 
 from lambda_dpo.conditioning import LambdaText, condition_prompt  # noqa: E402
-from lambda_dpo.demo.data import ASPECTS  # noqa: E402
+from lambda_dpo.demo.dataset import ASPECTS  # noqa: E402
 from lambda_dpo.models import load_tokenizer, resolve_model_path  # noqa: E402
 from lambda_dpo.tokenization import encode_prompt  # noqa: E402
 
 
 def shipped_counts() -> str:
     """Cut replies in the shipped train.jsonl, and how often informativeness rates a cut one best."""
-    from lambda_dpo.demo.data import demo_data_dir
+    from lambda_dpo.demo.dataset import demo_data_dir
 
     recs = [json.loads(line) for line in (Path(str(demo_data_dir())) / "train.jsonl").read_text().splitlines()
             if line.strip()]

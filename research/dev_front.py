@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lambda_dpo.demo.data import demo_data_dir
+from lambda_dpo.demo.dataset import demo_data_dir
 from lambda_dpo.demo.run import METHODS, PRESETS, STEERED, ood_questions_file, train_method
 from lambda_dpo.evaluate_steering import evaluate_front
 
@@ -90,7 +90,7 @@ def main() -> int:
         return 0
     row = {"row": args.row, "overrides": overrides, "controls": args.control,
            "command": "python research/dev_front.py " + " ".join(sys.argv[1:])}
-    for key, prompts, judge in (("dev lists", dev, "lambda_dpo.demo.data.judges:judge_record"),
+    for key, prompts, judge in (("dev lists", dev, "lambda_dpo.demo.dataset.judges:judge_record"),
                                 ("dev questions", ood_questions_file(dev=True), "length")):
         result = evaluate_front(model_dir, prompts, PAIR, judge=judge, controls=("base", *args.control))
         (ROOT / args.row / f"front-{key.replace(' ', '-')}.json").write_text(json.dumps(result, indent=2))

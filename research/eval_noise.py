@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lambda_dpo import logprobs
-from lambda_dpo.demo.data import demo_data_dir
+from lambda_dpo.demo.dataset import demo_data_dir
 from lambda_dpo.evaluation.listwise import implicit_rewards
 from lambda_dpo.evaluate_saved import prepare_saved
 

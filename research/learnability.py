@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from lambda_dpo.demo.data import demo_data_dir
+from lambda_dpo.demo.dataset import demo_data_dir
 from lambda_dpo.evaluation.listwise import evaluate_lists
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import train

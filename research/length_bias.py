@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lambda_dpo.demo.data import ASPECTS, demo_data_dir
+from lambda_dpo.demo.dataset import ASPECTS, demo_data_dir
 from lambda_dpo.evaluation.steering import spearman
 from lambda_dpo.evaluation.steering_metrics import delta_summary, word_count
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from lambda_dpo.data import load_lists
-from lambda_dpo.demo.data import ASPECTS, demo_data_dir
+from lambda_dpo.demo.dataset import ASPECTS, demo_data_dir
 from lambda_dpo.lambdas import GridLambda
 from lambda_dpo.losses import target_entropy as entropy
 from lambda_dpo.targets import aspect_targets, mix_targets, ratings_tensor

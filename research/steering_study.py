@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lambda_dpo.demo.data import PromptSpec, demo_data_dir, judge_all
+from lambda_dpo.demo.dataset import PromptSpec, demo_data_dir, judge_all
 from lambda_dpo.evaluation.steering_metrics import delta_summary, edge_sweep, lambda_deltas
 from lambda_dpo.generation import SteerableModel, generate
 from lambda_dpo.targets import ratings_tensor

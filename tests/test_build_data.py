@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from lambda_dpo.data import load_lists
-from lambda_dpo.demo.data import demo_data_dir
-from lambda_dpo.demo.data.build import build_demo_dataset, main, rejudge, spearman
-from lambda_dpo.demo.data.judges import ASPECTS, judge_all
-from lambda_dpo.demo.data.prompts import (
+from lambda_dpo.demo.dataset import demo_data_dir
+from lambda_dpo.demo.dataset.build import build_demo_dataset, main, rejudge, spearman
+from lambda_dpo.demo.dataset.judges import ASPECTS, judge_all
+from lambda_dpo.demo.dataset.prompts import (
     CAPITALS,
     LIST_CATEGORIES,
     PLANETS,

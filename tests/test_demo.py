@@ -7,7 +7,7 @@ import pytest
 from lambda_dpo.demo import ablation
 from lambda_dpo.demo import report
 from lambda_dpo.demo import run as demo
-from lambda_dpo.demo.data.build import build_demo_dataset
+from lambda_dpo.demo.dataset.build import build_demo_dataset
 
 MICRO = demo.Preset(max_steps=2, steered_steps=3, eval_lists=3, prompts=2, ood_prompts=3, max_new_tokens=4,
                     weights=(0.0, 0.1, 0.5, 1.0), control_weights=(0.0, 1.0), wording_weights=(0.0, 1.0))

@@ -74,8 +74,8 @@ def test_judge_and_prompt_errors_say_what_to_do(tmp_path):
 
 
 def test_demo_records_are_judged_through_their_spec():
-    from lambda_dpo.demo.data import demo_data_dir
-    from lambda_dpo.demo.data.judges import judge_all, judge_record
+    from lambda_dpo.demo.dataset import demo_data_dir
+    from lambda_dpo.demo.dataset.judges import judge_all, judge_record
 
     record = json.loads((demo_data_dir() / "eval.jsonl").read_text().splitlines()[0])
     assert judge_record(record, "Some reply.") == judge_all(record["spec"], "Some reply.")

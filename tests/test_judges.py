@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from lambda_dpo.demo.data.judges import (
+from lambda_dpo.demo.dataset.judges import (
     ASPECTS,
     JUDGES,
     conciseness,
@@ -17,7 +17,7 @@ from lambda_dpo.demo.data.judges import (
     to_score,
     word_budget,
 )
-from lambda_dpo.demo.data.prompts import LIST_CATEGORIES, TOPICS, PromptSpec
+from lambda_dpo.demo.dataset.prompts import LIST_CATEGORIES, TOPICS, PromptSpec
 
 
 def spec(kind="instruction", category="topic", prompt="p", **kw):

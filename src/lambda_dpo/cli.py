@@ -168,7 +168,7 @@ def _ablation(args) -> int:
 
 
 def _build_data(args) -> int:
-    from .demo.data.build import main as build_main
+    from .demo.dataset.build import main as build_main
 
     return build_main(args.args) or 0
 

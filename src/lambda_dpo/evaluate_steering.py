@@ -8,7 +8,7 @@ front, hypervolume and steerability, and the model's unseen-weight figures.
 Prompts: a JSONL file, one record per line with a "prompt" (a string, or chat messages); the whole
 record is handed to the judge with each reply. The judge: "length" (`evaluation.judges.LengthJudge`)
 or "module:name" naming a callable ``(record, reply) -> {aspect: score}`` (a class is instantiated
-with no arguments), e.g. ``lambda_dpo.demo.data.judges:judge_record`` for the demo's files.
+with no arguments), e.g. ``lambda_dpo.demo.dataset.judges:judge_record`` for the demo's files.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def load_judge(spec: str):
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
         raise ValueError(f"--judge {spec!r}: give 'length' or 'module:name' (a callable (record, reply) -> "
-                         "{aspect: score}), e.g. lambda_dpo.demo.data.judges:judge_record")
+                         "{aspect: score}), e.g. lambda_dpo.demo.dataset.judges:judge_record")
     try:
         obj = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as e:

@@ -3,6 +3,6 @@
 - `run`: `lambda-dpo demo`: trains the steered model and its controls and runs the steering protocol;
 - `report`: its report.md and plots; `tables`: the Markdown helpers the reports share;
 - `ablation`: `lambda-dpo ablation` (lambda sources x conditioning modes);
-- `data`: the embedded dataset's checkable prompts, deterministic judges and builder
+- `dataset`: the embedded dataset's checkable prompts, deterministic judges and builder
   (`lambda-dpo build-data`).
 """

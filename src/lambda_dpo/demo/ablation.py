@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .data import ASPECTS, PromptSpec, demo_data_dir, judge_all
+from .dataset import ASPECTS, PromptSpec, demo_data_dir, judge_all
 from .tables import write_ablation_report
 from .run import CONFLICT, GEN_BATCH, PRESETS, Preset, read_specs, train_method
 from ..evaluation.protocol import hypervolume

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from .data import ASPECTS, PromptSpec, demo_data_dir, judge_all
+from .dataset import ASPECTS, PromptSpec, demo_data_dir, judge_all
 from ..conditioning import LambdaText
 from ..evaluation.judges import LengthJudge
 from ..evaluation.listwise import evaluate_lists

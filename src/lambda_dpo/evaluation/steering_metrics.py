@@ -14,7 +14,7 @@ Generation along one edge of the simplex:
   words and judge scores per w, their Spearman with w, monotonicity, end-to-end word ratio and a
   paired sign test between the two ends.
 
-The judge is a parameter (signature of ``lambda_dpo.demo.data.judge_all``); this module does not
+The judge is a parameter (signature of ``lambda_dpo.demo.dataset.judge_all``); this module does not
 depend on the demo. Spearman's rho uses average ranks for ties (`steering.spearman`).
 """
 
@@ -242,7 +242,7 @@ def edge_sweep(generate_fn: Callable[[list, dict], Sequence[str]], prompts: Sequ
         generate_fn: (prompts, lambda {aspect: weight}) -> one reply string per prompt (greedy, for
             a reproducible sweep); e.g. ``lambda p, lam: generation.generate(sm, p, lam)``.
         prompts: P prompts; specs: P objects handed to the judge with the replies.
-        judge: (spec, reply) -> {aspect: score}, the signature of ``demo.data.judge_all``.
+        judge: (spec, reply) -> {aspect: score}, the signature of ``demo.dataset.judge_all``.
         aspects: the model's aspects (all keys of lambda, and the aspects whose scores are reported).
         pair: (a0, a1); lambda = `edge_lambda(aspects, pair, w)`: w on a1, 1 - w on a0, 0 elsewhere.
             Suggested: (conciseness, informativeness), w = the weight of informativeness.

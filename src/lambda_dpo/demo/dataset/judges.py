@@ -441,7 +441,7 @@ def judge_all(spec: PromptSpec | Mapping[str, Any], response: str) -> dict[str, 
 
 def judge_record(record: Mapping[str, Any], response: str) -> dict[str, int]:
     """`judge_all` on a demo JSONL record (its ``"spec"``): the judge `lambda-dpo evaluate --front` takes for the
-    demo's files (``--judge lambda_dpo.demo.data.judges:judge_record``)."""
+    demo's files (``--judge lambda_dpo.demo.dataset.judges:judge_record``)."""
     if "spec" not in record:
         raise ValueError("judge_record needs a demo record with a \"spec\" (train.jsonl / eval.jsonl of the demo data)")
     return judge_all(record["spec"], response)
