@@ -18,8 +18,9 @@ order is the data flow (docs/design.md, "Layers"):
    They need only layer 0 (targets and tokenization read `data`, layouts and precision `wrappers`),
    not one another. `rating_scales` (ratings in any units rescaled
    before the targets, and the check that the targets are not nearly one-hot) reads `data` too.
-2. `conditioning`, `logprobs`: built on layer 1: conditioning renders a prompt under lambda
-   through `tokenization`; logprobs runs the model on a batch laid out by `layouts` -> log-probs.
+2. `conditioning`, `logprobs`, `memory`: built on layer 1: conditioning renders a prompt under lambda
+   through `tokenization`; logprobs runs the model on a batch laid out by `layouts` -> log-probs;
+   memory predicts a training step's peak memory from the layout and precision choices.
 3. `batching`, `saved_model`, `reference`: the collator (tokenised lists + reference -> one batch)
    combines conditioning, lambdas, targets and layouts; the model directory's files record the
    conditioning (its lambda text) and the uniform lambda from `lambdas`; the reference scores the
@@ -59,7 +60,7 @@ SRC = ROOT / "src" / "lambda_dpo"
 LAYERS = [
     {"atomic", "models", "wrappers", "data", "segment_attention", "sharding"},
     {"tokenization", "targets", "losses", "lambdas", "layouts", "precision", "rating_scales"},
-    {"conditioning", "logprobs"},
+    {"conditioning", "logprobs", "memory"},
     {"batching", "saved_model", "reference"},
     {"evaluation"},
     {"training"},

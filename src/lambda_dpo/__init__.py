@@ -29,6 +29,7 @@ _EXPORTS = {
     "export_model": "export",
     "sweep_edge": "evaluation.protocol",
     "steerability": "evaluation.protocol",
+    "memory_estimate": "memory",
 }
 
 __all__ = ["__version__", *_EXPORTS]
