@@ -202,3 +202,24 @@ def test_ablation_report_counts_undefined_seeds_and_says_whether_a_lead_beats_th
     assert "largest Pareto area: `y` (3.05), ahead of `x` by 1.95: more than" in text
     # x's mean rho is defined on one seed only: its spread is unknown, so y's decides
     assert "highest mean controllability: `x` (0.50), ahead of `y` by 0.35: more than the larger seed std of the two (0.07)" in text
+
+
+def test_single_seed_runs_merge_into_the_report_of_one_multi_seed_run(micro, tiny_llama_dir, tmp_path, monkeypatch):
+    from lambda_dpo.demo.merge import merge_metrics, merge_runs
+
+    monkeypatch.setitem(demo.PRESETS, "micro2", demo.Preset(**{**MICRO.__dict__, "seeds": (0, 1),
+                                                               "methods": (demo.STEERED, demo.DPO)}))
+    both = json.loads((demo.run_demo("micro2", tmp_path / "both", model=tiny_llama_dir) / "metrics.json").read_text())
+    one = [demo.run_demo("micro2", tmp_path / f"s{s}", seed=s, model=tiny_llama_dir) for s in (1, 0)]
+    out = merge_runs(one, tmp_path / "merged")
+    merged = json.loads((out / "metrics.json").read_text())
+    assert merged["seeds"] == [0, 1] and merged["merged_from"] == 2
+    for key in ("runs", "base_with_text", "baselines", "recipe", "budget", "prompts"):
+        assert merged[key] == both[key], key  # deterministic on CPU: seed by seed measures what one run does
+    assert (out / "report.md").read_text().split("Wall time")[1].split("\n", 1)[1] == \
+        (tmp_path / "both" / "report.md").read_text().split("Wall time")[1].split("\n", 1)[1]
+    with pytest.raises(ValueError, match="seed 0 is in two runs"):
+        merge_metrics([merged, json.loads((one[1] / "metrics.json").read_text())])
+    other = {**merged, "recipe": {**merged["recipe"], "beta": 9.0}}
+    with pytest.raises(ValueError, match="differs from run 1 in 'recipe'"):
+        merge_metrics([json.loads((one[1] / "metrics.json").read_text()), other])

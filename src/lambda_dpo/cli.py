@@ -151,9 +151,16 @@ def _playground(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo.run import run_demo
+    if args.merge:
+        from .demo.merge import merge_runs
 
-    out = run_demo(args.preset, args.out, seed=args.seed, model_dtype=args.model_dtype)
+        if not args.out:
+            raise SystemExit("lambda-dpo demo --merge: give --out, the directory of the merged report")
+        out = merge_runs(args.merge, args.out)
+    else:
+        from .demo.run import run_demo
+
+        out = run_demo(args.preset, args.out, seed=args.seed, model_dtype=args.model_dtype)
     print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'fronts.png'}, "
           f"{out / 'lengths.png'}")
     return 0
@@ -277,6 +284,9 @@ def _add_demo(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="one seed instead of the preset's (full: 0 1 2)")
     p.add_argument("--model-dtype", choices=_Choices(".precision", "MODEL_DTYPES"), default="auto", metavar="DTYPE",
                    help="model_dtype of every trained model and of the base model: %(choices)s (default %(default)s)")
+    p.add_argument("--merge", nargs="+", metavar="RUN_DIR",
+                   help="merge finished single-seed runs of one preset (e.g. --preset full --seed 0, 1, 2) into one "
+                        "report in --out, instead of running the demo")
     p.set_defaults(func=_demo)
 
 
