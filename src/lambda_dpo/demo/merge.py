@@ -1,6 +1,6 @@
 """Single-seed demo runs -> one multi-seed run: `lambda-dpo demo --merge RUN_DIR ... --out OUT`.
 
-`make demo-full` trains and measures three seeds in one process (about 2 hours on 2 CPU cores);
+`make demo-full` trains and measures three seeds in one process;
 `lambda-dpo demo --preset full --seed N` runs one seed at a time, and merging their metrics.json gives
 the report the three-seed run would have written: the same preset and recipe, each seed's figures as
 they were measured, the untrained model's (seed-independent) figures from the first run, and the wall
