@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from lambda_dpo.demo.dataset import ASPECTS, demo_data_dir
-from lambda_dpo.evaluation.steering import spearman
-from lambda_dpo.evaluation.steering_metrics import delta_summary, word_count
+from lambda_dpo.evaluation.ranks import spearman
+from lambda_dpo.evaluation.delta import delta_summary, word_count
 
 
 def main(files: list[str]) -> int:

@@ -28,16 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import torch
 import yaml
 
 from lambda_dpo.demo.dataset import PromptSpec, demo_data_dir, judge_all
-from lambda_dpo.evaluation.steering_metrics import delta_summary, edge_sweep, lambda_deltas
+from lambda_dpo.evaluation.delta import delta_summary, lambda_deltas, word_count
+from lambda_dpo.evaluation.protocol import edge_lambda
+from lambda_dpo.evaluation.ranks import spearman
 from lambda_dpo.generation import SteerableModel, generate
 from lambda_dpo.targets import ratings_tensor
 from lambda_dpo.training.config import load_config
@@ -87,6 +91,99 @@ def dev_specs(prompts: list[str]) -> list[PromptSpec]:
             rec = json.loads(line)
             by_text[rec["spec"]["prompt"]] = PromptSpec(**rec["spec"])
     return [by_text[p] for p in prompts]
+
+
+# The study's sweep along the edge (moved here from lambda_dpo.evaluation.steering_metrics, which the
+# study alone used; the library's steering protocol is lambda_dpo.evaluation.protocol.sweep_edge).
+
+def sign_test(lo: Sequence[float], hi: Sequence[float]) -> dict:
+    """Paired two-sided sign test of hi against lo (e.g. per-prompt values at the two ends).
+
+    Pairs with a missing value (None / NaN) and ties are dropped. Returns {"up": #(hi > lo),
+    "down": #(hi < lo), "ties": #(hi == lo), "missing": #pairs dropped for a missing value,
+    "p_value": exact two-sided binomial p-value of min(up, down) among up + down under p = 1/2,
+    i.e. min(1, 2 * sum_{i <= min(up, down)} C(n, i) / 2^n) (scipy.stats.binomtest's value; 1.0
+    when n = 0)}.
+    """
+    if len(lo) != len(hi):
+        raise ValueError(f"sign_test needs paired values, got {len(lo)} and {len(hi)}")
+    up = down = ties = missing = 0
+    for a, b in zip(lo, hi):
+        if a is None or b is None or math.isnan(a) or math.isnan(b):
+            missing += 1
+        elif b > a:
+            up += 1
+        elif b < a:
+            down += 1
+        else:
+            ties += 1
+    n, k = up + down, min(up, down)
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    p_value = min(1.0, 2 * tail / 2 ** n)
+    return {"up": up, "down": down, "ties": ties, "missing": missing, "p_value": p_value}
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else float("nan")
+
+
+def edge_sweep(generate_fn: Callable[[list, dict], Sequence[str]], prompts: Sequence, specs: Sequence,
+               judge: Callable[[object, str], Mapping[str, float]], aspects: Sequence[str],
+               pair: tuple[str, str], ws: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> dict:
+    """Generate along the edge of `pair` and measure how replies change with w.
+
+    Args:
+        generate_fn: (prompts, lambda {aspect: weight}) -> one reply string per prompt (greedy, for
+            a reproducible sweep); e.g. ``lambda p, lam: generation.generate(sm, p, lam)``.
+        prompts: P prompts; specs: P objects handed to the judge with the replies.
+        judge: (spec, reply) -> {aspect: score}, the signature of ``lambda_dpo.demo.dataset.judge_all``.
+        aspects: the model's aspects (all keys of lambda, and the aspects whose scores are reported).
+        pair: (a0, a1); lambda = `edge_lambda(aspects, pair, w)`: w on a1, 1 - w on a0, 0 elsewhere.
+            Suggested: (conciseness, informativeness), w = the weight of informativeness.
+        ws: strictly increasing weights in [0, 1], at least 2; the first and last are "the ends".
+
+    Returns {"points": one dict per w, in order: {"w", "lambda", "replies" [P], "words" [P]
+                 (whitespace words per reply), "mean_words", "judged" {aspect: [P] scores, NaN
+                 where the judge gave none}, "scores" {aspect: mean score, missing ones skipped}},
+             "summary": {"spearman_words": Spearman of w with mean words (NaN if constant),
+                 "spearman": {aspect: Spearman of w with the aspect's mean score},
+                 "monotone_words": mean words strictly increasing in w at every point,
+                 "end_ratio": mean words at the last w / at the first (inf if only the first is 0,
+                     NaN if both are),
+                 "sign_test": {"words": `sign_test` of per-prompt words at the first vs last w,
+                               "scores": {aspect: the same on per-prompt judge scores}}}}.
+    """
+    ws = [float(w) for w in ws]
+    if len(ws) < 2 or any(b <= a for a, b in zip(ws, ws[1:])):
+        raise ValueError(f"ws must be at least 2 strictly increasing weights, got {ws}")
+    if len(prompts) != len(specs):
+        raise ValueError(f"{len(prompts)} prompts but {len(specs)} specs")
+    points = []
+    for w in ws:
+        lam = edge_lambda(aspects, pair, w)
+        replies = list(generate_fn(list(prompts), dict(lam)))
+        if len(replies) != len(prompts):
+            raise ValueError(f"generate_fn returned {len(replies)} replies for {len(prompts)} prompts at w={w}")
+        words = [word_count(r) for r in replies]
+        verdicts = [judge(s, r) for s, r in zip(specs, replies)]
+        judged = {a: [float("nan") if v.get(a) is None else float(v[a]) for v in verdicts] for a in aspects}
+        points.append({"w": w, "lambda": lam, "replies": replies, "words": words,
+                       "mean_words": sum(words) / len(words) if words else float("nan"),
+                       "judged": judged, "scores": {a: _nanmean(judged[a]) for a in aspects}})
+    mean_words = [p["mean_words"] for p in points]
+    first, last = points[0], points[-1]
+    lo, hi = first["mean_words"], last["mean_words"]
+    end_ratio = hi / lo if lo else (float("inf") if hi > 0 else float("nan"))
+    summary = {
+        "spearman_words": spearman(ws, mean_words),
+        "spearman": {a: spearman(ws, [p["scores"][a] for p in points]) for a in aspects},
+        "monotone_words": all(b > a for a, b in zip(mean_words, mean_words[1:])),
+        "end_ratio": end_ratio,
+        "sign_test": {"words": sign_test(first["words"], last["words"]),
+                      "scores": {a: sign_test(first["judged"][a], last["judged"][a]) for a in aspects}},
+    }
+    return {"points": points, "summary": summary}
 
 
 def measure(result, cfg, gen_prompts: int, points: int, max_new_tokens: int) -> dict:

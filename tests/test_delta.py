@@ -1,4 +1,4 @@
-"""Steering metrics (issue 11, section 3): Delta between lambdas, listwise baselines, the edge sweep."""
+"""Delta between lambdas and the listwise baselines (evaluation/delta.py; issue 11, section 3)."""
 
 import math
 
@@ -8,8 +8,7 @@ import torch
 from lambda_dpo.data import load_lists
 from lambda_dpo.evaluation.listwise import implicit_rewards
 from lambda_dpo.evaluation.metrics import top1_accuracy
-from lambda_dpo.evaluation.steering_metrics import (baseline_top1, delta_summary, edge_lambda, edge_sweep,
-                                                    lambda_deltas, sign_test, word_count)
+from lambda_dpo.evaluation.delta import baseline_top1, delta_summary, lambda_deltas, word_count
 from lambda_dpo.lambdas import FixedLambda
 from lambda_dpo.models import load_model, load_tokenizer
 from lambda_dpo.targets import ratings_tensor
@@ -178,98 +177,3 @@ def test_baseline_top1_reads_tokenised_and_raw_lists_alike(items):
         assert _same(a, baseline_top1(lists, ratings[..., 2], mask, kind))
         assert _same(a, baseline_top1([it.tokens for it in items], ratings[..., 2], None, kind))
         assert _same(a, baseline_top1([list(l.responses) for l in lists], ratings[..., 2], mask, kind))
-
-
-# ---- sign test -----------------------------------------------------------------------------------
-
-def _scipy_two_sided(k, n):
-    """scipy.stats.binomtest(k, n, 0.5).pvalue by its definition: P(outcomes no likelier than k)."""
-    pmf = [math.comb(n, i) / 2 ** n for i in range(n + 1)]
-    return min(1.0, sum(p for p in pmf if p <= pmf[k] * (1 + 1e-7)))
-
-
-def test_sign_test_exact_binomial_p_values():
-    assert sign_test([1] * 16, [2] * 16) == {"up": 16, "down": 0, "ties": 0, "missing": 0, "p_value": 2 / 2 ** 16}
-    out = sign_test([0] * 10 + [5, 5], [1] * 8 + [-1, -1] + [5, 5])
-    assert (out["up"], out["down"], out["ties"]) == (8, 2, 2) and out["p_value"] == pytest.approx(0.109375)
-    assert sign_test([0] * 10, [1] * 5 + [-1] * 5)["p_value"] == 1.0
-    assert sign_test([1, 2], [1, 2]) == {"up": 0, "down": 0, "ties": 2, "missing": 0, "p_value": 1.0}
-    assert sign_test([NAN, 1, None], [2, 3, 4])["missing"] == 2 and sign_test([], [])["p_value"] == 1.0
-    for n in range(1, 13):
-        for k in range(n + 1):
-            assert sign_test([0] * n, [1] * k + [-1] * (n - k))["p_value"] == pytest.approx(_scipy_two_sided(k, n))
-
-
-# ---- edge sweep ----------------------------------------------------------------------------------
-
-EDGE_ASPECTS = ("conciseness", "informativeness", "correctness")
-BASE = {"p0": 1, "p1": 2, "p2": 3}
-
-
-def fake_generate(calls):
-    def generate_fn(prompts, lam):
-        calls.append(lam)
-        return [" ".join(["w"] * (BASE[p] + int(8 * lam["informativeness"]))) for p in prompts]
-    return generate_fn
-
-
-def fake_judge(spec, reply):
-    n = word_count(reply)
-    assert spec["id"] in BASE
-    return {"conciseness": 5 if n <= 3 else 3 if n <= 7 else 1, "informativeness": 1 if n < 5 else 4,
-            "correctness": 3}
-
-
-def test_edge_lambda_puts_w_on_the_second_aspect():
-    assert edge_lambda(EDGE_ASPECTS, ("conciseness", "informativeness"), 0.25) == {
-        "conciseness": 0.75, "informativeness": 0.25, "correctness": 0.0}
-    with pytest.raises(ValueError):
-        edge_lambda(EDGE_ASPECTS, ("conciseness", "brevity"), 0.5)
-    with pytest.raises(ValueError):
-        edge_lambda(EDGE_ASPECTS, ("conciseness", "informativeness"), 1.5)
-
-
-def test_edge_sweep_words_scores_spearman_and_sign_tests():
-    calls = []
-    prompts = list(BASE)
-    specs = [{"id": p} for p in prompts]
-    out = edge_sweep(fake_generate(calls), prompts, specs, fake_judge, EDGE_ASPECTS, ("conciseness", "informativeness"))
-    assert [c["informativeness"] for c in calls] == [0.0, 0.25, 0.5, 0.75, 1.0]
-    assert calls[1] == {"conciseness": 0.75, "informativeness": 0.25, "correctness": 0.0}
-    pts = out["points"]
-    assert [p["w"] for p in pts] == [0.0, 0.25, 0.5, 0.75, 1.0]
-    assert [p["mean_words"] for p in pts] == [2.0, 4.0, 6.0, 8.0, 10.0]
-    assert pts[0]["words"] == [1, 2, 3] and pts[-1]["replies"][0] == " ".join(["w"] * 9)
-    assert [p["scores"]["conciseness"] for p in pts] == pytest.approx([5, 11 / 3, 3, 5 / 3, 1])
-    assert [p["scores"]["informativeness"] for p in pts] == pytest.approx([1, 2, 4, 4, 4])
-    assert pts[1]["judged"]["informativeness"] == [1.0, 1.0, 4.0]
-    s = out["summary"]
-    assert s["spearman_words"] == pytest.approx(1.0) and s["monotone_words"] is True and s["end_ratio"] == 5.0
-    assert s["spearman"]["conciseness"] == pytest.approx(-1.0)
-    assert s["spearman"]["informativeness"] == pytest.approx(2 / math.sqrt(5))  # ties at 4, 4, 4
-    assert math.isnan(s["spearman"]["correctness"])  # the score never moves
-    assert s["sign_test"]["words"] == {"up": 3, "down": 0, "ties": 0, "missing": 0, "p_value": 0.25}
-    assert s["sign_test"]["scores"]["conciseness"]["down"] == 3
-    assert s["sign_test"]["scores"]["correctness"] == {"up": 0, "down": 0, "ties": 3, "missing": 0, "p_value": 1.0}
-
-
-def test_edge_sweep_flat_and_non_monotone_lengths_missing_scores_and_bad_input():
-    def generate_fn(prompts, lam):  # longer at w = 0.5 than at the ends, nothing at w = 0
-        n = {0.0: 0, 0.5: 6, 1.0: 4}[lam["b"]]
-        return [" ".join(["w"] * n) for _ in prompts]
-
-    def judge(spec, reply):
-        return {"a": None if spec == 0 else 2.0, "b": float(word_count(reply))}
-
-    out = edge_sweep(generate_fn, ["x", "y"], [0, 1], judge, ("a", "b"), ("a", "b"), ws=(0.0, 0.5, 1.0))
-    s = out["summary"]
-    assert s["monotone_words"] is False and s["end_ratio"] == math.inf
-    assert s["spearman_words"] == pytest.approx(0.5)
-    assert out["points"][0]["scores"]["a"] == 2.0 and math.isnan(out["points"][0]["judged"]["a"][0])
-    assert s["sign_test"]["scores"]["a"] == {"up": 0, "down": 0, "ties": 1, "missing": 1, "p_value": 1.0}
-    with pytest.raises(ValueError, match="increasing"):
-        edge_sweep(generate_fn, ["x"], [0], judge, ("a", "b"), ("a", "b"), ws=(0.5, 0.0))
-    with pytest.raises(ValueError, match="specs"):
-        edge_sweep(generate_fn, ["x"], [], judge, ("a", "b"), ("a", "b"))
-    with pytest.raises(ValueError, match="replies"):
-        edge_sweep(lambda p, lam: [], ["x"], [0], judge, ("a", "b"), ("a", "b"), ws=(0.0, 1.0))

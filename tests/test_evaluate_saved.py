@@ -117,7 +117,7 @@ def test_eval_dtype_float32_with_bf16_full_fine_tuning_is_a_config_error():
 
 
 def _delta_figures(model, collator, items, a, b):
-    from lambda_dpo.evaluation.steering_metrics import delta_summary, lambda_deltas
+    from lambda_dpo.evaluation.delta import delta_summary, lambda_deltas
     from lambda_dpo.targets import ratings_tensor
 
     aspects = list(collator.aspects)

@@ -39,7 +39,7 @@ from .tokenization import tokenize_lists
 from .training.config import load_config
 from .training.prepare import as_lists, score_reference
 from .evaluation.listwise import evaluate_lists
-from .evaluation.steering_metrics import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
+from .evaluation.delta import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
 
 logger = logging.getLogger(__name__)
 

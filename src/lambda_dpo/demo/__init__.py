@@ -2,7 +2,8 @@
 
 - `run`: `lambda-dpo demo`: trains the steered model and its controls and runs the steering protocol;
 - `report`: its report.md and plots; `tables`: the Markdown helpers the reports share;
-- `ablation`: `lambda-dpo ablation` (lambda sources x conditioning modes);
+- `ablation`: `lambda-dpo ablation` (lambda sources x conditioning modes), measured by `ablation_metrics`
+  (the lambda grid, mean judge scores, controllability);
 - `dataset`: the embedded dataset's checkable prompts, deterministic judges and builder
   (`lambda-dpo build-data`).
 """

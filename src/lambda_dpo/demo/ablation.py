@@ -17,11 +17,11 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .ablation_metrics import controllability, lambda_grid, lambda_key, mean_judge_scores
 from .dataset import ASPECTS, PromptSpec, demo_data_dir, judge_all
 from .tables import write_ablation_report
 from .run import CONFLICT, GEN_BATCH, PRESETS, Preset, read_specs, train_method
 from ..evaluation.protocol import hypervolume
-from ..evaluation.steering import controllability, lambda_grid, lambda_key, mean_judge_scores
 from ..generation import SteerableModel, generate, load_steerable
 from ..models import DEFAULT_MODEL, load_model, load_tokenizer
 

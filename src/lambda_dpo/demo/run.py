@@ -33,7 +33,7 @@ from ..evaluation.judges import LengthJudge
 from ..evaluation.listwise import evaluate_lists
 from ..evaluation.protocol import (DEFAULT_WEIGHTS, single_point, steerability, sweep_edge, unseen_weights,
                                    vertex_matrix)
-from ..evaluation.steering_metrics import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
+from ..evaluation.delta import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
 from ..generation import SteerableModel, generate
 from ..lambdas import uniform_lambda
 from ..models import DEFAULT_MODEL, load_model

@@ -15,6 +15,7 @@ Everything here takes a generator and a judge as arguments, so it measures any m
   rule judges); a missing score is None or NaN.
 
 Functions, each pure over the replies it is given:
+- `edge_lambda`: the lambda at weight w on the edge of a pair of aspects.
 - `hypervolume`: the area above for a set of 2-D points.
 - `sweep_edge`: replies, word counts and judge scores at every weight (one generate call).
 - `steerability`: per-prompt Spearman of w with each score and with reply length, the share of
@@ -32,8 +33,7 @@ import math
 from typing import Callable, Mapping, Sequence
 
 from .judges import words
-from .steering_metrics import edge_lambda
-from .steering import spearman
+from .ranks import spearman
 
 __all__ = ["DEFAULT_WEIGHTS", "Generate", "Judge", "hypervolume", "sweep_edge", "steerability", "unseen_weights",
            "vertex_matrix", "single_point", "pick_examples", "edge_lambda"]
@@ -53,6 +53,17 @@ def _missing(x) -> bool:
 def _mean(values: Sequence[float]) -> float:
     present = [float(v) for v in values if not _missing(v)]
     return sum(present) / len(present) if present else float("nan")
+
+
+def edge_lambda(aspects: Sequence[str], pair: tuple[str, str], w: float) -> dict[str, float]:
+    """lambda on the edge of `pair`: weight w on pair[1], 1 - w on pair[0], 0 on every other aspect
+    (w = 0 is pair[0]'s vertex)."""
+    a0, a1 = pair
+    if a0 not in aspects or a1 not in aspects or a0 == a1:
+        raise ValueError(f"pair {pair} must be two different aspects of {list(aspects)}")
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"w must be in [0, 1], got {w}")
+    return {a: (float(w) if a == a1 else 1.0 - w if a == a0 else 0.0) for a in aspects}
 
 
 def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float] = (1.0, 1.0)) -> float:
