@@ -47,7 +47,7 @@ MIB = 2**20
 GB = 10**9  # the paper's "20 GB", and bench_gpu.py's GB
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
-CPU_FIT = {"float32": (1.0, 20.0), "bfloat16": (0.5, 50.0)}
+CPU_FIT = {"float32": (1.07, 17.0), "bfloat16": (0.51, 58.0)}
 """Fitted, not derived: per weight dtype, (share of the activations' bytes that glibc keeps resident
 after forward frees its intermediates, constant MiB). CPU only; no GPU figure uses them. Fitted by
 `python bench/memory_model.py --calibrate` (least squares over its runs; docs/performance.md, "Memory",
