@@ -228,3 +228,14 @@ def test_smollm2_cpu_peak_within_20_percent(bench):
     """SmolLM2-135M-Instruct, LoRA r16, fp32, packed, P/R/N = 128/64/4, two steps (about a minute on 2 cores)."""
     measured, predicted = _measured_vs_predicted(bench, ["smollm2", "float32", "packed", 128, 64, 4, "on"])
     assert predicted == pytest.approx(measured, rel=0.2), (measured, predicted)
+
+
+def test_cli_prints_the_estimate(capsys):
+    from lambda_dpo.cli import main
+
+    assert main(["estimate-memory", str(ROOT / "configs" / "example.yaml"), "--n", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "SmolLM2-135M, LoRA r16" in out and "activations" in out and "peak at" in out
+    assert main(["estimate-memory", str(ROOT / "configs" / "example.yaml"), "use_lora=false", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["inputs"]["lora_rank"] is None and data["gpu_peak_bytes"] > 16 * data["inputs"]["parameters"]

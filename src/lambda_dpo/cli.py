@@ -180,6 +180,27 @@ def _build_data(args) -> int:
     return build_main(args.args) or 0
 
 
+def _estimate_memory(args) -> int:
+    from .memory import estimate_for_config
+    from .training.config import load_config
+
+    est = estimate_for_config(load_config(args.config, args.overrides), n_responses=args.n, device=args.device)
+    print(json.dumps(est.as_dict(), indent=2) if args.json else est.table())
+    return 0
+
+
+def _add_estimate_memory(sub) -> None:
+    p = sub.add_parser("estimate-memory", help="predict the peak memory of a training config's step, term by term "
+                                               "(weights, gradients, AdamW, activations), without loading the model")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--n", type=int, default=4, help="responses per list: the data's largest list (default 4)")
+    p.add_argument("--device", default="cuda", help="where training would run, for model_dtype and "
+                                                    "attn_implementation auto (default cuda)")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(func=_estimate_memory)
+
+
 def _add_validate_data(sub) -> None:
     p = sub.add_parser("validate-data", help="load a preference file and print what it holds and what was rejected")
     p.add_argument("file")
@@ -312,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_validate_data, _add_train, _add_generate, _add_evaluate, _add_export, _add_playground,
-                _add_demo, _add_ablation, _add_build_data):  # one function per command's arguments
+                _add_demo, _add_ablation, _add_build_data, _add_estimate_memory):  # one function per command's arguments
         add(sub)
     return parser
 
