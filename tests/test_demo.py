@@ -1,6 +1,8 @@
 """The demo and ablation pipelines end to end on a tiny model and a tiny freshly built dataset."""
 
 import json
+import logging
+import sys
 
 import pytest
 
@@ -158,6 +160,22 @@ def test_report_compares_hypervolumes_at_the_controls_weights(tmp_path):
     assert "| 0.10 (unseen) | 14.00 | 4.60 | 2.00 | - |" in text
     assert "> Why is the sky blue?" in text  # the example rule on one prompt picks it
     assert (tmp_path / "fronts.png").exists() and json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(m))
+
+
+def test_report_is_written_without_matplotlib(tmp_path, monkeypatch, caplog):
+    """matplotlib is the plots extra: without it the demo still writes metrics.json and report.md, and the
+    report and the log say what the plots need."""
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    m = _metrics()
+    with caplog.at_level(logging.WARNING, logger="lambda_dpo.demo.report"):
+        text = report.save_demo_outputs(m, tmp_path).read_text()
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    assert "| 0.10 (unseen) | 14.00 | 4.60 | 2.00 | - |" in text
+    assert "![fronts]" not in text and "![lengths]" not in text and not list(tmp_path.glob("*.png"))
+    assert "No plots: the plots (fronts.png, lengths.png) need matplotlib" in text
+    assert "pip install 'lambda-dpo[plots]'" in text and "pip install 'lambda-dpo[plots]'" in caplog.text
 
 
 def test_report_says_when_a_control_is_not_beaten(tmp_path):

@@ -81,7 +81,8 @@ INDIRECT = {
 }
 # Imported only inside a function, for an optional feature, and declared as an extra.
 OPTIONAL = {"deepspeed": "DeepSpeed ZeRO-3 (training/run.py gathers partitioned weights)",
-            "gradio": "the browser playground (playground.py, `lambda-dpo playground`)"}
+            "gradio": "the browser playground (playground.py, `lambda-dpo playground`)",
+            "matplotlib": "the demo's plots (demo/report.py; without it the report is written without them)"}
 
 
 def _modules() -> dict[str, tuple[ast.Module, bool]]:

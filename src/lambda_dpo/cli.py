@@ -161,8 +161,11 @@ def _demo(args) -> int:
         from .demo.run import run_demo
 
         out = run_demo(args.preset, args.out, seed=args.seed, model_dtype=args.model_dtype)
-    print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {out / 'fronts.png'}, "
-          f"{out / 'lengths.png'}")
+    from .demo.report import PLOTS_EXTRA
+
+    plots = (f"{out / 'fronts.png'}, {out / 'lengths.png'}" if (out / "fronts.png").exists()
+             else f"none: they need matplotlib ({PLOTS_EXTRA})")
+    print(f"demo report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}\nplots: {plots}")
     return 0
 
 

@@ -3,21 +3,26 @@
 Input: the dict `demo.run.run_demo` writes to metrics.json. Figures over seeds are means (± sample std
 where there are several). Hypervolumes are compared at the weights every front was swept at, so a
 front with more points is not favoured.
+
+matplotlib is an extra (`pip install 'lambda-dpo[plots]'`; `make install` includes it), imported when the
+plots are drawn: without it report.md and metrics.json are written all the same, and the report and the
+log say what the plots need.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
-import matplotlib
+from ..evaluation.protocol import hypervolume, pick_examples
+from .tables import fmt, mean_std, nanmean, table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+logger = logging.getLogger(__name__)
 
-from ..evaluation.protocol import hypervolume, pick_examples  # noqa: E402
-from .tables import fmt, mean_std, nanmean, table  # noqa: E402
+PLOTS_EXTRA = "pip install 'lambda-dpo[plots]'"
+NO_PLOTS = "the plots (fronts.png, lengths.png) need matplotlib, which is not installed"
 
 STEERED, DPO, FIXED = "lambda_dpo_steered", "dpo_best_worst", "lambda_dpo_fixed"
 LABELS = {STEERED: "lambda-DPO steered", "base": "base model + same text", DPO: "DPO + same text",
@@ -98,7 +103,7 @@ def verdict(m: dict) -> str:
     return " ".join(parts)
 
 
-def plot_fronts(m: dict, path: Path) -> None:
+def plot_fronts(m: dict, path: Path, plt) -> None:
     """One panel per prompt set: every model's front on the conflicting pair, HV in the legend."""
     a, b = m["conflict"]
     sets = list(m["sets"])
@@ -141,7 +146,7 @@ def plot_fronts(m: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_lengths(m: dict, path: Path) -> None:
+def plot_lengths(m: dict, path: Path, plt) -> None:
     """Mean words per reply against w, every model given the lambda text, one panel per prompt set."""
     sets = list(m["sets"])
     fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 3.8))
@@ -163,6 +168,29 @@ def plot_lengths(m: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the headless Agg backend; None when matplotlib is not installed (the plots extra)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(m: dict, out: Path) -> bool:
+    """fronts.png and lengths.png into `out`; False, with a warning in the log, when matplotlib is missing."""
+    plt = _pyplot()
+    if plt is None:
+        logger.warning("%s: %s", NO_PLOTS, PLOTS_EXTRA)
+        return False
+    plot_fronts(m, out / "fronts.png", plt)
+    plot_lengths(m, out / "lengths.png", plt)
+    return True
 
 
 def _comparison_table(m: dict, set_name: str) -> str:
@@ -283,8 +311,7 @@ def save_demo_outputs(m: dict, out: Path) -> Path:
 
 
 def write_report(m: dict, out: Path) -> Path:
-    plot_fronts(m, out / "fronts.png")
-    plot_lengths(m, out / "lengths.png")
+    plotted = write_plots(m, out)
     a, b = m["conflict"]
     budget = m["budget"]
     recipe = ", ".join(f"{k}={v}" for k, v in (m.get("recipe") or {}).items())
@@ -302,12 +329,12 @@ def write_report(m: dict, out: Path) -> Path:
                 f"compared at the controls' weights. Wall time {m['wall_seconds']:.0f} s ({stages}); "
                 f"{m['torch_threads']} torch threads; preset `{m['preset']}`."
                 + (" Figures over seeds: mean ± sample std." if len(m["seeds"]) > 1 else ""),
-                "![fronts](fronts.png)"]
+                "![fronts](fronts.png)" if plotted else f"*No plots: {NO_PLOTS} (`{PLOTS_EXTRA}`).*"]
     for set_name in m["sets"]:
         sections += [f"## {SET_TITLES[set_name].capitalize()}", _comparison_table(m, set_name),
                      "Along the edge (steered model; unseen = a weight training never draws):",
                      _curve_table(m, set_name), _unseen_table(m, set_name)]
-    sections += ["![lengths](lengths.png)",
+    sections += (["![lengths](lengths.png)"] if plotted else []) + [
                  "## Vertex matrix (held-out prompts)\n\nMean judge score of each aspect (columns) at each aspect's "
                  "vertex (rows). Steering shows as each column's maximum on the diagonal.",
                  _vertex_table(m, [r["vertices"] for r in _seeds(m, STEERED)], "steered")]
