@@ -1,7 +1,5 @@
 """attn_implementation: the auto rule, and eager scoring the shared-prompt layout exactly as sdpa does."""
 
-import logging
-
 import pytest
 import torch
 
@@ -10,7 +8,7 @@ from lambda_dpo.logprobs import score_batch
 from lambda_dpo.models import load_model
 from lambda_dpo.precision import EAGER_MAX_LENGTH, resolve_attn_implementation
 from lambda_dpo.training.config import load_config
-from lambda_dpo.training.run import prepare_model
+from lambda_dpo.training.settings import load_policy
 
 
 def test_auto_picks_eager_only_for_bf16_on_the_cpu_within_the_length_bound():
@@ -28,16 +26,15 @@ def test_auto_picks_eager_only_for_bf16_on_the_cpu_within_the_length_bound():
         load_config(None, attn_implementation="flash")
 
 
-def test_the_run_loads_the_kernel_it_resolved_and_logs_why(tiny_llama_dir, tmp_path, caplog):
+def test_the_run_loads_the_kernel_it_resolved_and_says_why(tiny_llama_dir, tmp_path):
     cfg = load_config(None, model_name_or_path=str(tiny_llama_dir), model_dtype="bfloat16",
                       max_prompt_length=64, max_response_length=32, output_dir=str(tmp_path))
-    with caplog.at_level(logging.INFO, logger="lambda_dpo.training.run"):
-        _, model = prepare_model(cfg)
-    assert cfg.attn_implementation == "eager" and model.config._attn_implementation == "eager"
-    assert "attn_implementation: eager (auto: bf16 on the CPU" in caplog.text
+    model, _, choice = load_policy(cfg)
+    assert choice.attn_implementation == "eager" and model.config._attn_implementation == "eager"
+    assert choice.attn_why.startswith("auto: bf16 on the CPU") and cfg.attn_implementation == "auto"
     cfg = load_config(None, model_name_or_path=str(tiny_llama_dir), model_dtype="float32", output_dir=str(tmp_path))
-    _, model = prepare_model(cfg)
-    assert cfg.attn_implementation == "sdpa" and model.config._attn_implementation == "sdpa"
+    model, _, choice = load_policy(cfg)
+    assert choice.attn_implementation == "sdpa" and model.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize("layout", ["prompt_cache", "packed", "naive"])
@@ -64,5 +61,6 @@ def test_the_reference_cache_is_keyed_by_the_kernel(tiny_llama_dir, tmp_path):
     cfg = load_config(None, model_name_or_path=str(tiny_llama_dir), model_dtype="float32",
                       reference_cache_dir=str(tmp_path / "c"), output_dir=str(tmp_path / "o"))
     for attn in ("sdpa", "eager", "sdpa"):
-        score_reference(cfg, load_model(tiny_llama_dir, attn_implementation=attn).eval(), tls, "prompt_cache", "t")
+        score_reference(cfg, load_model(tiny_llama_dir, attn_implementation=attn).eval(), tls, "prompt_cache", "t",
+                        "float32")
     assert len(list((tmp_path / "c").glob("reference-*.safetensors"))) == 2  # one per kernel; the third call hit

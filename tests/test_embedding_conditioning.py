@@ -111,10 +111,12 @@ def test_instructions_init_trains_saves_and_reloads(tiny_llama_dir, tmp_path):
     tok = result.trainer.processing_class
     longest = max(len(tok(aspect_instruction(a), add_special_tokens=False)["input_ids"])
                   for a in result.aspects)
-    assert trained.n_tokens == cfg.embedding_tokens == longest  # the sentences set the prefix length
+    assert trained.n_tokens == result.trainer.resolved.embedding_tokens == longest  # the sentences set the length
+    assert cfg.embedding_tokens == 1  # the config stays as asked
     assert trained.vertices in result.trainer.optimizer.state  # V is trained with the adapter
     saved = (tmp_path / "m" / "config.yaml").read_text()
-    assert f"embedding_tokens: {longest}" in saved and "embedding_init: instructions" in saved
+    assert "embedding_tokens: 1" in saved and "embedding_init: instructions" in saved
+    assert json.loads((tmp_path / "m" / "lambda_dpo.json").read_text())["resolved"]["embedding_tokens"] == longest
     sm = load_steerable(tmp_path / "m")
     lam = torch.tensor([[0.5, 0.5, 0.0]])
     with torch.no_grad():

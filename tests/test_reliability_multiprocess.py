@@ -145,7 +145,7 @@ def test_zero3_weights_are_gathered_on_every_process_for_the_reference(tiny_llam
     class Stop(Exception):
         pass
 
-    def score_reference(cfg, model, lists, layout, name):
+    def score_reference(cfg, model, lists, layout, name, dtype):
         events.append(("score", len(list(model.parameters()))))
         raise Stop
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import lambda_dpo.models as models
-import lambda_dpo.training.run as run
+import lambda_dpo.training.settings as settings
 from lambda_dpo.training.config import LambdaDPOConfig, load_config
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lambda_dpo"
@@ -74,19 +74,19 @@ def test_trust_remote_code_is_off_unless_the_config_asks(monkeypatch, tmp_path):
         over = {} if value is None else {"trust_remote_code": value}
         cfg = load_config(None, model_name_or_path=str(tmp_path), output_dir=str(tmp_path / "o"), **over)
         with pytest.raises(RuntimeError, match="stop here"):
-            run.load_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+            models.load_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
         with pytest.raises(RuntimeError, match="stop here"):
-            run.load_model(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+            models.load_model(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
     assert seen == [("tokenizer", False), ("model", False), ("tokenizer", True), ("model", True)]
 
-    # The training path hands the config's value to both loaders.
+    # The training path (settings.load_policy, which LambdaDPOTrainer calls) hands the config's value to both loaders.
     calls = []
-    monkeypatch.setattr(run, "load_tokenizer", lambda name, **kw: calls.append(("tokenizer", kw)) or object())
-    monkeypatch.setattr(run, "load_model", lambda name, **kw: calls.append(("model", kw)) or object())
-    run.prepare_model(load_config(None, use_lora=False, output_dir=str(tmp_path / "o")))
-    run.prepare_model(load_config(None, use_lora=False, output_dir=str(tmp_path / "o"), trust_remote_code=True))
-    assert [(k, kw["trust_remote_code"]) for k, kw in calls] == [("tokenizer", False), ("model", False),
-                                                                 ("tokenizer", True), ("model", True)]
+    monkeypatch.setattr(settings, "load_tokenizer", lambda name, **kw: calls.append(("tokenizer", kw)) or object())
+    monkeypatch.setattr(settings, "load_model", lambda name, **kw: calls.append(("model", kw)) or object())
+    settings.load_policy(load_config(None, use_lora=False, output_dir=str(tmp_path / "o")))
+    settings.load_policy(load_config(None, use_lora=False, output_dir=str(tmp_path / "o"), trust_remote_code=True))
+    assert [(k, kw["trust_remote_code"]) for k, kw in calls] == [("model", False), ("tokenizer", False),
+                                                                 ("model", True), ("tokenizer", True)]
 
 
 def test_generate_cli_keeps_remote_code_off_by_default(monkeypatch):

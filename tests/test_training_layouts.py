@@ -1,5 +1,6 @@
 """Which scoring layout training picks, and that every layout trains alike."""
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -30,13 +31,14 @@ def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_ll
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
             result = train(cfg)
-        assert f"scoring layout: {layout}" in caplog.text
+        assert f"\n  layout: {layout} (" in caplog.text  # the resolved settings' block
         assert ("packed rows attend by segment (sdpa kernel" in caplog.text) == (layout == "packed")
         if layout == "packed":  # installed for good, so checkpointed layers recompute by segment too
             assert result.trainer.model.config._attn_implementation == "lambda_dpo_sdpa"
-        # the run's config (config.yaml) names the layout that ran, not `auto`
-        assert cfg.layout == layout
-        assert f"\nlayout: {layout}\n" in (tmp_path / f"o{i}" / "config.yaml").read_text()
+        # the resolved settings (lambda_dpo.json) name the layout that ran; the config stays as asked
+        assert result.trainer.resolved.layout == layout and cfg.layout == overrides.get("layout", "auto")
+        assert json.loads((tmp_path / f"o{i}" / "lambda_dpo.json").read_text())["resolved"]["layout"] == layout
+        assert f"\nlayout: {cfg.layout}\n" in (tmp_path / f"o{i}" / "config.yaml").read_text()
         losses.append([h["loss"] for h in result.trainer.state.log_history if "loss" in h])
     assert len(losses[0]) == 2 and all(math.isfinite(x) for x in losses[0])
     for other in losses[1:]:
@@ -62,7 +64,7 @@ def test_auto_keeps_long_lists_in_the_prompt_cache_layout(tiny_llama_dir, tmp_pa
                       max_prompt_length=2 * PACKED_AUTO_MAX_TOKENS, model_dtype="float32")
     with caplog.at_level(logging.INFO, logger="lambda_dpo.training"):
         train(cfg)
-    assert "scoring layout: prompt_cache (layout: auto;" in caplog.text
+    assert "  layout: prompt_cache (auto: a training list's prompt and responses: median" in caplog.text
     assert f"packed into one row by `auto` up to {PACKED_AUTO_MAX_TOKENS})" in caplog.text
 
 

@@ -231,6 +231,13 @@ class LambdaEmbedding(torch.nn.Module):
                 "width": self.width, "vertices": self.vertices is not None}
 
 
+def embedding_length(tokenizer, n_tokens: int, instructions: Sequence[str] | None = None) -> int:
+    """The soft prompt's length: `n_tokens`, or with `instructions` the longest sentence's token count when
+    that is longer (what `attach_lambda_embedding` builds, known before it runs)."""
+    lengths = [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in instructions or ()]
+    return max([n_tokens, *lengths])
+
+
 def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4,
                             instructions: Sequence[str] | None = None) -> LambdaEmbedding:
     """Create the map and register it on `model` (so the Trainer's optimiser trains it with the adapter).
@@ -250,7 +257,7 @@ def attach_lambda_embedding(model, tokenizer, n_aspects: int, n_tokens: int = 4,
         if len(instructions) != n_aspects:
             raise ValueError(f"{len(instructions)} instruction sentences for {n_aspects} aspects")
         rows = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in instructions]
-        n_tokens = max(n_tokens, *map(len, rows))
+        n_tokens = embedding_length(tokenizer, n_tokens, instructions)
         space = tokenizer(" ", add_special_tokens=False)["input_ids"][-1:] or [
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id]
         rows = [r + space * (n_tokens - len(r)) for r in rows]

@@ -2,9 +2,11 @@
 
 The figures are those training reports on its eval lists (`evaluate_lists`: per aspect,
 top-1 / NDCG / Kendall of the implicit reward s = log pi(y | x, c(e_k)) - log pi_ref(y | x) with the
-policy conditioned on aspect k's vertex), computed with the run's own settings from the model
-directory's config.yaml (lengths, truncation, layout, score type, lambda text), and the ratings rescaled
-with the statistics training fitted (`rating_scale`, kept in lambda_dpo.json). The reference is
+policy conditioned on aspect k's vertex), computed by training's own steps (`training.prepare`:
+tokenise, lay out, score the reference, collate) with the run's options from the model directory's
+config.yaml (lengths, truncation, score type) and what ran from the resolved settings in lambda_dpo.json
+(`training.settings.saved_settings`: dtype, attention kernel, layout, lambda text, embedding length, the
+rating scales training fitted). The reference is
 what training used: the adapter switched off for a LoRA model, the base checkpoint otherwise.
 Beside them, the rating-blind picks (random, shortest, longest reply) on the same lists.
 
@@ -17,88 +19,110 @@ given exactly the same lambda text (steering by the prompt alone; prompt conditi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import warnings
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
-import yaml
 
-from .batching import ListCollator
+from .batching import ListCollator, ScoredList
 from .data import format_summary, load_lists, summarize
-from .generation import load_steerable
+from .generation import SteerableModel, load_steerable
 from .lambdas import FixedLambda
-from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype, saved_rating_scales
+from .saved_model import base_model_source, read_model_meta
 from .models import load_model
 from .precision import float32_label, upcast_to_float32
-from .layouts import choose_layout
 from .rating_scales import apply_rating_scales
-from .segment_attention import install as install_segments
 from .targets import ratings_tensor
-from .tokenization import tokenize_lists
-from .training.config import load_config
-from .training.prepare import as_lists, score_reference
+from .training.prepare import as_lists, build_collator, score_reference, set_up_layout, tokenize
+from .training.settings import ResolvedSettings, saved_config, saved_settings
 from .evaluation.listwise import evaluate_lists
 from .evaluation.delta import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate_saved", "prepare_saved"]
+__all__ = ["evaluate_saved", "prepare_saved", "saved_scoring"]
 
 
-def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_dir: str | None = "auto",
-                  dtype: str | None = None, max_lists: int | None = None):
-    """(SteerableModel, collator, scored items, config, rejected {reason: count}) to score `data` with
-    the model in `model_dir`, built as training builds its eval lists (arguments as in `evaluate_saved`)."""
+class SavedScoring(NamedTuple):
+    """A saved model ready to score a file's lists: `prepare_saved` gives the first five; `settings` are the
+    run's resolved settings with `eval_dtype` the dtype this evaluation scores in."""
+
+    model: SteerableModel
+    collator: ListCollator
+    items: list[ScoredList]
+    cfg: Any  # the run's config.yaml as a LambdaDPOConfig (what was asked), never written to
+    rejected: dict
+    settings: ResolvedSettings
+
+
+def load_reference(meta: dict, sm, settings: ResolvedSettings, cfg, upcast: bool):
+    """The reference training used: the policy itself for an adapter (`reference_logps` switches it off), else
+    the checkpoint training started from, loaded as training loaded it (dtype, kernel), held in fp32 when
+    `upcast`."""
+    if meta["adapter"]:
+        return sm.model
+    reference = load_model(base_model_source(meta), dtype=settings.model_dtype, trust_remote_code=cfg.trust_remote_code,
+                           attn_implementation=settings.attn_implementation).eval().to(cfg.device)
+    if upcast:
+        upcast_to_float32(reference)
+    return reference
+
+
+def _check_dtype(model_dir, settings: ResolvedSettings, dtype: str | None) -> bool:
+    """Whether `dtype` asks for fp32 scoring of a bf16/fp16 model (its own weights held in fp32, as training's
+    eval_dtype: float32 does, not the checkpoint loaded afresh in fp32); ValueError for any other dtype."""
+    upcast = dtype == "float32" and settings.model_dtype in ("bfloat16", "float16")
+    if dtype and not upcast and dtype != settings.model_dtype:
+        raise ValueError(f"{model_dir} trained in {settings.model_dtype}: it can be scored in that dtype or in "
+                         f"float32, not {dtype}")
+    return upcast
+
+
+def saved_scoring(model_dir: str | Path, data: str | Path, *, reference_cache_dir: str | None = "auto",
+                  dtype: str | None = None, max_lists: int | None = None) -> SavedScoring:
+    """`data` scored with the model in `model_dir` by training's own steps (`training.prepare`: tokenise, set
+    up the layout, score the reference, build the collator) under the run's saved settings
+    (`training.settings.saved_settings`); arguments as in `evaluate_saved`."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
-    with warnings.catch_warnings():  # a model saved before `layout` existed names its layout by the old keys
-        warnings.filterwarnings("ignore", "config: shared_prompt", FutureWarning)
-        cfg = load_config(model_dir / CONFIG_FILE, reference_cache_dir=reference_cache_dir,
-                          aspects=list(meta["aspects"]), skip_bad_records=True)
-    cfg.model_dtype = saved_dtype(meta)
-    if "score_cut_ends" not in yaml.safe_load((model_dir / CONFIG_FILE).read_text()):
-        cfg.score_cut_ends = True  # saved before cut replies were read as such: scored as it was trained
-    # fp32 scoring of a bf16/fp16 model: the weights it trained with, held in fp32 (as training's
-    # eval_dtype: float32 does), not the checkpoint loaded afresh in fp32
-    upcast = dtype == "float32" and cfg.model_dtype in ("bfloat16", "float16")
-    if dtype and not upcast and dtype != cfg.model_dtype:
-        raise ValueError(f"{model_dir} trained in {cfg.model_dtype}: it can be scored in that dtype or in float32, "
-                         f"not {dtype}")
-    sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code)
+    cfg = saved_config(model_dir, reference_cache_dir=reference_cache_dir, aspects=list(meta["aspects"]),
+                       skip_bad_records=True)
+    settings = saved_settings(model_dir, cfg)
+    upcast = _check_dtype(model_dir, settings, dtype)
+    sm = load_steerable(model_dir, trust_remote_code=cfg.trust_remote_code,
+                        attn_implementation=settings.attn_implementation)
     if upcast:
         upcast_to_float32(sm.model)
     sm.model.to(cfg.device)  # where training scores: the GPU when there is one
     lists, report = load_lists(str(data), cfg.data_format, skip_bad=True)
     logger.info("evaluation data\n%s", format_summary(summarize(lists, report)))
     lists = as_lists(lists, cfg, str(data))[:max_lists]
-    lists = apply_rating_scales(lists, saved_rating_scales(meta))  # the training data's scales, as training's eval
-    tokenized, trunc = tokenize_lists(sm.tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
-                                      skip_bad=True, truncation=cfg.truncation, score_cut_ends=cfg.score_cut_ends)
-    if trunc.open_ends:
-        logger.info("%d replies the data marks as cut mid-text are scored without an end of turn", trunc.open_ends)
+    lists = apply_rating_scales(lists, settings.rating_scale)  # the training data's scales, as training's eval
+    tokenized, trunc = tokenize(cfg, sm.tokenizer, lists, "eval", cfg.score_cut_ends)
     if not tokenized:
         raise ValueError(f"{data}: no list left to evaluate (rejected: {dict(trunc.rejected) or 'none'}; "
                          f"the model's aspects: {', '.join(sm.aspects)})")
-    layout = choose_layout(sm.model, cfg.layout, False)
-    if layout == "packed":  # as training scored: by segment (prepare.py)
-        install_segments(sm.model)
-    # LoRA: reference_logps switches the adapter off; full weights: the checkpoint training started from
-    reference = sm.model if meta["adapter"] else load_model(
-        base_model_source(meta), dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code).eval().to(cfg.device)
-    if upcast and reference is not sm.model:
-        upcast_to_float32(reference)
-    if layout == "packed":
-        install_segments(reference)
+    layout = set_up_layout(sm.model, settings)
+    reference = load_reference(meta, sm, settings, cfg, upcast)
+    if reference is not sm.model:
+        set_up_layout(reference, settings)
     items = score_reference(cfg, reference, tokenized, layout, "eval",
-                            dtype=float32_label(cfg.model_dtype) if upcast else None)
+                            float32_label(settings.model_dtype) if upcast else settings.model_dtype)
     del reference
-    source = FixedLambda(sm.aspects)  # unused: the vertices are passed
-    collator = ListCollator(sm.tokenizer, sm.aspects, source, sm.conditioning, cfg.rating_temperature, layout,
-                            cfg.embedding_tokens, sm.lambda_text)
-    if upcast:
-        cfg.model_dtype = "float32"
-    return sm, collator, items, cfg, dict(report.rejected + trunc.rejected)
+    collator = build_collator(cfg, settings, sm.tokenizer, FixedLambda(sm.aspects), layout, contrast=False)
+    settings = dataclasses.replace(settings, eval_dtype="float32" if upcast else settings.model_dtype)
+    return SavedScoring(sm, collator, items, cfg, dict(report.rejected + trunc.rejected), settings)
+
+
+def prepare_saved(model_dir: str | Path, data: str | Path, *, reference_cache_dir: str | None = "auto",
+                  dtype: str | None = None, max_lists: int | None = None):
+    """(SteerableModel, collator, scored items, the run's config, rejected {reason: count}) to score `data` with
+    the model in `model_dir`, built as training builds its eval lists (`saved_scoring`, which also gives the
+    settings)."""
+    return tuple(saved_scoring(model_dir, data, reference_cache_dir=reference_cache_dir, dtype=dtype,
+                               max_lists=max_lists))[:5]
 
 
 def _steering_pair(steering, aspects) -> tuple[str, str]:
@@ -111,9 +135,10 @@ def _steering_pair(steering, aspects) -> tuple[str, str]:
 
 
 def steering_summary(sm, collator, items, cfg, pair: tuple[str, str], batch_size: int,
-                     model_dir: str | Path) -> dict:
+                     model_dir: str | Path, settings: ResolvedSettings) -> dict:
     """{"pair": [a, b], "model": delta_summary, "base": delta_summary or None, "base_note": str}
-    for Delta between the vertices of aspects a and b on `items` (module docstring)."""
+    for Delta between the vertices of aspects a and b on `items` (module docstring). `settings`: the
+    evaluation's (`saved_scoring`: eval_dtype is the dtype it scores in)."""
     a, b = pair
     ratings, mask = ratings_tensor([it.tokens.source for it in items], sm.aspects)
     r_a, r_b = ratings[..., sm.aspects.index(a)], ratings[..., sm.aspects.index(b)]
@@ -132,12 +157,8 @@ def steering_summary(sm, collator, items, cfg, pair: tuple[str, str], batch_size
         with sm.model.disable_adapter():
             out["base"] = summary(sm.model)
     else:  # full weights: the checkpoint training started from
-        meta = read_model_meta(model_dir)
-        base = load_model(base_model_source(meta), dtype=saved_dtype(meta),
-                          trust_remote_code=cfg.trust_remote_code).eval().to(cfg.device)
-        if cfg.model_dtype == "float32" and saved_dtype(meta) != "float32":  # scored in fp32 (`dtype`)
-            upcast_to_float32(base)
-        out["base"] = summary(base)
+        out["base"] = summary(load_reference(read_model_meta(model_dir), sm, settings, cfg,
+                                             upcast=settings.eval_dtype != settings.model_dtype))
     return out
 
 
@@ -168,8 +189,8 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
     """
     if steering is not None:  # checked before anything is loaded or scored
         steering = _steering_pair(steering, read_model_meta(model_dir)["aspects"])
-    sm, collator, items, cfg, rejected = prepare_saved(model_dir, data, reference_cache_dir=reference_cache_dir,
-                                                       dtype=dtype, max_lists=max_lists)
+    sm, collator, items, cfg, rejected, settings = saved_scoring(
+        model_dir, data, reference_cache_dir=reference_cache_dir, dtype=dtype, max_lists=max_lists)
     metrics = evaluate_lists(sm.model, collator, items, batch_size=batch_size or cfg.per_device_eval_batch_size,
                              chunk_size=cfg.logprob_chunk_size,
                              score_type=cfg.score_type)
@@ -177,7 +198,8 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
     sources = [it.tokens.source for it in items]
     baselines = {kind: {f"{a}/top1": torch.nanmean(baseline_top1(sources, ratings[..., k], mask, kind).double()).item()
                         for k, a in enumerate(sm.aspects)} for kind in BASELINE_KINDS}
-    extra = {"steering": steering_summary(sm, collator, items, cfg, steering,
-                                          batch_size or cfg.per_device_eval_batch_size, model_dir)} if steering else {}
+    extra = ({"steering": steering_summary(sm, collator, items, cfg, steering,
+                                           batch_size or cfg.per_device_eval_batch_size, model_dir, settings)}
+             if steering else {})
     return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects), **extra,
-            "rejected": rejected, "model_dir": str(model_dir), "data": str(data), "dtype": cfg.model_dtype}
+            "rejected": rejected, "model_dir": str(model_dir), "data": str(data), "dtype": settings.eval_dtype}

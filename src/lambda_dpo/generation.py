@@ -26,19 +26,23 @@ class SteerableModel:
     lambda_text: LambdaText = field(default_factory=LambdaText)
 
 
-def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False) -> SteerableModel:
+def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False,
+                   attn_implementation: str | None = None) -> SteerableModel:
     """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning
-    (the directory's layout: `saved_model`)."""
+    (the directory's layout: `saved_model`). attn_implementation: the attention kernel (None: transformers'
+    default; `lambda-dpo evaluate` passes the one training ran with)."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
     tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust_remote_code)
     if meta["adapter"]:
         from peft import PeftModel
 
-        base = load_model(base_model_source(meta), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
+        base = load_model(base_model_source(meta), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code,
+                          attn_implementation=attn_implementation)
         model = PeftModel.from_pretrained(base, str(model_dir))
     else:
-        model = load_model(str(model_dir), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code)
+        model = load_model(str(model_dir), dtype=saved_dtype(meta), trust_remote_code=trust_remote_code,
+                           attn_implementation=attn_implementation)
     if meta["conditioning"] == "embedding":
         load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],

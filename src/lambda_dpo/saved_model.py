@@ -7,7 +7,8 @@ A directory saved by `lambda-dpo train` holds
     tokenizer files                                   the tokenizer and its chat template
     lambda_embedding.safetensors                      conditioning "embedding" only
                                                       (`conditioning.EMBEDDING_FILE`)
-    config.yaml                                       every LambdaDPOConfig field of the run
+    config.yaml                                       every LambdaDPOConfig field of the run, as
+                                                      asked (`auto` stays `auto`)
     README.md                                         a model card: aspects, how to pass lambda
     lambda_dpo.json                                   `MODEL_META`: what `generate` needs
 
@@ -15,14 +16,23 @@ The Trainer writes the weights and tokenizer; this module writes and reads the l
 written atomically, lambda_dpo.json last, and it is removed before the weights are (re)written, so
 its presence means the directory is complete.
 
-lambda_dpo.json ("format": MODEL_FORMAT) keys: aspects (the order of lambda), conditioning,
+lambda_dpo.json ("format": MODEL_FORMAT) holds what ran, the run's `training.settings.ResolvedSettings`
+(the block its log printed at the start): the keys loaders read stay at the top level (`RESOLVED_AT_TOP`:
+base_model, model_dtype, aspects, conditioning, lambda_text, rating_scale), the others are under
+"resolved" (model_dtype_why, attn_implementation and _why, layout and layout_why, embedding_tokens,
+eval_dtype, device); `saved_resolved` joins them. Its keys: aspects (the order of lambda), conditioning,
 lambda_header, lambda_text (`LambdaText.to_dict`, with every aspect's sentence as training rendered
 it, so a later change of the library's default sentences cannot change what the model reads),
 adapter (bool), base_model (as configured), base_model_path (resolved when trained), base_model_id
 and base_model_origin (`portable_base_model`: the name the model card gives), model_dtype,
 loss_type, beta, score_type, lambda_source, rating_temperature, rating_scale (each aspect's fitted
 scale: `rating_scales.fit_rating_scales`; `saved_rating_scales`), lambda_dpo_version, eval_metrics
-(held-out metrics only).
+(held-out metrics only), resolved.
+
+Formats (`READABLE_FORMATS`, checked by `read_model_meta`): v1 had no "resolved", and its config.yaml
+held the resolved layout, attention kernel, model_dtype and embedding_tokens in place of the values asked
+(`training.settings.saved_settings` reads both); v2 adds "resolved" and keeps config.yaml as asked. A
+format this version does not know is refused, naming the file and the fix (upgrade lambda-dpo).
 
 The model card states the whole rule by which lambda becomes text (`steering_rule_section`, also
 in `export`'s card) with each aspect's sentence, so any engine can steer the model from the card.
@@ -45,7 +55,10 @@ from .models import DEFAULT_MODEL, PROVENANCE_FILE, SMOLLM2_HUB_ID, resolve_mode
 from .rating_scales import fit_rating_scales
 
 MODEL_META = "lambda_dpo.json"
-MODEL_FORMAT = "lambda-dpo-model-v1"
+MODEL_FORMAT = "lambda-dpo-model-v2"
+READABLE_FORMATS = ("lambda-dpo-model-v1", MODEL_FORMAT)  # files without "format" predate it: read as v1
+# The resolved settings lambda_dpo.json keeps at its top level, under the names loaders have always read.
+RESOLVED_AT_TOP = ("base_model", "model_dtype", "aspects", "conditioning", "lambda_text", "rating_scale")
 CONFIG_FILE = "config.yaml"
 MODEL_CARD = "README.md"
 
@@ -89,12 +102,15 @@ def _version() -> str:
 
 
 def model_meta(cfg, aspects: Sequence[str], eval_metrics: dict, lambda_text: LambdaText,
-               rating_scales: Mapping[str, Mapping] | None = None) -> dict:
+               rating_scales: Mapping[str, Mapping] | None = None, resolved: Mapping | None = None) -> dict:
     """The content of lambda_dpo.json for a run configured by `cfg` (a `LambdaDPOConfig`, read by
     attribute: this module sits below training/ and does not import it). `rating_scales`: each aspect's
-    fitted scale (None: `cfg.rating_scale`, which must then need no statistics)."""
-    path = resolve_model_path(cfg.model_name_or_path)
-    base_id, origin = portable_base_model(cfg.model_name_or_path, path)
+    fitted scale (None: `cfg.rating_scale`, which must then need no statistics). `resolved`: the run's
+    resolved settings (`ResolvedSettings.as_dict()`), which name the base model and dtype that ran; without
+    them (files written for tests) the config's are taken as they are."""
+    name = resolved["base_model"] if resolved else cfg.model_name_or_path
+    path = resolve_model_path(name)
+    base_id, origin = portable_base_model(name, path)
     if rating_scales is None:  # scales with statistics (minmax, zscore) come fitted on the training lists
         if any(scale in ("minmax", "zscore") for scale in (
                 [cfg.rating_scale] if isinstance(cfg.rating_scale, str) else cfg.rating_scale.values())):
@@ -102,13 +118,14 @@ def model_meta(cfg, aspects: Sequence[str], eval_metrics: dict, lambda_text: Lam
         rating_scales = fit_rating_scales((), cfg.rating_scale, aspects)
     return {"format": MODEL_FORMAT, "aspects": list(aspects), "conditioning": cfg.conditioning,
             "lambda_header": LAMBDA_HEADER, "lambda_text": with_every_sentence(lambda_text, aspects).to_dict(),
-            "adapter": cfg.use_lora, "base_model": cfg.model_name_or_path, "base_model_path": path,
+            "adapter": cfg.use_lora, "base_model": name, "base_model_path": path,
             "base_model_id": base_id, "base_model_origin": origin,
-            "model_dtype": cfg.model_dtype, "loss_type": cfg.loss_type, "beta": cfg.beta,
-            "score_type": cfg.score_type, "lambda_source": cfg.lambda_source,
+            "model_dtype": resolved["model_dtype"] if resolved else cfg.model_dtype,
+            "loss_type": cfg.loss_type, "beta": cfg.beta, "score_type": cfg.score_type, "lambda_source": cfg.lambda_source,
             "rating_temperature": cfg.rating_temperature,
             "rating_scale": {a: dict(f) for a, f in rating_scales.items()}, "lambda_dpo_version": _version(),
-            "eval_metrics": {k: v for k, v in eval_metrics.items() if k.removeprefix("eval_") not in NON_METRICS}}
+            "eval_metrics": {k: v for k, v in eval_metrics.items() if k.removeprefix("eval_") not in NON_METRICS},
+            **({"resolved": {k: v for k, v in resolved.items() if k not in RESOLVED_AT_TOP}} if resolved else {})}
 
 
 def mark_incomplete(out: str | Path) -> None:
@@ -117,26 +134,44 @@ def mark_incomplete(out: str | Path) -> None:
 
 
 def write_model_files(out: str | Path, cfg, aspects: Sequence[str], eval_metrics: dict,
-                      lambda_text: LambdaText, rating_scales: Mapping[str, Mapping] | None = None) -> None:
-    """config.yaml (the full run config), the model card and lambda_dpo.json, in that order.
+                      lambda_text: LambdaText, rating_scales: Mapping[str, Mapping] | None = None,
+                      resolved: Mapping | None = None) -> None:
+    """config.yaml (the full run config, as asked), the model card and lambda_dpo.json (with `resolved`, what
+    ran: `model_meta`), in that order.
 
     Each is written atomically; lambda_dpo.json last, so its presence means the directory is complete.
     """
     out = Path(out)
-    meta = model_meta(cfg, aspects, eval_metrics, lambda_text, rating_scales)
+    meta = model_meta(cfg, aspects, eval_metrics, lambda_text, rating_scales, resolved)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(_plain(cfg.lambda_dpo_fields()), sort_keys=False))
     atomic_write_text(out / MODEL_CARD, model_card(meta))
     atomic_write_text(out / MODEL_META, json.dumps(meta, indent=2))
 
 
 def read_model_meta(model_dir: str | Path) -> dict:
-    """lambda_dpo.json of `model_dir`; FileNotFoundError (saying what to do) when it is not a model directory."""
+    """lambda_dpo.json of `model_dir`; FileNotFoundError (saying what to do) when it is not a model directory,
+    ValueError when its format is not one this version reads (`READABLE_FORMATS`: v1 and v2)."""
     model_dir = Path(model_dir)
     meta_path = model_dir / MODEL_META
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} not found: {model_dir} is not a lambda-dpo model directory "
                                 "(train one with `lambda-dpo train CONFIG.yaml`)")
-    return json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text())
+    found = meta.get("format", READABLE_FORMATS[0])
+    if found not in READABLE_FORMATS:
+        by = f" (written by lambda-dpo {meta['lambda_dpo_version']})" if meta.get("lambda_dpo_version") else ""
+        raise ValueError(f"{meta_path}: format {found!r}{by} is not one lambda-dpo {_version()} reads "
+                         f"({', '.join(READABLE_FORMATS)}): the model was saved by a newer lambda-dpo; upgrade "
+                         "lambda-dpo (pip install -U lambda-dpo) to load it")
+    return meta
+
+
+def saved_resolved(meta: dict) -> dict | None:
+    """The run's resolved settings (`training.settings.ResolvedSettings.as_dict()`): the top-level keys of
+    `RESOLVED_AT_TOP` joined with "resolved"; None for a file written before they were saved (format v1)."""
+    if "resolved" not in meta:
+        return None
+    return {**{k: meta[k] for k in RESOLVED_AT_TOP}, **meta["resolved"]}
 
 
 def saved_dtype(meta: dict) -> str:

@@ -168,7 +168,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                                  tr.data_collator.lambda_text)
             if name == STEERED:
                 text = own.lambda_text
-                recipe = {k: getattr(tr.args, k) for k in RECIPE_KEYS}
+                recipe = {k: getattr(tr.args, k) for k in RECIPE_KEYS} | {"model_dtype": tr.resolved.model_dtype}
                 with _timed(stages, "steered model"):
                     runs[name][s] = {**measure_steered(own, sets, p, grid_step(recipe)), **diagnostics(result, own)}
                 if base is None:
@@ -261,7 +261,7 @@ def measure_base(result, sets: Sequence[PromptSet], p: Preset, model: str) -> di
 
     Its implicit reward is log pi_base(y | x, c(lambda)) - log pi_base(y | x) (the items' reference)."""
     tr = result.trainer
-    base = load_model(model, dtype=tr.args.model_dtype).eval()
+    base = load_model(model, dtype=tr.resolved.model_dtype).eval()
     collator, items = tr.data_collator, tr.eval_dataset.items
     sm = SteerableModel(base, tr.processing_class, result.aspects, "prompt", collator.lambda_text)
     held_out = sets[0]

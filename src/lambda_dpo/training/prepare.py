@@ -4,7 +4,9 @@
 `LambdaDPOTrainer(model=..., args=LambdaDPOConfig(...), train_dataset=..., processing_class=tok)`);
 `run.train` (the CLI) reaches it the same way. Data may be a `datasets.Dataset` or any iterable of
 records in a supported layout (native listwise, UltraFeedback, HelpSteer2 rows, TRL pairwise), or
-lists already loaded (`PreferenceList`s).
+lists already loaded (`PreferenceList`s). The config is only read: what its `auto` values become is
+`settings.ResolvedSettings`, resolved once here. `tokenize`, `set_up_layout`, `score_reference` and
+`build_collator` are the steps `lambda-dpo evaluate` (`evaluate_saved`) takes too, on a saved model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import json
 import logging
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,13 +26,14 @@ from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..data.schema import select_aspects
 from ..lambdas import LambdaSource, build_lambda_source
 from ..models import default_cache_dir
-from ..rating_scales import apply_rating_scales, describe_rating_scales, fit_rating_scales, one_hot_warnings
+from ..rating_scales import apply_rating_scales, fit_rating_scales, one_hot_warnings
 from ..reference import reference_logps
-from ..layouts import PACKED_AUTO_MAX_TOKENS, as_option, choose_layout
+from ..layouts import choose_layout
 from ..segment_attention import install as install_segments
 from ..sharding import ZERO3_LAYOUT_ERROR
 from ..tokenization import TokenizedList, tokenize_lists
 from .config import LambdaDPOConfig
+from .settings import ModelChoice, ResolvedSettings, choose_model, resolve_settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Prepared:
     eval_items: list[ScoredList]
     val_items: list[ScoredList]
     rating_scales: dict = field(default_factory=dict)  # each aspect's fitted `rating_scale`, saved with the model
+    settings: ResolvedSettings | None = None  # what runs (`settings.resolve_settings`), saved with the model
 
 
 def lambda_text(cfg: LambdaDPOConfig) -> LambdaText:
@@ -89,10 +92,7 @@ def rescale_ratings(cfg: LambdaDPOConfig, aspects: Sequence[str], train_lists: l
     """Both sets of lists under `rating_scale`, its statistics fitted on the training lists alone, and the
     fitted scales (saved with the model, so `lambda-dpo evaluate` applies the same transform); warns per
     aspect whose training targets are nearly one-hot at `rating_temperature` (lambda_dpo.rating_scales)."""
-    scales = fit_rating_scales(train_lists, cfg.rating_scale, aspects)
-    if describe_rating_scales(scales):
-        logger.info("rating_scale (fitted on the %d training lists):\n%s", len(train_lists),
-                    describe_rating_scales(scales))
+    scales = fit_rating_scales(train_lists, cfg.rating_scale, aspects)  # logged with the resolved settings
     train_lists, eval_lists = apply_rating_scales(train_lists, scales), apply_rating_scales(eval_lists, scales)
     for message in one_hot_warnings(train_lists, cfg.rating_temperature):
         logger.warning("training data: %s", message)
@@ -114,13 +114,13 @@ def with_lora(model, cfg: LambdaDPOConfig):
 
 
 def score_reference(cfg: LambdaDPOConfig, model, lists: list[TokenizedList], layout: str, name: str,
-                    dtype: str | None = None) -> list[ScoredList]:
-    """Reference log-probs of `lists` (cached); `dtype` names the weights' dtype when it is not
-    cfg.model_dtype (it keys the cache). The attention kernel keys it too: eager and sdpa round bf16
-    differently, and a reference from the other kernel would be a silent mix."""
+                    dtype: str) -> list[ScoredList]:
+    """Reference log-probs of `lists` (cached); `dtype` names the weights' dtype (the resolved model_dtype,
+    or `precision.float32_label` of it for fp32 scoring; it keys the cache). The attention kernel keys it
+    too: eager and sdpa round bf16 differently, and a reference from the other kernel would be a silent mix."""
     cache = None if cfg.reference_cache_dir is None else (
         default_cache_dir() / "reference" if cfg.reference_cache_dir == "auto" else Path(cfg.reference_cache_dir))
-    settings = {"dtype": dtype or cfg.model_dtype, "layout": layout,
+    settings = {"dtype": dtype, "layout": layout,
                 "attn_implementation": getattr(model.config, "_attn_implementation", None)}
     ref = reference_logps(model, lists, cache, settings=settings,
                           batch_size=cfg.reference_batch_size, layout=layout, chunk_size=cfg.logprob_chunk_size,
@@ -200,72 +200,97 @@ def _check_zero3(layout: str) -> None:
         raise ValueError(f"config: {ZERO3_LAYOUT_ERROR}")
 
 
-def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None) -> Prepared:
-    """Lists, the policy, its reference log-probs (scored once, cached) and the collator for `cfg`."""
+def tokenize(cfg: LambdaDPOConfig, tokenizer, lists: list[PreferenceList], name: str,
+             score_cut_ends: bool) -> tuple[list[TokenizedList], Any]:
+    """`lists` tokenised under the config's lengths and truncation, with what was cut or rejected logged;
+    (tokenised lists, `tokenization.TruncationReport`). Training and `lambda-dpo evaluate` call it."""
+    tokenized, trunc = tokenize_lists(tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
+                                      skip_bad=True, truncation=cfg.truncation, score_cut_ends=score_cut_ends)
+    logger.info("%s: %d lists tokenised; %d prompts and %d responses truncated; rejected: %s", name,
+                len(tokenized), trunc.prompts_truncated, trunc.responses_truncated, dict(trunc.rejected) or "none")
+    if trunc.open_ends:
+        logger.info("%s: %d replies the data marks as cut mid-text are scored without an end of turn "
+                    "(score_cut_ends: false)", name, trunc.open_ends)
+    for reason, example in trunc.examples.items():
+        logger.warning("rejected (%s), e.g. %s", reason, example)
+    return tokenized, trunc
+
+
+def set_up_layout(model, settings: ResolvedSettings) -> str:
+    """The layout `settings` names, as `layouts` calls it, set up on `model`: a packed row attends by segment,
+    installed before the reference pass (its cache key names the attention implementation)."""
+    layout = choose_layout(model, settings.layout)
+    _check_zero3(layout)
+    if layout == "packed":
+        logger.info("packed rows attend by segment (%s kernel; lambda_dpo.segment_attention)", install_segments(model))
+    return layout
+
+
+def build_collator(cfg: LambdaDPOConfig, settings: ResolvedSettings, tokenizer, source: LambdaSource,
+                   layout: str, contrast: bool = True) -> ListCollator:
+    """The collator for the resolved settings: their aspects, conditioning, lambda text and soft-prompt length.
+    contrast=False: each list once, whatever `lambda_contrast` (evaluation, which passes its own lambdas)."""
+    return ListCollator(tokenizer, settings.aspects, source, settings.conditioning, cfg.rating_temperature, layout,
+                        settings.embedding_tokens or 0, settings.lambda_text, contrast and cfg.lambda_contrast,
+                        cfg.contrast_candidates if contrast else 1)
+
+
+def attach_embedding(cfg: LambdaDPOConfig, settings: ResolvedSettings, model, tokenizer) -> None:
+    """The lambda embedding (conditioning "embedding"): the checkpoint's when resuming one, else a new one of
+    `settings.embedding_tokens` vectors. After the reference pass: the reference never sees the soft prompt."""
+    checkpoint = resume_checkpoint(cfg)
+    if checkpoint and (Path(checkpoint) / EMBEDDING_FILE).exists():
+        module = load_lambda_embedding(model, checkpoint)
+        if (module.vertices is not None) != (cfg.embedding_init == "instructions"):
+            raise ValueError(f"config: embedding_init={cfg.embedding_init!r}, but the checkpoint {checkpoint} "
+                             "was trained with the other initialisation; resume with the setting it was "
+                             "trained with (its config.yaml) or start a new output_dir")
+        if module.n_tokens != settings.embedding_tokens:
+            raise ValueError(f"config: embedding_tokens resolves to {settings.embedding_tokens}, but the checkpoint "
+                             f"{checkpoint} has {module.n_tokens}; resume with the settings it was trained with "
+                             "(its config.yaml) or start a new output_dir")
+        return
+    sentences = ([aspect_instruction(a, cfg.aspect_instructions) for a in settings.aspects]
+                 if cfg.embedding_init == "instructions" else None)
+    attach_lambda_embedding(model, tokenizer, len(settings.aspects), cfg.embedding_tokens, sentences)
+
+
+def prepare(cfg: LambdaDPOConfig, model, tokenizer, train_data, eval_data=None,
+            choice: ModelChoice | None = None) -> Prepared:
+    """Lists, the policy, the settings that run (`settings.resolve_settings`, logged once), the reference
+    log-probs (scored once, cached) and the collator for `cfg`, which is read and never written. `choice`:
+    how the policy was chosen (`settings.load_policy`); None: read off `model`."""
     train_lists, eval_lists = as_lists(train_data, cfg, "training"), as_lists(eval_data, cfg, "eval")
     if not train_lists:
         raise ValueError("no usable training lists (see the rejection summary above)")
     aspects = tuple(cfg.aspects) if cfg.aspects else infer_aspects(train_lists)
     train_lists, eval_lists, scales = rescale_ratings(cfg, aspects, train_lists, eval_lists)
-    if cfg.model_dtype == "auto":  # a model loaded by the caller: record the dtype it has
-        cfg.model_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    choice = choice or choose_model(cfg, model)
     model = with_lora(model, cfg)
     if not getattr(cfg, "deepspeed", None):  # score the reference on the training device (DeepSpeed places it itself)
         model.to(cfg.device)
-
     tokenized = {}
     for name, lists in (("train", train_lists), ("eval", eval_lists)):
-        tokenized[name], trunc = tokenize_lists(tokenizer, lists, cfg.max_prompt_length, cfg.max_response_length,
-                                                skip_bad=True, truncation=cfg.truncation,
-                                                score_cut_ends=cfg.score_cut_ends)
-        logger.info("%s: %d lists tokenised; %d prompts and %d responses truncated; rejected: %s", name,
-                    len(tokenized[name]), trunc.prompts_truncated, trunc.responses_truncated,
-                    dict(trunc.rejected) or "none")
-        if trunc.open_ends:
-            logger.info("%s: %d replies the data marks as cut mid-text are scored without an end of turn "
-                        "(score_cut_ends: false)", name, trunc.open_ends)
-        for reason, example in trunc.examples.items():
-            logger.warning("rejected (%s), e.g. %s", reason, example)
+        tokenized[name], trunc = tokenize(cfg, tokenizer, lists, name, cfg.score_cut_ends)
         check_resume_scoring(cfg, trunc.open_ends)
     if not tokenized["train"]:
         raise ValueError("no training list survived tokenisation (see the rejections logged above)")
-    row_tokens = statistics.median(len(tl.prompt_ids) + sum(map(len, tl.response_ids)) for tl in tokenized["train"])
-    layout = choose_layout(model, cfg.layout, cfg.gradient_checkpointing, row_tokens)
-    _check_zero3(layout)
-    logger.info("scoring layout: %s (layout: %s; a training list's prompt and responses: median %d "
-                "tokens, packed into one row by `auto` up to %d)", as_option(layout), cfg.layout, row_tokens,
-                PACKED_AUTO_MAX_TOKENS)
-    cfg.layout = as_option(layout)  # config.yaml, which `lambda-dpo evaluate` reads, names the layout that ran
-    if layout == "packed":  # before the reference pass: its cache key names the attention implementation
-        logger.info("packed rows attend by segment (%s kernel; lambda_dpo.segment_attention)", install_segments(model))
+    settings = resolve_settings(cfg, choice, model, tokenizer, tokenized["train"], aspects, scales)
+    logger.info("resolved settings (what runs; saved in lambda_dpo.json):\n%s", settings.describe())
+    layout = set_up_layout(model, settings)
     # Reference before the first optimiser step: for full fine-tuning these are the initial weights.
     # With several processes the main one computes and caches it; the others then read the cache.
     # Under ZeRO-3 every process first gathers the partitioned weights.
     with _whole_weights(model), cfg.main_process_first(desc="reference log-probs"):
-        train_items = score_reference(cfg, model, tokenized["train"], layout, "train")
-        eval_items = score_reference(cfg, model, tokenized["eval"], layout, "eval") if tokenized["eval"] else []
-
+        train_items = score_reference(cfg, model, tokenized["train"], layout, "train", settings.model_dtype)
+        eval_items = (score_reference(cfg, model, tokenized["eval"], layout, "eval", settings.model_dtype)
+                      if tokenized["eval"] else [])
     source = build_lambda_source(cfg, aspects)
-    if cfg.conditioning == "embedding":  # after the reference: it never sees the soft prompt
-        checkpoint = resume_checkpoint(cfg)
-        if checkpoint and (Path(checkpoint) / EMBEDDING_FILE).exists():
-            module = load_lambda_embedding(model, checkpoint)
-            if (module.vertices is not None) != (cfg.embedding_init == "instructions"):
-                raise ValueError(f"config: embedding_init={cfg.embedding_init!r}, but the checkpoint {checkpoint} "
-                                 "was trained with the other initialisation; resume with the setting it was "
-                                 "trained with (its config.yaml) or start a new output_dir")
-        else:
-            sentences = ([aspect_instruction(a, cfg.aspect_instructions) for a in aspects]
-                         if cfg.embedding_init == "instructions" else None)
-            module = attach_lambda_embedding(model, tokenizer, len(aspects), cfg.embedding_tokens, sentences)
-        if module.n_tokens != cfg.embedding_tokens:  # the sentences set the prefix length; saved as run
-            logger.info("embedding_tokens: %d (the longest instruction sentence), not %d", module.n_tokens,
-                        cfg.embedding_tokens)
-            cfg.embedding_tokens = module.n_tokens
-    collator = ListCollator(tokenizer, aspects, source, cfg.conditioning, cfg.rating_temperature, layout,
-                            cfg.embedding_tokens, lambda_text(cfg), cfg.lambda_contrast, cfg.contrast_candidates)
+    if cfg.conditioning == "embedding":
+        attach_embedding(cfg, settings, model, tokenizer)
+    collator = build_collator(cfg, settings, tokenizer, source, layout)
     val_items = []
     if cfg.lambda_source == "adaptive":  # the adaptive source's signal comes from lists it never trains on
         val_items, train_items = train_items[-cfg.adaptive_val_lists:], train_items[:-cfg.adaptive_val_lists]
         train_items = [ScoredList(it.tokens, it.ref_logps, i) for i, it in enumerate(train_items)]
-    return Prepared(model, collator, source, aspects, train_items, eval_items, val_items, scales)
+    return Prepared(model, collator, source, aspects, train_items, eval_items, val_items, scales, settings)

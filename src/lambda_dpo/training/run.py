@@ -17,8 +17,6 @@ import torch
 from ..atomic import atomic_write_text
 from ..data import PreferenceList, format_summary, load_lists, summarize
 from ..saved_model import mark_incomplete
-from ..models import load_model, load_tokenizer
-from ..precision import resolve_attn_implementation, resolve_model_dtype
 from .config import LambdaDPOConfig
 from .prepare import as_lists, infer_aspects, resume_checkpoint
 from .trainer import LambdaDPOTrainer
@@ -72,37 +70,21 @@ def load_data(cfg: LambdaDPOConfig) -> tuple[list[PreferenceList], list[Preferen
     return train, evals, aspects
 
 
-def prepare_model(cfg: LambdaDPOConfig):
-    """Tokenizer and model (LoRA-wrapped when use_lora)."""
-    tokenizer = load_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
-    # `auto` becomes the dtype it picks here, so the reference cache key, config.yaml and lambda_dpo.json
-    # (what `generate` loads) name the dtype that actually ran.
-    cfg.model_dtype, why = resolve_model_dtype(cfg.model_dtype, cfg.device, trains_base_weights=not cfg.use_lora)
-    logger.info("model_dtype: %s (%s)%s", cfg.model_dtype, why,
-                "; LoRA weights, optimiser states, log-softmax and loss in fp32, products under autocast"
-                if cfg.model_dtype != "float32" and cfg.use_lora else "")
-    cfg.attn_implementation, why = resolve_attn_implementation(
-        cfg.attn_implementation, cfg.model_dtype, cfg.device, cfg.max_prompt_length + cfg.max_response_length)
-    logger.info("attn_implementation: %s (%s)", cfg.attn_implementation, why)
-    model = load_model(cfg.model_name_or_path, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code,
-                       attn_implementation=cfg.attn_implementation)
-    return tokenizer, model
-
-
 def train(cfg: LambdaDPOConfig, callbacks: Sequence = ()) -> RunResult:
     """Run one training job described by `cfg`; returns where the model was saved and the metrics.
 
-    The files named in `cfg` are loaded here; everything after (tokens, reference, batches, the
-    Trainer) is `LambdaDPOTrainer`'s, the same entry point a Python user calls with datasets.
+    The files named in `cfg` are loaded here; everything after (the model, tokens, resolved settings,
+    reference, batches, the Trainer) is `LambdaDPOTrainer`'s, the same entry point a Python user calls with
+    datasets. `cfg` is only read; what ran is `result.trainer.resolved`.
     `callbacks`: extra transformers TrainerCallbacks (for tests and monitoring).
     """
     from transformers import set_seed
 
     set_seed(cfg.seed)
     train_lists, eval_lists, _ = load_data(cfg)
-    tokenizer, model = prepare_model(cfg)
-    trainer = LambdaDPOTrainer(model=model, args=cfg, train_dataset=train_lists, eval_dataset=eval_lists or None,
-                               processing_class=tokenizer, callbacks=list(callbacks) or None)
+    # the trainer loads the model the config names (`settings.load_policy`), as for a Python user
+    trainer = LambdaDPOTrainer(args=cfg, train_dataset=train_lists, eval_dataset=eval_lists or None,
+                               callbacks=list(callbacks) or None)
     train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg)).metrics
     eval_metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     out = Path(cfg.output_dir)

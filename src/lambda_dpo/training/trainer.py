@@ -22,14 +22,14 @@ from ..conditioning import lambda_prefix, save_lambda_embedding
 from ..evaluation.listwise import evaluate_lists
 from ..losses import LOSSES, best_reply_nll, lambda_contrast_loss, lambda_dpo_loss, listwise_stats, sequence_scores
 from ..saved_model import write_model_files
-from ..models import load_model, load_tokenizer
-from ..precision import float32_label, resolve_attn_implementation, resolve_model_dtype, weights_in_float32
+from ..precision import float32_label, weights_in_float32
 from ..layouts import ScoringBatch
 from ..logprobs import score_batch
 from ..wrappers import unwrap_model
 from .config import LambdaDPOConfig
 from .guards import NonFiniteGuard
-from .prepare import CHECKPOINT_SCORING, adaptive_callback, lambda_text, prepare, score_reference
+from .prepare import CHECKPOINT_SCORING, adaptive_callback, prepare, score_reference
+from .settings import ResolvedSettings, load_policy, scoring_dtype
 
 
 class _EpochToCollator(TrainerCallback):
@@ -49,11 +49,13 @@ class LambdaDPOTrainer(Trainer):
                          processing_class=tokenizer)
 
     model: a causal LM (LoRA is added when `args.use_lora`; an existing adapter is kept) or a name /
-    path (loaded in `args.model_dtype`); datasets: a `datasets.Dataset` or records in any supported
+    path (loaded by `settings.load_policy`); datasets: a `datasets.Dataset` or records in any supported
     layout (native listwise, UltraFeedback, HelpSteer2 rows, TRL pairwise `prompt`/`chosen`/`rejected`),
     or loaded `PreferenceList`s; processing_class: the tokenizer (loaded with the model when None).
     The lists are validated, tokenised and scored by the reference once, here (`prepare.prepare`).
-    `save_model(dir)` then writes a lambda-dpo model directory that `generate` and `export` read.
+    `args` is never written to: what its `auto` values became is `self.resolved` (a frozen
+    `settings.ResolvedSettings`, logged once). `save_model(dir)` then writes a lambda-dpo model directory
+    that `generate` and `export` read, the resolved settings in its lambda_dpo.json.
     Passing `data_collator` instead skips all that: the datasets must then be scored lists.
     """
 
@@ -63,21 +65,12 @@ class LambdaDPOTrainer(Trainer):
     def __init__(self, model=None, args: LambdaDPOConfig | None = None, data_collator=None, train_dataset=None,
                  eval_dataset=None, processing_class=None, **kwargs):
         self.prepared = None
+        self.resolved: ResolvedSettings | None = None  # what runs; None when given a collator (no set-up here)
         if data_collator is None:
             args = args if args is not None else LambdaDPOConfig()
-            if model is not None and not isinstance(model, str):  # the saved model directory names its base
-                args.model_name_or_path = getattr(model.config, "_name_or_path", None) or args.model_name_or_path
-            if model is None or isinstance(model, str):
-                args.model_name_or_path = model or args.model_name_or_path
-                args.model_dtype, _ = resolve_model_dtype(args.model_dtype, args.device, trains_base_weights=not args.use_lora)
-                args.attn_implementation, _ = resolve_attn_implementation(
-                    args.attn_implementation, args.model_dtype, args.device,
-                    args.max_prompt_length + args.max_response_length)
-                model = load_model(args.model_name_or_path, dtype=args.model_dtype,
-                                   trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation)
-            if processing_class is None:
-                processing_class = load_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
-            self.prepared = prepare(args, model, processing_class, train_dataset, eval_dataset)
+            model, processing_class, choice = load_policy(args, model, processing_class)
+            self.prepared = prepare(args, model, processing_class, train_dataset, eval_dataset, choice)
+            self.resolved = self.prepared.settings
             model, data_collator = self.prepared.model, self.prepared.collator
             train_dataset = ListDataset(self.prepared.train_items)
             eval_dataset = ListDataset(self.prepared.eval_items) if self.prepared.eval_items else None
@@ -148,10 +141,16 @@ class LambdaDPOTrainer(Trainer):
                 self._metrics[f"loss/{aspect}"].append(loss_k.mean().item())
             self._metrics[f"lambda/{aspect}"].append(inputs["lam"][:, k].mean().item())
 
+    def _model_dtype(self) -> str:
+        """The policy's dtype: the resolved one, or (given a collator, so no set-up) its weights'."""
+        if self.resolved is not None:
+            return self.resolved.model_dtype
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
     def _fp32_reference(self, items: list[ScoredList]) -> list[ScoredList]:
         """`items` with their reference scored by the fp32 weights (eval_dtype: float32; cached on disk)."""
         scored = score_reference(self.args, self.model, [it.tokens for it in items], self.data_collator.layout,
-                                 "eval, float32", dtype=float32_label(self.args.model_dtype))
+                                 "eval, float32", dtype=float32_label(self._model_dtype()))
         return [ScoredList(it.tokens, ref.ref_logps, it.index) for it, ref in zip(items, scored)]
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -163,9 +162,10 @@ class LambdaDPOTrainer(Trainer):
             save_lambda_embedding(unwrap_model(self.model, peft=False), out)
             if _internal_call:  # a checkpoint: how its run scored cut replies (checked when it is resumed)
                 atomic_write_text(out / CHECKPOINT_SCORING, json.dumps({"score_cut_ends": self.args.score_cut_ends}))
-            if self.prepared is not None and not _internal_call:  # a model directory generate/export can read
-                write_model_files(out, self.args, self.prepared.aspects, self.eval_metrics,
-                                  lambda_text(self.args), self.prepared.rating_scales)
+            if self.resolved is not None and not _internal_call:  # a model directory generate/export can read
+                res = self.resolved
+                write_model_files(out, self.args, res.aspects, self.eval_metrics, res.lambda_text, res.rating_scale,
+                                  resolved=res.as_dict())
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._metrics:
@@ -180,7 +180,7 @@ class LambdaDPOTrainer(Trainer):
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None or len(dataset) == 0:
             return {}
-        fp32 = self.args.eval_dtype == "float32" and self.args.model_dtype in ("bfloat16", "float16")
+        fp32 = scoring_dtype(self.args.eval_dtype, self._model_dtype()) != self._model_dtype()
         with weights_in_float32(self.model) if fp32 else contextlib.nullcontext():
             items = self._fp32_reference(dataset.items) if fp32 else dataset.items
             metrics = evaluate_lists(self.model, self.data_collator, items,
