@@ -81,7 +81,9 @@ def test_contrast_and_rpo_train_and_the_saved_model_reproduces_the_text(tmp_path
     logged = [h for h in result.trainer.state.log_history if "nll_best" in h]
     assert logged and logged[0]["nll_best"] > 0
     sm = load_steerable(result.output_dir)
-    assert sm.lambda_text == LambdaText("instructions", {PAIR[0]: "Be brief."})
+    # saved with every aspect's sentence written out: the user's, and the default for the other
+    assert sm.lambda_text == LambdaText("instructions", {PAIR[0]: "Be brief.",
+                                                         PAIR[1]: aspect_instruction(PAIR[1])})
     text = sm.tokenizer.decode(steered_prompt_ids(sm, "Tell me about rain.", f"{PAIR[0]}=0.75,{PAIR[1]}=0.25"))
     assert "Be brief. (weight 0.75)\nGive a detailed, thorough answer. (weight 0.25)" in text
     card = (result.output_dir / "README.md").read_text()
