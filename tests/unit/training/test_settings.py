@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TESTS
 
 from lambda_dpo.conditioning import LambdaText
 from lambda_dpo.saved_model import (MODEL_FORMAT, MODEL_META, base_model_source, read_model_meta, saved_dtype,
@@ -18,7 +19,7 @@ from lambda_dpo.training.config import load_config
 from lambda_dpo.training.settings import ResolvedSettings, saved_settings
 
 DATA = "examples/tiny_listwise.jsonl"
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = TESTS / "fixtures"
 ASPECTS = ["helpfulness", "honesty", "conciseness"]
 SENTENCES = {"helpfulness": "Be as helpful as you can.", "honesty": "Be honest and say when you are unsure.",
              "conciseness": "Answer in one short sentence."}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
+
+from conftest import REPO
 
 from lambda_dpo.data import DataError, LoadReport, format_summary, load_lists, summarize
 from lambda_dpo.data.schema import make_list
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 U = ({"role": "user", "content": "q"},)
 
 

@@ -5,7 +5,7 @@ Each shell line in a code block of README.md or docs/*.md is checked without run
 line's config file exists and its `key=value` overrides are config fields, `accelerate launch`
 lines name config files that exist and a `lambda_dpo.cli` command that parses, `python FILE`
 names a file of the repository, and `make TARGET` a target of the Makefile. The commands' behaviour
-is tested where each is implemented (tests/test_cli_e2e.py and the others).
+is tested where each is implemented (tests/e2e/test_cli_e2e.py and the others).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import shlex
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from lambda_dpo.cli import build_parser
 from lambda_dpo.training.config import LambdaDPOConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 PROGRAMS = ("lambda-dpo", "accelerate", "python", "make")

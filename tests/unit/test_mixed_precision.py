@@ -330,7 +330,7 @@ PROMPTS = ["Tell me about {t}.", "What do you know about {t}?", "Describe {t}.",
 
 
 def conflict_lists(path, topics, seed):
-    """tests/test_steering_learnability.py's conflicting lists, varied: one list per topic with a short,
+    """tests/unit/test_steering_learnability.py's conflicting lists, varied: one list per topic with a short,
     a medium and a long reply (each drawn from a few templates, in shuffled order), conciseness rating
     the short one best and informativeness the long one. Held-out lists use other topics and the same
     templates, so what is learned carries over; with the lists not all alike, top-1 moves list by list."""

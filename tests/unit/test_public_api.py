@@ -2,13 +2,13 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 import lambda_dpo
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "lambda_dpo"
+SRC = REPO / "src" / "lambda_dpo"
 
 
 def test_the_user_names_import_from_the_package():

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 import torch
 
 from lambda_dpo.cli import main
@@ -18,7 +19,7 @@ from lambda_dpo.targets import aspect_targets, mix_targets, ratings_tensor
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.prepare import rescale_ratings
 
-DEMO = Path(__file__).resolve().parents[1] / "src/lambda_dpo/resources/demo/train.jsonl"
+DEMO = REPO / "src/lambda_dpo/resources/demo/train.jsonl"
 
 
 def pl(**ratings) -> PreferenceList:

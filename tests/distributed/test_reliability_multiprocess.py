@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -25,7 +26,7 @@ from safetensors.torch import load_file
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -152,7 +153,7 @@ def test_zero3_weights_are_gathered_on_every_process_for_the_reference(tiny_llam
     monkeypatch.setattr(prepare, "score_reference", score_reference)
     cfg = load_config(None, train_file=str(ROOT / "examples/tiny_listwise.jsonl"), model_name_or_path=tiny_llama_dir,
                       output_dir=str(tmp_path / "o"), eval_fraction=0.0,
-                      layout="per_response")  # the shared-prompt layouts are refused under ZeRO-3 (tests/test_fsdp.py)
+                      layout="per_response")  # the shared-prompt layouts are refused under ZeRO-3 (tests/distributed/test_fsdp.py)
     with pytest.raises(Stop):
         train(cfg)
     (_, n_gathered, rank), (_, n_params), release = events

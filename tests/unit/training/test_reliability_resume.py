@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -22,7 +23,7 @@ from safetensors.torch import load_file
 from lambda_dpo.training.config import load_config
 from lambda_dpo.training.run import resume_checkpoint, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

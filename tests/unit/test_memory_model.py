@@ -1,22 +1,20 @@
 """The memory model (lambda_dpo.memory): each term on hand-computed shapes, the activations against what
-autograd really saves, and the CPU prediction against measured peak RSS (tiny Llama here; SmolLM2-135M
-under the integration marker). `python bench/memory_model.py --calibrate` is the full calibration."""
+autograd really saves, and the CPU prediction against measured peak RSS (tiny Llama here; SmolLM2-135M in
+tests/integration/test_memory_model_smollm2.py). `python bench/memory_model.py --calibrate` is the full
+calibration."""
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_bench
+from conftest import REPO, load_bench, measured_vs_predicted_peak
 
 from lambda_dpo.memory import (BUILTIN_SHAPES, MemoryEstimate, ModelShape, activation_terms, memory_estimate,
                                model_shape, parameter_terms, transient_terms)
 from lambda_dpo.testing import tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SMALL = ModelShape("small", hidden_size=8, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                    intermediate_size=16, vocab_size=100)  # head_dim 4: q = 8, k = 4
 
@@ -207,28 +205,10 @@ def test_estimate_for_a_training_config():
 
 # ---- CPU peak RSS, measured ------------------------------------------------------------------------------
 
-def _measured_vs_predicted(bench, spec):
-    """Measured in a fresh process with 2 threads, as the calibration measured: glibc keeps less with one
-    (SmolLM2 fp32 at 128/64: about 1100 MiB instead of 1350), more with more (per-thread arenas)."""
-    cmd = [sys.executable, str(ROOT / "bench" / "memory_model.py"), "--worker", json.dumps(spec), "--threads", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    assert line, proc.stderr[-3000:]
-    rec = json.loads(line[len("RESULT "):])
-    return rec["increment_mib"], bench.estimate(rec).cpu_rss_increment_bytes / 2**20
-
-
 def test_tiny_model_cpu_peak_within_20_percent(bench):
     """Two LoRA training steps of the tiny Llama (vocabulary 50257: the log-softmax chunk dominates), fresh
     process; peak RSS over the loaded model against the prediction."""
-    measured, predicted = _measured_vs_predicted(bench, ["tiny", "float32", "packed", 256, 128, 4, "on"])
-    assert predicted == pytest.approx(measured, rel=0.2), (measured, predicted)
-
-
-@pytest.mark.integration
-def test_smollm2_cpu_peak_within_20_percent(bench):
-    """SmolLM2-135M-Instruct, LoRA r16, fp32, packed, P/R/N = 128/64/4, two steps (about a minute on 2 cores)."""
-    measured, predicted = _measured_vs_predicted(bench, ["smollm2", "float32", "packed", 128, 64, 4, "on"])
+    measured, predicted = measured_vs_predicted_peak(bench, ["tiny", "float32", "packed", 256, 128, 4, "on"])
     assert predicted == pytest.approx(measured, rel=0.2), (measured, predicted)
 
 

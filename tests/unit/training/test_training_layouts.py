@@ -3,14 +3,14 @@
 import json
 import logging
 import math
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from lambda_dpo.layouts import LAYOUT_OPTIONS
 from lambda_dpo.training.config import LambdaDPOConfig, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def test_training_picks_the_scoring_layout_and_every_layout_trains_alike(tiny_llama_dir, tmp_path, caplog):

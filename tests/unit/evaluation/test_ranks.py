@@ -2,13 +2,13 @@
 
 import ast
 import math
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from lambda_dpo.evaluation.ranks import average_ranks, is_missing, pearson, spearman
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "lambda_dpo"
+SRC = REPO / "src" / "lambda_dpo"
 
 
 def test_average_ranks_average_ties_and_leave_missing_unranked():

@@ -9,15 +9,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 from transformers import TrainerCallback, TrainingArguments
 
 from lambda_dpo.training.config import CHOICES, LambdaDPOConfig, load_config
 from lambda_dpo.training.run import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def _generator():

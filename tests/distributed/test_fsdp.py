@@ -42,7 +42,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
-ROOT = Path(__file__).resolve().parents[1]
+# The repository: the folder above that holds pyproject.toml. Not conftest's REPO: `accelerate launch` also runs
+# this file as a script (the worker, below), where conftest is not importable.
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 FSDP_YAML = ROOT / "configs/accelerate/fsdp.yaml"
 CASES = {
     "prompt_cache-lora": {"layout": "prompt_cache", "use_lora": True},

@@ -8,10 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from lambda_dpo.data import FORMATS, DataError, SourceNotFoundError, detect_format, load_lists
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 FIX = ROOT / "tests" / "fixtures"
 TINY = ROOT / "examples" / "tiny_listwise.jsonl"
 

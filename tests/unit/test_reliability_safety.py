@@ -5,12 +5,13 @@ import ast
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 import lambda_dpo.models as models
 import lambda_dpo.training.settings as settings
 from lambda_dpo.training.config import LambdaDPOConfig, load_config
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "lambda_dpo"
+SRC = REPO / "src" / "lambda_dpo"
 
 # module.function calls that unpickle or execute data
 UNSAFE_CALLS = {("torch", "load"), ("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"),
