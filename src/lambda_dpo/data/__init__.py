@@ -1,7 +1,9 @@
 """Preference data: the `PreferenceList` type, loaders for each format, and load summaries."""
 
+from .fields import parse_prompt, parse_response
 from .loaders import FORMATS, SourceNotFoundError, detect_format, load_lists
 from .schema import DataError, LoadReport, PreferenceList
+from .sources import read_source
 from .summary import format_summary, summarize
 
 __all__ = [
@@ -14,4 +16,7 @@ __all__ = [
     "summarize",
     "format_summary",
     "FORMATS",
+    "read_source",
+    "parse_prompt",
+    "parse_response",
 ]
