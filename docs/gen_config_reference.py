@@ -8,7 +8,7 @@ default are the dataclass's, its group is the `# ---- name ----` comment above i
 and its allowed values are its entry in config.py's `CHOICES` (what the config validates against,
 each set defined by the module that implements the option), or, for a transformers option, its
 enum. The one list kept here is the transformers options the project relies on, with what
-lambda-dpo does with each (tests/test_docs.py checks the page is current).
+lambda-dpo does with each (tests/e2e/test_docs.py checks the page is current).
 """
 
 from __future__ import annotations

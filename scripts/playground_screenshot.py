@@ -3,7 +3,7 @@
 Serves the playground for MODEL_DIR on a free local port, opens it in the system's headless
 Chromium through Selenium (Debian: `apt-get install chromium chromium-driver`; `pip install
 selenium`), moves the sliders, types a prompt, presses Generate, waits for the three replies and
-saves a screenshot of the whole page. tests/test_playground.py drives the page with the same
+saves a screenshot of the whole page. tests/browser/test_playground_browser.py drives the page with the same
 functions.
 
     python scripts/playground_screenshot.py MODEL_DIR [--out docs/playground.png]
