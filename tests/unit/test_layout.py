@@ -51,11 +51,11 @@ import ast
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SRC = ROOT / "src" / "lambda_dpo"
 
 LAYERS = [
