@@ -129,11 +129,12 @@ class _Run:
         writer.write(record)
         self.skipped += 1
 
-    def chunk(self, chunk: Sequence[LabelItem], index: int, done: set[str], out: AppendWriter,
+    def chunk(self, chunk: Sequence[LabelItem], index: int, todo_keys: set[str], out: AppendWriter,
               skipped: AppendWriter) -> None:
-        """Label one chunk's prompts that are not done and append each record (or skip) as soon as it is ready."""
+        """Label the chunk's prompts in `todo_keys` and append each record (or skip) as soon as it is ready; the
+        chunk's other prompts (done, or past the limit) are sampled too, as one run samples them."""
         replies = self.replies(chunk, index)
-        todo = [(item, r) for item, r in zip(chunk, replies) if item.key not in done]
+        todo = [(item, r) for item, r in zip(chunk, replies) if item.key in todo_keys]
         for item, r in todo:
             if r is None:
                 self.skip(skipped, item, "empty_reply", f"{item.origin}: a reply was still empty after "
@@ -161,24 +162,25 @@ def label(config: LabelConfig | Mapping[str, Any] | str | Path, *, overwrite: bo
     cfg = _as_config(config)
     judges = build_judges(cfg.judges)
     config_hash, settings = fingerprint(cfg, [j.describe() for j in judges])
-    items, report = read_prompts(cfg)
+    items, report = read_prompts(cfg)  # with a limit, up to the end of the limit's last batch
+    wanted = items[:report.usable]
     if report.rejected:
         log.warning("%s: %d record(s) skipped: %s", cfg.input, sum(report.rejected.values()),
                     ", ".join(f"{k} {v}" for k, v in report.rejected.most_common()))
     paths = output_paths(cfg.output)
     done = open_run(paths, config_hash, settings, overwrite)
-    done_before = sum(it.key in done for it in items)
-    log.info("%d prompt(s): %d done before, %d to label -> %s", len(items), done_before, len(items) - done_before,
-             paths.records)
+    todo = {it.key for it in wanted if it.key not in done}
+    done_before = len(wanted) - len(todo)
+    log.info("%d prompt(s): %d done before, %d to label -> %s", len(wanted), done_before, len(todo), paths.records)
     run, started = _Run(cfg, judges, config_hash, paths), _now()
     with AppendWriter(paths.records) as out, AppendWriter(paths.skipped) as skipped, \
-            tqdm(total=len(items), initial=done_before, desc="labeling", unit="prompt",
+            tqdm(total=len(wanted), initial=done_before, desc="labeling", unit="prompt",
                  disable=not cfg.progress) as bar:
         for index, start in enumerate(range(0, len(items), cfg.batch_size)):
             chunk = items[start:start + cfg.batch_size]
-            pending = sum(it.key not in done for it in chunk)
+            pending = sum(it.key in todo for it in chunk)
             if pending:
-                run.chunk(chunk, index, done, out, skipped)
+                run.chunk(chunk, index, todo, out, skipped)
                 bar.update(pending)
     for judge in judges:
         judge.close()

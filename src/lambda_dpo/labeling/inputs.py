@@ -84,8 +84,15 @@ def prompt_key(prompt, responses=None) -> str:
 
 
 def read_prompts(cfg: LabelConfig) -> tuple[list[LabelItem], InputReport]:
-    """The usable prompts of `cfg.input`, in order (the first `cfg.limit`), and what was skipped."""
+    """The usable prompts of `cfg.input`, in order, and what was skipped.
+
+    With a `cfg.limit`, reading stops once the last batch that holds the first `limit` prompts is full
+    (`limit` rounded up to a multiple of `batch_size`): a batch is the same whatever the limit, so a run
+    continued with a larger limit samples what one run would have. Only the first `limit` are labeled
+    (`report.usable` counts them).
+    """
     report = InputReport(cfg.input)
+    cap = None if cfg.limit is None else -(-cfg.limit // cfg.batch_size) * cfg.batch_size
     items: list[LabelItem] = []
     seen: dict[str, str] = {}
     for origin, record in read_source(cfg.input, cfg.split):
@@ -105,9 +112,9 @@ def read_prompts(cfg: LabelConfig) -> tuple[list[LabelItem], InputReport]:
             continue
         seen[item.key] = origin
         items.append(item)
-        if cfg.limit is not None and len(items) >= cfg.limit:
+        if cap is not None and len(items) >= cap:
             break
-    report.usable = len(items)
+    report.usable = len(items) if cfg.limit is None else min(len(items), cfg.limit)
     return items, report
 
 
