@@ -183,6 +183,31 @@ def _build_data(args) -> int:
     return build_main(args.args) or 0
 
 
+def _label(args) -> int:
+    from .labeling import label, load_label_config
+
+    cfg = load_label_config(args.config, args.overrides, input=args.input, output=args.output, limit=args.limit,
+                            progress=False if args.no_progress else None)
+    result = label(cfg, overwrite=args.overwrite)
+    rejected = sum(result.input.rejected.values())
+    print(f"{result.lists} lists in {result.output} ({result.written} written now, {result.done_before} prompt(s) done "
+          f"before); skipped: {result.skipped} now, {rejected} unusable input record(s)\ndatasheet: {result.datasheet}")
+    return 0
+
+
+def _add_label(sub) -> None:
+    p = sub.add_parser("label", help="build listwise preference data: prompts -> N sampled replies each -> ratings per "
+                                     "aspect from judges (reward models, an LLM endpoint, Python functions); resumable")
+    p.add_argument("config", help="a label config (YAML; docs/labeling.md)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--input", help="the prompts (overrides the config's input)")
+    p.add_argument("--output", help="the .jsonl file written (overrides the config's output)")
+    p.add_argument("--limit", type=int, help="label only the first N usable prompts")
+    p.add_argument("--overwrite", action="store_true", help="start the output again instead of resuming it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_label)
+
+
 def _estimate_memory(args) -> int:
     from .memory import estimate_for_config
     from .training.config import load_config
@@ -335,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lambda-dpo", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_validate_data, _add_train, _add_generate, _add_evaluate, _add_export, _add_playground,
-                _add_demo, _add_ablation, _add_build_data, _add_estimate_memory):  # one function per command's arguments
+    for add in (_add_validate_data, _add_train, _add_label, _add_generate, _add_evaluate, _add_export,
+                _add_playground, _add_demo, _add_ablation, _add_build_data, _add_estimate_memory):  # one per command
         add(sub)
     return parser
 
