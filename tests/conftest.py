@@ -24,7 +24,7 @@ from lambda_dpo.tokenization import tokenize_lists
 REPO = Path(__file__).resolve().parent.parent  # this file stays at tests/conftest.py
 TESTS = REPO / "tests"
 # Each folder of tests/ is a tier, with the marker of the same name (registered in pyproject.toml).
-TIERS = ("unit", "integration", "distributed", "browser", "e2e")
+TIERS = ("unit", "integration", "distributed", "browser", "e2e", "serving")
 
 
 def pytest_collection_modifyitems(config, items):
