@@ -1,0 +1,32 @@
+"""The docs carry one demo report per preset, and each is what its metrics.json renders to today."""
+
+import dataclasses
+import json
+
+import pytest
+from conftest import REPO
+
+from lambda_dpo.demo.report import write_report
+from lambda_dpo.demo.run import PRESETS
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_preset_has_a_committed_report_of_its_budget(preset):
+    folder = REPO / "docs" / f"demo-{preset}"
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["preset"] == preset
+    assert m["budget"] == json.loads(json.dumps(dataclasses.asdict(PRESETS[preset])))
+    assert m["seeds"] == list(PRESETS[preset].seeds)
+    for name in ("report.md", "fronts.png", "lengths.png"):
+        assert (folder / name).stat().st_size > 0, f"docs/demo-{preset}/{name} is empty"
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_committed_report_is_what_its_metrics_render_to(preset, tmp_path):
+    """A change to the report's wording or tables shows up here: regenerate the committed reports
+    with `lambda-dpo demo --merge docs/demo-PRESET --out docs/demo-PRESET` (or rerun the preset)."""
+    pytest.importorskip("matplotlib")  # without it the report says the plots were skipped
+    folder = REPO / "docs" / f"demo-{preset}"
+    m = json.loads((folder / "metrics.json").read_text())
+    rendered = write_report(m, tmp_path).read_text()
+    assert rendered == (folder / "report.md").read_text()
