@@ -30,7 +30,7 @@ demo-quick: install
 demo-full: install
 	$(VENV)/bin/lambda-dpo demo --preset full
 
-# Every tier of tests/ (unit, integration, distributed, browser, e2e; docs/design.md, "Tests"), then the docs site.
+# Every tier of tests/ (unit, integration, distributed, browser, e2e, serving; docs/design.md, "Tests"), then the docs site.
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 	@# the docs site: a broken link, reference or docstring fails the suite (site/ is gitignored)

@@ -30,6 +30,9 @@ _EXPORTS = {
     "sweep_edge": "evaluation.protocol",
     "steerability": "evaluation.protocol",
     "memory_estimate": "memory",
+    "label": "labeling",
+    "LabelConfig": "labeling",
+    "load_label_config": "labeling",
 }
 
 __all__ = ["__version__", *_EXPORTS]

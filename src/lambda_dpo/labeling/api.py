@@ -40,9 +40,13 @@ class LabelResult:
     """What a `label` run did.
 
     Attributes:
-        output: the records file. datasheet: its Markdown datasheet (a ``.json`` twin lies beside it).
-        lists: lists in the file now. written, skipped: lists written and prompts skipped by this run.
-        done_before: prompts done (written or skipped) before this run. input: what was read, and rejected by reason.
+        output: the records file.
+        datasheet: its Markdown datasheet (a ``.json`` twin lies beside it).
+        lists: the lists in the file now.
+        written: the lists this run wrote.
+        skipped: the prompts this run skipped (an empty reply, no usable aspect).
+        done_before: the prompts done (written or skipped) before this run.
+        input: what was read, and the records rejected, by reason.
         sheet: the datasheet's figures.
     """
 
