@@ -89,5 +89,7 @@ def test_the_head_must_match_the_aspects(scalar_rm, multi_rm):
         build_judge({"type": "reward_model", "model": multi_rm, "outputs": {3: "x"}}).load()
     with pytest.raises(ValueError, match="either aspect"):
         build_judge({"type": "reward_model", "model": scalar_rm})
+    with pytest.raises(ValueError, match="dtype 'fp32' is not a torch dtype"):
+        build_judge({"type": "reward_model", "model": scalar_rm, "aspect": "a", "dtype": "fp32"})
     with pytest.raises(ValueError, match="output indices"):
         build_judge({"type": "reward_model", "model": scalar_rm, "outputs": {"first": "x"}})

@@ -72,6 +72,8 @@ class RewardModelJudge(Judge):
                                  ) from None
             if len(set(self.outputs.values())) != len(self.outputs) or min(self.outputs) < 0:
                 raise ValueError(f"{where}: outputs {self.outputs!r}: one aspect per index, indices >= 0")
+        if not isinstance(getattr(torch, str(self.dtype), None), torch.dtype):
+            raise ValueError(f"{where}: dtype {self.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ValueError(f"{where}: batch_size {self.batch_size!r} must be an integer >= 1")
         self.index = {str(self.aspect): 0} if self.aspect is not None else {a: i for i, a in self.outputs.items()}
