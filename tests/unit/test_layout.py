@@ -6,9 +6,9 @@ Layers, lowest first (`LAYERS`). A module may import modules of strictly lower l
 siblings inside its own package (data/, evaluation/, training/, demo/, labeling/); nothing else. The
 order is the data flow (docs/design.md, "Layers"):
 
-0. `atomic`, `models`, `wrappers`, `data`, `segment_attention`, `sharding`: foundations with no
-   lambda-dpo imports: write-then-rename, model names -> loaded models and tokenizers, the model
-   under its wrappers (`unwrap_model`, `eval_mode`, which every later layer uses), preference
+0. `atomic`, `config_files`, `models`, `wrappers`, `data`, `segment_attention`, `sharding`: foundations
+   with no lambda-dpo imports: write-then-rename, YAML config files with overrides, model names ->
+   loaded models and tokenizers, the model under its wrappers (`unwrap_model`, `eval_mode`, which every later layer uses), preference
    records -> validated `PreferenceList`s, the attention implementation that scores a packed row by
    segment, and the output layer's weights under FSDP2 / ZeRO-3.
 1. `tokenization`, `targets`, `losses`, `lambdas`, `layouts`, `precision`: one step each of the
@@ -59,7 +59,7 @@ ROOT = REPO
 SRC = ROOT / "src" / "lambda_dpo"
 
 LAYERS = [
-    {"atomic", "models", "wrappers", "data", "segment_attention", "sharding"},
+    {"atomic", "config_files", "models", "wrappers", "data", "segment_attention", "sharding"},
     {"tokenization", "targets", "losses", "lambdas", "layouts", "precision", "rating_scales"},
     {"conditioning", "logprobs", "memory"},
     {"batching", "saved_model", "reference"},

@@ -13,14 +13,13 @@ come from one recipe.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
+from ..config_files import check_known_keys, read_config_mapping
 
 __all__ = ["Slot", "LabelConfig", "load_label_config", "fingerprint", "PROMPT_FIELDS"]
 
@@ -127,7 +126,7 @@ def _slot(value: Any) -> Slot:
         raise ValueError(f"label config: slots: {value!r} is not a mapping. Fix: give each slot as "
                          "{system: ..., temperature: ..., top_p: ...}")
     known = {f.name for f in dataclasses.fields(Slot)}
-    _unknown(value, known, "slots")
+    check_known_keys(value, known, "slots", list_known=True)
     return Slot(**value)
 
 
@@ -156,33 +155,16 @@ def _check(cfg: LabelConfig) -> None:
     need(bool(cfg.slots), "slots is empty", "give at least one slot, e.g. [{temperature: 0.7}]")
 
 
-def _unknown(data: Mapping, known: set[str], where: str) -> None:
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else f" Known: {', '.join(sorted(known))}."
-            raise ValueError(f"{where}: unknown key {key!r}.{hint}")
-
-
 def load_label_config(path: str | Path | None = None, overrides: Sequence[str] = (), **extra) -> LabelConfig:
     """YAML file + ``key=value`` overrides (values parsed as YAML) + keyword overrides -> a checked config.
 
     Unknown keys are an error naming the closest known ones. A relative `input` or `output` is relative to
     the current directory, as on the command line.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a label config must be a mapping of key: value, got {type(loaded).__name__}")
-        data.update(loaded or {})
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not key=value (example: limit=20)")
-        data[key.strip()] = yaml.safe_load(value)
+    data = read_config_mapping(path, overrides, what="a label config", example="limit=20")
     data.update({k: v for k, v in extra.items() if v is not None})
-    _unknown(data, {f.name for f in dataclasses.fields(LabelConfig)}, str(path or "label config"))
+    check_known_keys(data, {f.name for f in dataclasses.fields(LabelConfig)}, str(path or "label config"),
+                     list_known=True)
     missing = [k for k in ("input", "output", "judges") if k not in data]
     if missing:
         raise ValueError(f"{path or 'label config'}: missing {', '.join(missing)}. Fix: add them (docs/labeling.md "

@@ -9,16 +9,15 @@ where overrides are "key=value" strings parsed as YAML values.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 from transformers import TrainingArguments
 
+from ..config_files import check_known_keys, read_config_mapping
 from ..conditioning import CONDITIONING_MODES, EMBEDDING_INITS, LAMBDA_TEXT_ORDERS, LAMBDA_TEXT_STYLES
 from ..data import FORMATS
 from ..lambdas import LAMBDA_SOURCES
@@ -354,25 +353,10 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), **extra)
 
     Unknown keys are an error that names the closest known keys.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text)  # safe_load: a config can never construct Python objects
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config must be a mapping of key: value, got {type(loaded).__name__}")
-        data.update(loaded or {})
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not key=value (example: beta=0.2)")
-        data[key.strip()] = yaml.safe_load(value)
+    data = read_config_mapping(path, overrides, what="a config", example="beta=0.2")
     data.update(extra)
     known = {f.name: f for f in dataclasses.fields(LambdaDPOConfig)}
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"{path or 'config'}: unknown key {key!r}.{hint}")
+    check_known_keys(data, known, str(path or "config"))
     # Fields whose default is None ("decide from the others") still coerce by their declared type.
     optional = {"bool | None": False, "float | None": 0.0, "int | None": 0}
     defaults = {f.name: optional.get(str(f.type), f.default) if f.default is None else f.default
