@@ -175,5 +175,5 @@ print(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).s
 ```
 
 With that text, `lambda-dpo generate` on the training directory gives the same greedy replies (token for token
-for a model trained and exported in float32; tests/test_export.py checks it).
+for a model trained and exported in float32; tests/unit/test_export.py checks it).
 """

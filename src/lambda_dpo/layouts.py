@@ -33,7 +33,7 @@ from .wrappers import unwrap_model
 logger = logging.getLogger(__name__)
 
 # Model types whose attention honours a custom 4D additive mask and whose positions come from
-# position_ids (tested against the naive forward in tests/test_scoring.py).
+# position_ids (tested against the naive forward in tests/unit/test_scoring.py).
 PACKED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2"})
 PACKED_ATTENTION = frozenset({"eager", "sdpa", SEGMENT_PREFIX + "eager", SEGMENT_PREFIX + "sdpa"})
 Layout = Literal["prompt_cache", "packed", "naive"]

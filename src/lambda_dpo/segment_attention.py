@@ -159,7 +159,7 @@ def register() -> None:
     """Register PREFIX + "sdpa" / PREFIX + "eager" with transformers (attention and mask functions).
 
     Explicit, never at import (importing lambda_dpo changes no global registry;
-    tests/test_layout.py checks it): `install` calls it, so training and `lambda-dpo evaluate` register
+    tests/unit/test_layout.py checks it): `install` calls it, so training and `lambda-dpo evaluate` register
     when they pick the packed layout. Idempotent: a repeated call registers the same functions again.
     """
     from transformers import AttentionInterface

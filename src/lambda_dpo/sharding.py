@@ -3,7 +3,7 @@
 Scoring (`logprobs.score_batch`) applies the output layer after the model's forward, to the
 response positions only. Under FSDP2 its weights are gathered for that (`gathered`) and regathered
 before each model call's backward (`regather_before_backward`), in the unit that holds them
-(`fsdp_unit`); tests/test_fsdp.py checks both shared-prompt layouts against one process. DeepSpeed
+(`fsdp_unit`); tests/distributed/test_fsdp.py checks both shared-prompt layouts against one process. DeepSpeed
 ZeRO-3 holds them only inside the forward (`zero3_partitioned`): there, only the per-response
 layout runs, on the model's own logits (`ZERO3_LAYOUT_ERROR`).
 """

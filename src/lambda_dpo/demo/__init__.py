@@ -1,4 +1,4 @@
-"""The demo, kept apart from the library (which never imports it; tests/test_layout.py checks).
+"""The demo, kept apart from the library (which never imports it; tests/unit/test_layout.py checks).
 
 - `run`: `lambda-dpo demo`: trains the steered model and its controls and runs the steering protocol;
 - `report`: its report.md and plots; `tables`: the Markdown helpers the reports share;

@@ -31,7 +31,7 @@ from .adaptive_lambda import ADAPTIVE_SIGNALS
 # Each option's allowed values, defined once by the module that implements the option (a registry's keys
 # where each value is an implementation). The config validates against this mapping, docs/config.md lists
 # it (docs/gen_config_reference.py), and the command line offers the same constants (`lambda-dpo demo
-# --model-dtype`); tests/test_layout.py checks that no module writes such a set out again.
+# --model-dtype`); tests/unit/test_layout.py checks that no module writes such a set out again.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model_dtype": MODEL_DTYPES,
     "attn_implementation": ATTN_IMPLEMENTATIONS,
