@@ -55,7 +55,8 @@ serving-env:
 	$(VLLM_VENV)/bin/python -m pip install "$(VLLM_SPEC)"
 	$(VLLM_VENV)/bin/python -m pip uninstall -y torchvision torchaudio torchcodec
 
-# The LLM judge against vLLM serving the embedded SmolLM2 on 127.0.0.1 (skips without `make serving-env`).
+# vLLM on 127.0.0.1 serving the embedded SmolLM2 (the LLM judge) and an exported steered model (its replies
+# against `generate`'s); skips without `make serving-env`.
 test-serving: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/serving
 

@@ -14,7 +14,6 @@ with no arguments), e.g. ``lambda_dpo.demo.dataset.judges:judge_record`` for the
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -24,26 +23,21 @@ import yaml
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
 from .generation import SteerableModel, generate, load_steerable
+from .labeling.judges import load_callable
 from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
 
 
 def load_judge(spec: str):
-    """"length" or "module:name" -> a judge callable; errors say what was wrong and how to write it."""
+    """"length" or "module:name" -> a judge callable (a name is loaded by `labeling.judges.load_callable`, as the
+    label config's callable judges are); errors say what was wrong and how to write it."""
     if spec == "length":
         return LengthJudge()
-    module_name, sep, name = spec.partition(":")
-    if not sep or not module_name or not name:
-        raise ValueError(f"--judge {spec!r}: give 'length' or 'module:name' (a callable (record, reply) -> "
-                         "{aspect: score}), e.g. lambda_dpo.demo.dataset.judges:judge_record")
     try:
-        obj = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--judge {spec!r}: cannot import {name!r} from {module_name!r} ({e})") from None
-    judge = obj() if isinstance(obj, type) else obj
-    if not callable(judge):
-        raise ValueError(f"--judge {spec!r} is not callable")
-    return judge
+        return load_callable(spec, "--judge")
+    except ValueError as err:
+        raise ValueError(f"{err}; or give 'length' (LengthJudge: conciseness and informativeness from the "
+                         "reply's words)") from None
 
 
 def read_prompts(path: str | Path, limit: int | None = None) -> list[dict]:

@@ -1,8 +1,8 @@
 """The LLM judge against a real OpenAI-compatible server on 127.0.0.1: vLLM's CPU build, in its own virtual
 environment (`make serving-env`), serving the embedded SmolLM2-135M-Instruct in float32.
 
-Found through LAMBDA_DPO_VLLM_PYTHON (a Python that has vllm) or .venv-vllm/bin/python; without either the
-tests skip, naming the make target. A 135M model is a poor grader: the assertions are about the protocol
+The server comes from tests/serving/conftest.py (`vllm_server`); without a vLLM environment the tests skip,
+naming the make target. A 135M model is a poor grader: the assertions are about the protocol
 (every request answered, every answer a rating 1-5 or a missing rating counted under a parsing reason), not
 about the ratings' quality.
 """
@@ -10,81 +10,22 @@ about the ratings' quality.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
-from conftest import REPO
 
 from lambda_dpo.labeling import label
 from lambda_dpo.labeling.judges import LLMJudge, RateInput
 from lambda_dpo.labeling.output import read_records
 
 SERVED = "smollm2"
-STARTUP_S = 900
 PARSE_REASONS = {"empty_answer", "out_of_range", "unparseable"}
 
 
-def vllm_python() -> str | None:
-    for candidate in (os.environ.get("LAMBDA_DPO_VLLM_PYTHON"), str(REPO / ".venv-vllm" / "bin" / "python")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_models(url: str, proc: subprocess.Popen, log_path) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the vLLM server exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
-                if SERVED in response.read().decode():
-                    return
-        except OSError:
-            pass
-        time.sleep(2)
-    pytest.fail(f"the vLLM server did not answer {url}/models within {STARTUP_S} s:\n{log_path.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    python = vllm_python()
-    if python is None:
-        pytest.skip("no vLLM environment: run `make serving-env` (a CPU build of vLLM in .venv-vllm), or point "
-                    "LAMBDA_DPO_VLLM_PYTHON at a Python that has vllm")
+def server(vllm_server):
     from lambda_dpo.models import resolve_model_path
 
-    model_dir = resolve_model_path("smollm2-135m-instruct")  # the embedded model, as a transformers directory
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}  # GiB of KV cache on the CPU
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-                                 "--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(port),
-                                 "--enforce-eager", "--dtype", "float32", "--max-model-len", "2048"],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_for_models(url, proc, log_path)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return vllm_server(resolve_model_path("smollm2-135m-instruct"), SERVED)  # the embedded model, a transformers dir
 
 
 RUBRIC = "5: the reply answers the question correctly. 1: the reply is wrong or does not answer."

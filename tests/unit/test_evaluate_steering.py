@@ -60,9 +60,9 @@ def test_cli_front_prints_every_model(saved, prompts, capsys):
 
 def test_judge_and_prompt_errors_say_what_to_do(tmp_path):
     assert isinstance(load_judge("length"), LengthJudge)
-    with pytest.raises(ValueError, match="give 'length' or 'module:name'"):
+    with pytest.raises(ValueError, match="--judge: function 'nonsense' is not 'module:name'.*or give 'length'"):
         load_judge("nonsense")
-    with pytest.raises(ValueError, match="cannot import 'nope' from 'lambda_dpo.evaluation.judges'"):
+    with pytest.raises(ValueError, match="--judge: cannot import 'nope' from 'lambda_dpo.evaluation.judges'"):
         load_judge("lambda_dpo.evaluation.judges:nope")
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "ok"}\n\n{"text": "no prompt"}\n')
