@@ -3,7 +3,7 @@
 from .fields import parse_prompt, parse_response
 from .loaders import FORMATS, SourceNotFoundError, detect_format, load_lists
 from .schema import DataError, LoadReport, PreferenceList
-from .sources import read_source
+from .sources import as_record, read_source
 from .summary import format_summary, summarize
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "format_summary",
     "FORMATS",
     "read_source",
+    "as_record",
     "parse_prompt",
     "parse_response",
 ]

@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, Sequence
 from .fields import json_type
 from .formats import FORMAT_ASPECTS, FORMATS, PARSERS, helpsteer2
 from .schema import DataError, LoadReport, PreferenceList
-from .sources import SourceNotFoundError, read_source
+from .sources import SourceNotFoundError, as_record, read_source
 
 __all__ = ["FORMATS", "load_lists", "detect_format", "SourceNotFoundError"]
 
@@ -82,11 +82,7 @@ def load_lists(
             report.format = detect_format(record, origin=origin)  # never skipped
             _check_requested_aspects(report.format, aspects, src)
         try:
-            if isinstance(record, DataError):
-                raise record
-            if not isinstance(record, Mapping):
-                raise DataError(origin, "", f"record is a JSON {json_type(record)}, not an object",
-                                "give each record as one JSON object {...}", "not_an_object")
+            record = as_record(origin, record)
             try:
                 parsed = PARSERS[report.format](record, origin, aspects)
             except DataError as err:

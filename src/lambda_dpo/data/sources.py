@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .fields import json_type
 from .schema import DataError
@@ -164,3 +164,14 @@ def _pick_split(ds: Any, split: str, src: str) -> Any:
 def _rows(ds: Any, src: str) -> Iterator[tuple[str, Any]]:
     for k, record in enumerate(ds):
         yield f"{src}:row {k}", record
+
+
+def as_record(origin: str, record: Any) -> Mapping:
+    """One item `read_source` yielded, as a record: the `DataError` its reading gave is raised, and so is
+    ``not_an_object`` for a JSON value that is not an object."""
+    if isinstance(record, DataError):
+        raise record
+    if not isinstance(record, Mapping):
+        raise DataError(origin, "", f"record is a JSON {json_type(record)}, not an object",
+                        "give each record as one JSON object {...}", "not_an_object")
+    return record

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..data import DataError, load_lists, parse_prompt, read_source
+from ..data import DataError, as_record, load_lists, parse_prompt, read_source
 from .config import LabelConfig
 
 __all__ = ["LabelItem", "InputReport", "read_prompts", "prompt_key", "OWN_FIELDS"]
@@ -98,12 +98,7 @@ def read_prompts(cfg: LabelConfig) -> tuple[list[LabelItem], InputReport]:
     for origin, record in read_source(cfg.input, cfg.split):
         report.records_read += 1
         try:
-            if isinstance(record, DataError):
-                raise record
-            if not isinstance(record, Mapping):
-                raise DataError(origin, "", f"record is a {type(record).__name__}, not an object",
-                                "give each record as one JSON object {...}", "not_an_object")
-            item = parse_item(dict(record), origin, cfg)
+            item = parse_item(dict(as_record(origin, record)), origin, cfg)
             if item.key in seen:
                 raise DataError(origin, "prompt", f"the same prompt (and replies) as {seen[item.key]}",
                                 "remove the duplicate: one list per prompt", "duplicate_prompt")
