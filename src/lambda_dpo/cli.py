@@ -170,9 +170,15 @@ def _demo(args) -> int:
 
 
 def _ablation(args) -> int:
+    if args.study == "losses":
+        from .demo.loss_comparison import run_loss_comparison
+
+        out = run_loss_comparison(args.preset or "full", args.out, seeds=args.seeds or [0, 1, 2])
+        print(f"loss comparison report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}")
+        return 0
     from .demo.ablation import run_ablation
 
-    out = run_ablation(args.preset, args.out, seeds=args.seeds)
+    out = run_ablation(args.preset or "quick", args.out, seeds=args.seeds or [0, 1])
     print(f"ablation report: {out / 'ablation.md'}\nmetrics: {out / 'metrics.json'}")
     return 0
 
@@ -340,11 +346,17 @@ def _add_demo(sub) -> None:
 
 
 def _add_ablation(sub) -> None:
-    p = sub.add_parser("ablation", help="lambda sources x conditioning modes, equal budget, several seeds")
-    p.add_argument("--preset", choices=_Choices(".demo.run", "PRESETS"), default="quick", metavar="PRESET",
-                   help="the budget: %(choices)s (default %(default)s)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME)")
+    p = sub.add_parser("ablation", help="studies at equal budget over several seeds: lambda sources x conditioning "
+                                        "modes, or listwise vs pairwise losses")
+    p.add_argument("--study", choices=("lambda", "losses"), default="lambda",
+                   help="lambda: lambda sources x conditioning modes, judged over a lambda grid (default); losses: "
+                        "lambda-DPO, DPO best-vs-worst, DPO all pairs, Plackett-Luce and LiPO-lambda at equal data "
+                        "and compute, judged on the held-out prompts with 95%% intervals; reruns on the same --out "
+                        "keep what is already measured")
+    p.add_argument("--preset", choices=_Choices(".demo.run", "PRESETS"), default=None, metavar="PRESET",
+                   help="the budget: %(choices)s (default quick for lambda, full for losses)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 (lambda), 0 1 2 (losses)")
+    p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME or runs/losses-PRESET-TIME)")
     p.set_defaults(func=_ablation)
 
 

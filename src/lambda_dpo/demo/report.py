@@ -170,7 +170,7 @@ def plot_lengths(m: dict, path: Path, plt) -> None:
     plt.close(fig)
 
 
-def _pyplot():
+def headless_pyplot():
     """matplotlib's pyplot on the headless Agg backend; None when matplotlib is not installed (the plots extra)."""
     try:
         import matplotlib
@@ -184,7 +184,7 @@ def _pyplot():
 
 def write_plots(m: dict, out: Path) -> bool:
     """fronts.png and lengths.png into `out`; False, with a warning in the log, when matplotlib is missing."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     if plt is None:
         logger.warning("%s: %s", NO_PLOTS, PLOTS_EXTRA)
         return False

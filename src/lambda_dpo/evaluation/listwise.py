@@ -40,23 +40,35 @@ def implicit_rewards(model, collator: ListCollator, items: Sequence[ScoredList],
     return pad_lists(rows, n_max)
 
 
-def evaluate_lists(model, collator: ListCollator, items: Sequence[ScoredList], *, batch_size: int = 8,
-                   chunk_size: int = 1024, score_type: str = "sum") -> dict[str, float]:
-    """Per-aspect {aspect}/top1, /ndcg, /kendall plus their means over aspects ("mean/...")."""
+def per_list_metrics(model, collator: ListCollator, items: Sequence[ScoredList], *, batch_size: int = 8,
+                     chunk_size: int = 1024, score_type: str = "sum") -> dict[str, torch.Tensor]:
+    """{aspect}/top1, /ndcg, /kendall -> [L] float64, one value per list (NaN where the list does not rate
+    that aspect for every response, or where the metric is undefined); aspects rated in no list are absent."""
     aspects = collator.aspects
     ratings, mask = ratings_tensor([it.tokens.source for it in items], aspects)
-    out: dict[str, float] = {}
+    out: dict[str, torch.Tensor] = {}
     with eval_mode(model):
         for k, aspect in enumerate(aspects):
             vertex = torch.nn.functional.one_hot(torch.tensor(k), len(aspects)).float()
-            s = implicit_rewards(model, collator, items, vertex, batch_size, chunk_size, score_type)
             r = ratings[..., k]
             rated = ~torch.isnan(r).where(mask, torch.zeros_like(mask)).any(-1)  # aspect usable for the list
             if not rated.any():
                 continue
+            s = implicit_rewards(model, collator, items, vertex, batch_size, chunk_size, score_type)
             for name, fn in (("top1", top1_accuracy), ("ndcg", ndcg), ("kendall", kendall_tau)):
-                # float64: a share of lists stays exact (36 of 40 is 0.9, not float32's 0.89999998)
-                out[f"{aspect}/{name}"] = torch.nanmean(fn(s[rated], r[rated], mask[rated]).double()).item()
+                values = torch.full((len(items),), float("nan"), dtype=torch.float64)
+                values[rated] = fn(s[rated], r[rated], mask[rated]).double()
+                out[f"{aspect}/{name}"] = values
+    return out
+
+
+def evaluate_lists(model, collator: ListCollator, items: Sequence[ScoredList], *, batch_size: int = 8,
+                   chunk_size: int = 1024, score_type: str = "sum") -> dict[str, float]:
+    """Per-aspect {aspect}/top1, /ndcg, /kendall (means over lists) plus their means over aspects ("mean/...")."""
+    # float64: a share of lists stays exact (36 of 40 is 0.9, not float32's 0.89999998)
+    out = {key: torch.nanmean(v).item() for key, v in
+           per_list_metrics(model, collator, items, batch_size=batch_size, chunk_size=chunk_size,
+                            score_type=score_type).items()}
     for name in ("top1", "ndcg", "kendall"):
         values = [v for key, v in out.items() if key.endswith(f"/{name}")]
         if values:
