@@ -6,9 +6,11 @@ Write to a temporary file in the destination's directory, then os.replace() it i
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
@@ -38,3 +40,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def json_once(path: Path, make: Callable[[], Any]) -> Any:
+    """`make()`'s result saved as JSON at `path` (atomically), or the saved result when `path` exists: a
+    long study rerun on the same directory keeps what it already measured."""
+    if path.exists():
+        return json.loads(path.read_text())
+    result = make()
+    atomic_write_text(path, json.dumps(result))
+    return result

@@ -169,17 +169,17 @@ def _demo(args) -> int:
     return 0
 
 
+# --study -> (module, runner, default preset, default seeds, report file)
+_STUDIES = {"lambda": (".demo.ablation", "run_ablation", "quick", [0, 1], "ablation.md"),
+            "losses": (".demo.loss_comparison", "run_loss_comparison", "full", [0, 1, 2], "report.md"),
+            "scheduler": (".demo.scheduler_study", "run_scheduler_study", "full", [0, 1, 2], "report.md")}
+
+
 def _ablation(args) -> int:
-    if args.study == "losses":
-        from .demo.loss_comparison import run_loss_comparison
-
-        out = run_loss_comparison(args.preset or "full", args.out, seeds=args.seeds or [0, 1, 2])
-        print(f"loss comparison report: {out / 'report.md'}\nmetrics: {out / 'metrics.json'}")
-        return 0
-    from .demo.ablation import run_ablation
-
-    out = run_ablation(args.preset or "quick", args.out, seeds=args.seeds or [0, 1])
-    print(f"ablation report: {out / 'ablation.md'}\nmetrics: {out / 'metrics.json'}")
+    module, runner, preset, seeds, report = _STUDIES[args.study]
+    run = getattr(importlib.import_module(module, __package__), runner)
+    out = run(args.preset or preset, args.out, seeds=args.seeds or seeds)
+    print(f"{args.study} study report: {out / report}\nmetrics: {out / 'metrics.json'}")
     return 0
 
 
@@ -348,14 +348,16 @@ def _add_demo(sub) -> None:
 def _add_ablation(sub) -> None:
     p = sub.add_parser("ablation", help="studies at equal budget over several seeds: lambda sources x conditioning "
                                         "modes, or listwise vs pairwise losses")
-    p.add_argument("--study", choices=("lambda", "losses"), default="lambda",
+    p.add_argument("--study", choices=tuple(_STUDIES), default="lambda",
                    help="lambda: lambda sources x conditioning modes, judged over a lambda grid (default); losses: "
                         "lambda-DPO, DPO best-vs-worst, DPO all pairs, Plackett-Luce and LiPO-lambda at equal data "
-                        "and compute, judged on the held-out prompts with 95%% intervals; reruns on the same --out "
-                        "keep what is already measured")
+                        "and compute, judged on the held-out prompts with 95%% intervals; scheduler: the lambda sources "
+                        "fixed / dirichlet / grid / adaptive (both signals) in the steering recipe, judged by the "
+                        "front and the vertex scores. losses and scheduler reruns on the same --out keep what is "
+                        "already measured")
     p.add_argument("--preset", choices=_Choices(".demo.run", "PRESETS"), default=None, metavar="PRESET",
-                   help="the budget: %(choices)s (default quick for lambda, full for losses)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 (lambda), 0 1 2 (losses)")
+                   help="the budget: %(choices)s (default quick for lambda, full otherwise)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 (lambda), 0 1 2 otherwise")
     p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME or runs/losses-PRESET-TIME)")
     p.set_defaults(func=_ablation)
 

@@ -69,7 +69,7 @@ def _as_documented(key: str, aspects) -> str:
         a = re.escape(aspect)
         key = re.sub(rf"^eval_{a}(?=/)", "eval_{aspect}", key)
         key = re.sub(rf"(?<=/){a}$", "{aspect}", key)
-    return re.sub(r"^lambda_prob/\d+$", "lambda_prob/{i}", key)
+    return re.sub(r"^(lambda_prob|lambda_perf)/\d+$", r"\1/{i}", key)
 
 
 class _Keys(TrainerCallback):

@@ -15,7 +15,6 @@ is saved as soon as it is measured and skipped when the command is run again on 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 
 from .dataset import ASPECTS, demo_data_dir, judge_all
 from .run import GEN_BATCH, PRESETS, Preset, read_specs, train_method
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, json_once
 from ..evaluation.delta import word_count
 from ..evaluation.intervals import bootstrap_mean, win_tie_loss
 from ..evaluation.kl import sampled_kl
@@ -34,7 +33,6 @@ from ..evaluation.listwise import per_list_metrics
 from ..generation import SteerableModel, generate, steered_prompt_ids
 from ..models import DEFAULT_MODEL, load_model, load_tokenizer
 
-logger = logging.getLogger(__name__)
 ANCHOR = "dpo_best_worst"  # every reply is compared with this method's reply to the same prompt
 _COMMON = {"lambda_source": "fixed", "conditioning": "none", "per_device_train_batch_size": 2}
 LOSS_METHODS = {
@@ -83,16 +81,6 @@ def run_base(p: Preset, model: str, specs: Sequence) -> dict:
             "words": [word_count(r) for r in replies], "replies": replies}
 
 
-def _cached(path: Path, make) -> dict:
-    if path.exists():
-        logger.info("kept %s (already measured)", path)
-        return json.loads(path.read_text())
-    result = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result))
-    return result
-
-
 def compare_losses(preset: str, out: Path, seeds: Sequence[int], model: str = DEFAULT_MODEL,
                    methods: dict[str, dict] | None = None) -> dict:
     """Train and measure every loss for every seed (resuming from `out`); returns the summary (metrics.json)."""
@@ -100,10 +88,10 @@ def compare_losses(preset: str, out: Path, seeds: Sequence[int], model: str = DE
     p = PRESETS[preset]
     started = time.time()
     specs = read_specs(Path(str(demo_data_dir())) / "eval.jsonl")
-    runs = {"base": [_cached(out / "runs" / "base.json", lambda: run_base(p, model, specs))]}
+    runs = {"base": [json_once(out / "runs" / "base.json", lambda: run_base(p, model, specs))]}
     for seed in seeds:
         for name, overrides in methods.items():
-            runs.setdefault(name, []).append(_cached(
+            runs.setdefault(name, []).append(json_once(
                 out / "runs" / f"{name}-seed{seed}.json", lambda: run_one(name, overrides, p, out, seed, model, specs)))
     return {"study": "losses", "preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model,
             "aspects": list(ASPECTS), "anchor": ANCHOR, "methods": methods, "prompts": len(specs),

@@ -208,7 +208,7 @@ RECIPE_KEYS = ("loss_type", "beta", "rating_temperature", "score_type", "lambda_
                "lambda_text_order", "learning_rate", "lora_r", "model_dtype", "score_cut_ends")
 
 
-def _generator(sm: SteerableModel, p: Preset):
+def generator_for(sm: SteerableModel, p: Preset):
     def gen(prompts, lams):
         return generate(sm, list(prompts), list(lams), max_new_tokens=p.max_new_tokens, batch_size=GEN_BATCH)
     return gen
@@ -225,7 +225,7 @@ def measure_sweep(sm: SteerableModel, ps: PromptSet, weights: Sequence[float], p
                   step: float | None = None) -> dict:
     """One sweep of the edge on one prompt set, with its steerability and (given training's grid `step`)
     the figures of the weights it never drew."""
-    sweep = sweep_edge(_generator(sm, p), ps.prompts, ps.records, ps.judge, sm.aspects, CONFLICT, weights)
+    sweep = sweep_edge(generator_for(sm, p), ps.prompts, ps.records, ps.judge, sm.aspects, CONFLICT, weights)
     return {"sweep": sweep, "steerability": steerability(sweep, REFERENCE),
             "unseen": unseen_weights(sweep, step, REFERENCE) if step else []}
 
@@ -236,7 +236,7 @@ def measure_steered(sm: SteerableModel, sets: Sequence[PromptSet], p: Preset, st
     other = dataclasses.replace(sm, lambda_text=LambdaText(OTHER_WORDING, sm.lambda_text.instructions,
                                                                    sm.lambda_text.order))
     held_out = sets[0]
-    gen = _generator(sm, p)
+    gen = generator_for(sm, p)
     return {
         "fronts": {ps.name: measure_sweep(sm, ps, p.weights, p, step) for ps in sets},
         "other_wording": {ps.name: measure_sweep(other, ps, p.wording_weights, p) for ps in sets},
@@ -251,7 +251,7 @@ def measure_control(with_text: SteerableModel, sets: Sequence[PromptSet], p: Pre
     """A control given the steered model's lambda text (a front), and under its own prompt (one point)."""
     out = {"fronts": {ps.name: measure_sweep(with_text, ps, p.control_weights, p) for ps in sets}}
     if own_prompt is not None:
-        out["single"] = {ps.name: single_point(_generator(own_prompt, p), ps.prompts, ps.records, ps.judge, CONFLICT,
+        out["single"] = {ps.name: single_point(generator_for(own_prompt, p), ps.prompts, ps.records, ps.judge, CONFLICT,
                                                None, REFERENCE) for ps in sets}
     return out
 
@@ -266,7 +266,7 @@ def measure_base(result, sets: Sequence[PromptSet], p: Preset, model: str) -> di
     sm = SteerableModel(base, tr.processing_class, result.aspects, "prompt", collator.lambda_text)
     held_out = sets[0]
     return {**measure_control(sm, sets, p),
-            "vertices": vertex_matrix(_generator(sm, p), held_out.prompts, held_out.records, held_out.judge, sm.aspects),
+            "vertices": vertex_matrix(generator_for(sm, p), held_out.prompts, held_out.records, held_out.judge, sm.aspects),
             "listwise": evaluate_lists(base, collator, items, batch_size=tr.args.per_device_eval_batch_size),
             "delta": _delta(base, collator, items, result.aspects)}
 

@@ -82,6 +82,7 @@ class AdaptiveLambdaCallback(TrainerCallback):
         if self.log is not None:
             should_log = control.should_log  # Trainer.log clears it, which would drop this step's loss log
             self.log({f"lambda_prob/{i}": p for i, p in enumerate(probs.tolist())}
+                     | {f"lambda_perf/{i}": v for i, v in enumerate(perf.tolist())}
                      | {"lambda_perf/mean": perf.mean().item()})
             control.should_log = should_log
 

@@ -104,6 +104,7 @@ def test_adaptive_training_logs_and_saves_the_schedule(tiny_llama_dir, tmp_path)
     result = train(cfg)
     logged = [h for h in result.trainer.state.log_history if "lambda_prob/0" in h]
     assert len(logged) == 2
+    assert all(0.0 <= h[f"lambda_perf/{i}"] <= 1.0 for h in logged for i in range(5))  # the signal's input
     schedule = json.loads((tmp_path / "m" / "lambda_schedule.json").read_text())
     assert len(schedule["source"]["history"]) == 2 and len(schedule["candidates"]) == 5
     assert sum(schedule["source"]["probs"]) == pytest.approx(1.0)
