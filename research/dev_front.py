@@ -7,7 +7,8 @@ control given the same lambda text.
     python research/dev_front.py ROW --eval-only --control runs/dev/base_recipe/models/dpo_best_worst-seed0
     python research/dev_front.py --table                         # the rows so far
 
-The dev split: 24 lists of the shipped train.jsonl chosen with random.Random(7) (the remaining 256 train).
+The dev split: 24 lists of the shipped train.jsonl chosen with random.Random(7) (the remaining 256 train;
+`lambda_dpo.demo.dev_split`).
 The dev prompt sets: those 24 lists' prompts (the demo's rule judges) and resources/ood/dev_questions.jsonl
 (the length judges). eval.jsonl and resources/ood/questions.jsonl are never read. Each row appends its
 figures to research/dev_front.jsonl.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from lambda_dpo.demo.dataset import demo_data_dir
+from lambda_dpo.demo.dev_split import write_dev_split
 from lambda_dpo.demo.run import METHODS, PRESETS, STEERED, ood_questions_file, train_method
 from lambda_dpo.evaluate_steering import evaluate_front
 
@@ -34,17 +35,9 @@ PAIR = ("conciseness", "informativeness")
 
 
 def dev_split() -> tuple[Path, Path]:
-    """runs/dev/train_minus_dev.jsonl and runs/dev/dev.jsonl (24 lists, seeded), written once."""
-    train, dev = ROOT / "train_minus_dev.jsonl", ROOT / "dev.jsonl"
-    if not dev.exists():
-        lines = (Path(str(demo_data_dir())) / "train.jsonl").read_text().splitlines()
-        idx = list(range(len(lines)))
-        random.Random(7).shuffle(idx)
-        held = set(idx[:24])
-        ROOT.mkdir(parents=True, exist_ok=True)
-        dev.write_text("\n".join(lines[i] for i in sorted(held)) + "\n")
-        train.write_text("\n".join(lines[i] for i in range(len(lines)) if i not in held) + "\n")
-    return train, dev
+    """runs/dev/train.jsonl and runs/dev/eval.jsonl (the 24 dev lists): `lambda_dpo.demo.dev_split`."""
+    root = write_dev_split(ROOT)
+    return root / "train.jsonl", root / "eval.jsonl"
 
 
 def summary(result: dict) -> dict:

@@ -22,7 +22,10 @@ def tiny_data(tiny_llama_dir, tmp_path_factory):
 
 
 def test_fixed_and_adaptive_arms_then_a_rerun_that_trains_nothing(tiny_data, tiny_llama_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(ss, "demo_data_dir", lambda: tiny_data)
+    from lambda_dpo.demo import dev_split
+
+    monkeypatch.setattr(dev_split, "demo_data_dir", lambda: tiny_data)
+    monkeypatch.setattr(dev_split, "DEV_LISTS", 3)
     monkeypatch.setitem(demo.PRESETS, "micro", MICRO)
     arms = {"fixed": ss.SCHEDULER_ARMS["fixed"],
             "adaptive-progress": {**ss.SCHEDULER_ARMS["adaptive-progress"], "adaptive_every": 1,
@@ -35,6 +38,11 @@ def test_fixed_and_adaptive_arms_then_a_rerun_that_trains_nothing(tiny_data, tin
     out = ss.run_scheduler_study("micro", tmp_path / "sched", seeds=(0,), model=tiny_llama_dir)
 
     assert [o["lambda_source"] for o in trained] == ["fixed", "adaptive"]
+    data = tmp_path / "sched" / "data"  # trained on the training split minus the dev lists, measured on those
+    dev_lines = (data / "eval.jsonl").read_text().splitlines()
+    train_lines = (data / "train.jsonl").read_text().splitlines()
+    assert len(dev_lines) == 3 and not set(dev_lines) & set(train_lines)
+    assert len(dev_lines) + len(train_lines) == len((tiny_data / "train.jsonl").read_text().splitlines())
     assert all(o["max_steps"] == MICRO.steered_steps for o in trained)
     m = json.loads((out / "metrics.json").read_text())
     fixed, adaptive = m["runs"]["fixed"][0], m["runs"]["adaptive-progress"][0]

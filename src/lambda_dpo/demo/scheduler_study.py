@@ -8,7 +8,9 @@ one list under two lambdas per step, the demo's `steered_steps`) but for the lam
 - grid: the default, multiples of 1/4 with the vertices;
 - adaptive-progress / adaptive-deficit: the performance-driven scheduler with either signal
   (`training.adaptive_lambda`).
-Measured on the held-out prompts with the demo's judges: robustness as the paper means it, per vertex e_k
+Its recommendation sets a default, so it is measured on dev data (`demo.dev_split`: 24 lists held out of the
+training split; the arms train on the other 256; eval.jsonl is never read), on the dev lists' prompts with
+the demo's judges: robustness as the paper means it, per vertex e_k
 the aspect-k score of the replies under e_k (the worst of them and their spread, max - min), and the
 steering front on the conciseness-informativeness edge with its hypervolume (`evaluation.protocol`).
 The adaptive arms' probabilities and per-candidate performance over training come from the log history
@@ -25,7 +27,8 @@ from typing import Sequence
 
 import torch
 
-from .dataset import ASPECTS, demo_data_dir, judge_all
+from .dataset import ASPECTS, judge_all
+from .dev_split import write_dev_split
 from .run import CONFLICT, METHODS, PRESETS, STEERED, Preset, PromptSet, generator_for, measure_sweep, read_specs, \
     train_method
 from ..atomic import atomic_write_text, json_once
@@ -63,17 +66,17 @@ def schedule_trace(log_history: Sequence[dict]) -> list[dict]:
     return out
 
 
-def run_arm(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: str, held_out: PromptSet) -> dict:
-    """Train one arm, then its sweep of the edge and its vertex matrix on the held-out prompts."""
+def run_arm(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: str, data: Path,
+            dev: PromptSet) -> dict:
+    """Train one arm on data/train.jsonl, then its sweep of the edge and its vertex matrix on the dev prompts."""
     started = time.time()
-    result = train_method(name, {"max_steps": p.steered_steps, **overrides}, p, out, seed, model,
-                          Path(str(demo_data_dir())))
+    result = train_method(name, {"max_steps": p.steered_steps, **overrides}, p, out, seed, model, data)
     tr = result.trainer
     trained = time.time() - started
     sm = SteerableModel(tr.model.eval(), tr.processing_class, result.aspects, tr.args.conditioning,
                         tr.data_collator.lambda_text)
-    sweep = measure_sweep(sm, held_out, SWEEP, p)
-    vertices = vertex_matrix(generator_for(sm, p), held_out.prompts, held_out.records, held_out.judge, sm.aspects)
+    sweep = measure_sweep(sm, dev, SWEEP, p)
+    vertices = vertex_matrix(generator_for(sm, p), dev.prompts, dev.records, dev.judge, sm.aspects)
     candidates = getattr(getattr(tr, "adaptive", None), "source", None)
     return {"arm": name, "seed": seed, "steerability": sweep["steerability"], "mean_words": sweep["sweep"]["mean_words"],
             "vertex_matrix": vertices["matrix"], "robustness": robustness(vertices["matrix"], ASPECTS),
@@ -88,10 +91,11 @@ def compare_schedulers(preset: str, out: Path, seeds: Sequence[int], model: str 
     arms = arms or SCHEDULER_ARMS
     p = PRESETS[preset]
     started = time.time()
-    specs = read_specs(Path(str(demo_data_dir())) / "eval.jsonl")[: p.prompts]
-    held_out = PromptSet("held-out", [s.prompt for s in specs], specs, judge_all)
+    data = write_dev_split(out / "data")
+    specs = read_specs(data / "eval.jsonl")[: p.prompts]
+    dev = PromptSet("dev", [s.prompt for s in specs], specs, judge_all)
     runs = {name: [json_once(out / "runs" / f"{name}-seed{seed}.json",
-                             lambda name=name, o=o, seed=seed: run_arm(name, o, p, out, seed, model, held_out))
+                             lambda name=name, o=o, seed=seed: run_arm(name, o, p, out, seed, model, data, dev))
                    for seed in seeds] for name, o in arms.items()}
     return {"study": "scheduler", "preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model,
             "aspects": list(ASPECTS), "conflict": list(CONFLICT), "sweep": list(SWEEP), "arms": arms,
