@@ -42,11 +42,19 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def json_once(path: Path, make: Callable[[], Any]) -> Any:
-    """`make()`'s result saved as JSON at `path` (atomically), or the saved result when `path` exists: a
-    long study rerun on the same directory keeps what it already measured."""
+def json_once(path: Path, make: Callable[[], dict], settings: dict) -> dict:
+    """`make()`'s result with its `settings`, saved as JSON at `path` (atomically); or, when `path` exists,
+    the saved result: a long study rerun on the same directory keeps what it already measured. A saved
+    result measured under other settings is refused (it would be reported under the new ones)."""
+    settings = json.loads(json.dumps(settings))  # as saved: tuples become lists
     if path.exists():
-        return json.loads(path.read_text())
-    result = make()
+        saved = json.loads(path.read_text())
+        if saved.get("settings") != settings:
+            differ = sorted(k for k in {*settings, *saved.get("settings", {})}
+                            if settings.get(k) != saved.get("settings", {}).get(k))
+            raise ValueError(f"{path} was measured with other settings ({', '.join(differ)} differ); rerun with "
+                             "the settings it was measured with, or write to another output directory")
+        return saved
+    result = {**make(), "settings": settings}
     atomic_write_text(path, json.dumps(result))
     return result

@@ -346,8 +346,7 @@ def _add_demo(sub) -> None:
 
 
 def _add_ablation(sub) -> None:
-    p = sub.add_parser("ablation", help="studies at equal budget over several seeds: lambda sources x conditioning "
-                                        "modes, or listwise vs pairwise losses")
+    p = sub.add_parser("ablation", help="a study at equal budget over several seeds (--study)")
     p.add_argument("--study", choices=tuple(_STUDIES), default="lambda",
                    help="lambda: lambda sources x conditioning modes, judged over a lambda grid (default); losses: "
                         "lambda-DPO, DPO best-vs-worst, DPO all pairs, Plackett-Luce and LiPO-lambda at equal data "
@@ -358,7 +357,7 @@ def _add_ablation(sub) -> None:
     p.add_argument("--preset", choices=_Choices(".demo.run", "PRESETS"), default=None, metavar="PRESET",
                    help="the budget: %(choices)s (default quick for lambda, full otherwise)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 (lambda), 0 1 2 otherwise")
-    p.add_argument("--out", help="run directory (default runs/ablation-PRESET-TIME or runs/losses-PRESET-TIME)")
+    p.add_argument("--out", help="run directory (default runs/{ablation,losses,scheduler}-PRESET-TIME)")
     p.set_defaults(func=_ablation)
 
 

@@ -72,7 +72,7 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def reference_mode(model):
+def _reference_mode(model):
     """Context in which `model` computes reference log-probs (adapter off for PEFT models)."""
     return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
@@ -83,7 +83,7 @@ def compute_reference_logps(model, lists: Sequence[TokenizedList], *, batch_size
     """Summed log-probs of each response under the reference, one [N] fp32 tensor per list."""
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
-    with eval_mode(model), reference_mode(model):
+    with eval_mode(model), _reference_mode(model):
         for start in tqdm(range(0, len(lists), batch_size), desc=desc, unit="batch", leave=False,
                           disable=None):  # None: no bar when stderr is not a terminal
             chunk = lists[start:start + batch_size]

@@ -33,12 +33,14 @@ def test_fixed_and_adaptive_arms_then_a_rerun_that_trains_nothing(tiny_data, tin
     monkeypatch.setattr(ss, "SCHEDULER_ARMS", arms)
     trained = []
     real_train = ss.train_method
+    data_dirs = []
     monkeypatch.setattr(ss, "train_method", lambda name, overrides, *a: trained.append(overrides) or
-                        real_train(name, overrides, *a))
+                        data_dirs.append(a[-1]) or real_train(name, overrides, *a))
     out = ss.run_scheduler_study("micro", tmp_path / "sched", seeds=(0,), model=tiny_llama_dir)
 
     assert [o["lambda_source"] for o in trained] == ["fixed", "adaptive"]
     data = tmp_path / "sched" / "data"  # trained on the training split minus the dev lists, measured on those
+    assert data_dirs == [data, data]
     dev_lines = (data / "eval.jsonl").read_text().splitlines()
     train_lines = (data / "train.jsonl").read_text().splitlines()
     assert len(dev_lines) == 3 and not set(dev_lines) & set(train_lines)

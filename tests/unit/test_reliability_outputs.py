@@ -49,3 +49,15 @@ def test_a_final_save_that_dies_leaves_no_model_marker(tiny_llama_dir, tmp_path,
     capsys.readouterr()
     assert main(["generate", "--model", str(out), "hi"]) == 2
     assert "not a lambda-dpo model directory" in capsys.readouterr().err
+
+
+def test_json_once_keeps_a_measured_result_and_refuses_other_settings(tmp_path):
+    from lambda_dpo.atomic import json_once
+
+    calls = []
+    path = tmp_path / "runs" / "arm-seed0.json"
+    first = json_once(path, lambda: calls.append(1) or {"score": 3.5}, {"preset": "full", "budget": (1, 2)})
+    again = json_once(path, lambda: calls.append(1) or {"score": 0.0}, {"preset": "full", "budget": (1, 2)})
+    assert calls == [1] and first == again == {"score": 3.5, "settings": {"preset": "full", "budget": [1, 2]}}
+    with pytest.raises(ValueError, match=r"arm-seed0.json was measured with other settings \(preset differ\)"):
+        json_once(path, lambda: {"score": 0.0}, {"preset": "quick", "budget": (1, 2)})

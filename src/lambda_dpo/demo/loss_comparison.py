@@ -1,8 +1,8 @@
 """`lambda-dpo ablation --study losses`: does listwise lambda-DPO beat pairwise DPO at equal data and compute?
 
 Five losses (`lambda_dpo.losses`), each trained on the same lists, steps and batch (every loss scores
-all N responses of a list, so the response forward passes are equal), lambda fixed at the uniform
-mixture and never shown to the model: lambda-DPO (listwise), DPO on the best-vs-worst pair, DPO on all
+all N responses of a list, so the response forward passes are equal) with the same learning rate and beta
+(not tuned per loss), lambda fixed at the uniform mixture and never shown to the model: lambda-DPO (listwise), DPO on the best-vs-worst pair, DPO on all
 pairs, Plackett-Luce and LiPO-lambda. Then on the held-out split, per (seed, prompt or list):
 - the demo's judges on each model's greedy reply (per aspect, and their mean), and the reply's words;
 - the win / tie / loss of each reply against DPO best-vs-worst's reply to the same prompt (same seed);
@@ -63,8 +63,8 @@ def run_one(name: str, overrides: dict, p: Preset, out: Path, seed: int, model: 
     tr = result.trainer
     trained = time.time() - started
     sm = SteerableModel(tr.model.eval(), tr.processing_class, result.aspects, "none")
-    lists = per_list_metrics(tr.model, tr.data_collator, tr.eval_dataset.items,
-                             batch_size=tr.args.per_device_eval_batch_size)
+    lists = per_list_metrics(tr.model, tr.data_collator, tr.eval_dataset.items, score_type=tr.args.score_type,
+                             batch_size=tr.args.per_device_eval_batch_size, chunk_size=tr.args.logprob_chunk_size)
     return {"method": name, "seed": seed, **measure_model(sm, specs, p, seed),
             "listwise": {k: v.tolist() for k, v in lists.items() if k.endswith(LISTWISE_FIGURES)},
             "train_loss": [h["loss"] for h in tr.state.log_history if "loss" in h],
@@ -88,11 +88,15 @@ def compare_losses(preset: str, out: Path, seeds: Sequence[int], model: str = DE
     p = PRESETS[preset]
     started = time.time()
     specs = read_specs(Path(str(demo_data_dir())) / "eval.jsonl")
-    runs = {"base": [json_once(out / "runs" / "base.json", lambda: run_base(p, model, specs))]}
+    def settings(overrides: dict | None) -> dict:
+        return {"preset": preset, "budget": asdict(p), "model": model, "overrides": overrides}
+
+    runs = {"base": [json_once(out / "runs" / "base.json", lambda: run_base(p, model, specs), settings(None))]}
     for seed in seeds:
         for name, overrides in methods.items():
             runs.setdefault(name, []).append(json_once(
-                out / "runs" / f"{name}-seed{seed}.json", lambda: run_one(name, overrides, p, out, seed, model, specs)))
+                out / "runs" / f"{name}-seed{seed}.json", lambda: run_one(name, overrides, p, out, seed, model, specs),
+                settings(overrides)))
     return {"study": "losses", "preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model,
             "aspects": list(ASPECTS), "anchor": ANCHOR, "methods": methods, "prompts": len(specs),
             "summary": summarise(runs, list(ASPECTS)), "wall_seconds": round(time.time() - started, 1),

@@ -49,13 +49,14 @@ def render(m: dict) -> str:
     aspects, methods, s = m["aspects"], _methods(m), m["summary"]
     b = m["budget"]
     head = [f"# Listwise vs pairwise at equal data and compute ({len(m['seeds'])} seeds)", "",
-            f"`{m['model']}`; each loss trained {b['max_steps']} steps of 2 lists (the demo's `{m['preset']}` preset), "
-            f"lambda fixed at the uniform mixture and never shown; {m['prompts']} held-out prompts, greedy replies "
+            f"`{m['model']}`; each loss trained {b['max_steps']} steps of 2 lists (the demo's `{m['preset']}` preset) "
+            f"with the same learning rate and beta (not tuned per loss), lambda fixed at the uniform mixture and "
+            f"never shown; {m['prompts']} held-out prompts, greedy replies "
             f"of up to {b['max_new_tokens']} tokens judged by the demo's judges (1-5). Means with 95% bootstrap "
             f"intervals over seeds and prompts.", "", verdict(m), ""]
     scores = table(["method", *aspects, "mean", "words", "KL to reference (nats)"],
                    [[LABELS.get(k, k), *[ci(s[k]["judge"][a]) for a in aspects], ci(s[k]["judge"]["mean"]),
-                     ci(s[k]["words"], 1), ci(s[k]["kl"], 1) if "kl" in s[k] else "0 (is the reference)"]
+                     ci(s[k]["words"], 1), ci(s[k]["kl"]) if "kl" in s[k] else "0 (is the reference)"]
                     for k in methods])
     wins = table(["method", *aspects, "mean of aspects"],
                  [[LABELS.get(k, k), *[_wtl(s[k]["vs_anchor"][a]) for a in [*aspects, "mean"]]]

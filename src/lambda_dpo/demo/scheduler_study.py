@@ -9,7 +9,8 @@ one list under two lambdas per step, the demo's `steered_steps`) but for the lam
 - adaptive-progress / adaptive-deficit: the performance-driven scheduler with either signal
   (`training.adaptive_lambda`).
 Its recommendation sets a default, so it is measured on dev data (`demo.dev_split`: 24 lists held out of the
-training split; the arms train on the other 256; eval.jsonl is never read), on the dev lists' prompts with
+training split; the arms train on the other 256, the adaptive ones on 248 of them as they keep 8 for their
+signal; eval.jsonl is never read), on the dev lists' prompts with
 the demo's judges: robustness as the paper means it, per vertex e_k
 the aspect-k score of the replies under e_k (the worst of them and their spread, max - min), and the
 steering front on the conciseness-informativeness edge with its hypervolume (`evaluation.protocol`).
@@ -95,7 +96,8 @@ def compare_schedulers(preset: str, out: Path, seeds: Sequence[int], model: str 
     specs = read_specs(data / "eval.jsonl")[: p.prompts]
     dev = PromptSet("dev", [s.prompt for s in specs], specs, judge_all)
     runs = {name: [json_once(out / "runs" / f"{name}-seed{seed}.json",
-                             lambda name=name, o=o, seed=seed: run_arm(name, o, p, out, seed, model, data, dev))
+                             lambda name=name, o=o, seed=seed: run_arm(name, o, p, out, seed, model, data, dev),
+                             {"preset": preset, "budget": asdict(p), "model": model, "overrides": o})
                    for seed in seeds] for name, o in arms.items()}
     return {"study": "scheduler", "preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model,
             "aspects": list(ASPECTS), "conflict": list(CONFLICT), "sweep": list(SWEEP), "arms": arms,

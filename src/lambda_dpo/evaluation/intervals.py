@@ -5,7 +5,9 @@ shared by every seed, NaN where not measured), varies with both the training see
 drawn. `bootstrap_mean` resamples both: S seeds with replacement, then P items with replacement
 (the same items for every seed drawn, as every seed saw the same items), and takes the nan-mean of
 the resampled cells; the interval is the 2.5th and 97.5th percentile over resamples. With one seed
-it is the ordinary bootstrap over items.
+it is the ordinary bootstrap over items. With few seeds the seed part is coarse (3 seeds give 10
+distinct resampled sets), and resampling both factors of a crossed design tends to widen the interval:
+read it as a conservative 95% interval.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def bootstrap_mean(values: Sequence[Sequence[float]] | np.ndarray, *, resamples:
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only NaN cells
         means = np.nanmean(cells.reshape(resamples, -1), axis=1)
     means = means[~np.isnan(means)]
+    if means.size == 0:  # every resample drew only missing cells
+        return {"mean": float(np.nanmean(v)), "lo": float("nan"), "hi": float("nan")}
     tail = (1 - level) / 2 * 100
     return {"mean": float(np.nanmean(v)), "lo": float(np.percentile(means, tail)),
             "hi": float(np.percentile(means, 100 - tail))}
