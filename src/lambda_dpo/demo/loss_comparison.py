@@ -2,14 +2,15 @@
 
 Five losses (`lambda_dpo.losses`), each trained on the same lists, steps and batch (every loss scores
 all N responses of a list, so the response forward passes are equal) with the same learning rate and beta
-(not tuned per loss), lambda fixed at the uniform mixture and never shown to the model: lambda-DPO (listwise), DPO on the best-vs-worst pair, DPO on all
-pairs, Plackett-Luce and LiPO-lambda. Then on the held-out split, per (seed, prompt or list):
+(not tuned per loss), lambda fixed at the uniform mixture and never shown to the model: lambda-DPO
+(listwise), DPO on the best-vs-worst pair, DPO on all pairs, Plackett-Luce and LiPO-lambda. Then on the held-out split, per (seed, prompt or list):
 - the demo's judges on each model's greedy reply (per aspect, and their mean), and the reply's words;
 - the win / tie / loss of each reply against DPO best-vs-worst's reply to the same prompt (same seed);
 - listwise top-1 and NDCG of the implicit reward per aspect (`evaluation.listwise.per_list_metrics`);
 - KL(pi || pi_ref) on one reply sampled from the policy per prompt (`evaluation.kl`): how far it moved.
 Means with 95% bootstrap intervals over seeds and prompts (`evaluation.intervals`). Each (method, seed)
-is saved as soon as it is measured and skipped when the command is run again on the same directory.
+is saved as soon as it is measured and kept when the command is run again on the same directory with the
+same settings.
 """
 
 from __future__ import annotations

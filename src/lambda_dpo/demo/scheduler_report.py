@@ -44,7 +44,8 @@ def render(m: dict) -> str:
     a, b = m["conflict"]
     head = [f"# How training draws lambda ({len(m['seeds'])} seed{'s' * (len(m['seeds']) > 1)})", "",
             f"`{m['model']}`, the steering recipe at {m['budget']['steered_steps']} steps but for the lambda source; "
-            f"{m['prompts']} dev prompts (held out of the training split), greedy replies judged by the demo's judges (1-5). Mean ± sample std "
+            f"{m['prompts']} dev prompts (held out of the training split), greedy replies judged by the demo's "
+            "judges (1-5). Mean ± sample std "
             "over seeds.", "",
             f"- front: the {a}-{b} edge at {b} weights {', '.join(f'{w:g}' for w in m['sweep'])}, hypervolume from "
             "(1, 1); Spearman of the weight with reply words per prompt, averaged;",
