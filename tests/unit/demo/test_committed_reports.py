@@ -30,3 +30,19 @@ def test_committed_report_is_what_its_metrics_render_to(preset, tmp_path):
     m = json.loads((folder / "metrics.json").read_text())
     rendered = write_report(m, tmp_path).read_text()
     assert rendered == (folder / "report.md").read_text()
+
+
+def test_committed_loss_comparison_is_what_its_metrics_render_to(tmp_path):
+    """docs/losses (the "Does it beat DPO?" page's figures): the full preset's budget, every loss at every
+    seed, and report.md as its metrics.json renders today (regenerate: rerun the study on a copy of
+    docs/losses, which keeps the measured runs and writes the report again)."""
+    from lambda_dpo.demo.loss_comparison import LOSS_METHODS
+    from lambda_dpo.demo.loss_report import render
+
+    folder = REPO / "docs" / "losses"
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["budget"] == json.loads(json.dumps(dataclasses.asdict(PRESETS["full"]))) and m["seeds"] == [0, 1, 2]
+    assert set(m["summary"]) == {"base", *LOSS_METHODS}
+    runs = sorted(p.name for p in (folder / "runs").glob("*.json"))
+    assert runs == sorted(["base.json", *(f"{k}-seed{s}.json" for k in LOSS_METHODS for s in (0, 1, 2))])
+    assert render(m) == (folder / "report.md").read_text()
