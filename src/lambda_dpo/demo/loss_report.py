@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from .report import headless_pyplot
-from .tables import table
+from .tables import snippet_section, table
 
 logger = logging.getLogger(__name__)
 ORDER = ("base", "lambda_dpo", "dpo_best_worst", "dpo_all_pairs", "plackett_luce", "lipo_lambda")
@@ -53,7 +53,7 @@ def render(m: dict) -> str:
             f"with the same learning rate and beta (not tuned per loss), lambda fixed at the uniform mixture and "
             f"never shown; {m['prompts']} held-out prompts, greedy replies "
             f"of up to {b['max_new_tokens']} tokens judged by the demo's judges (1-5). Means with 95% bootstrap "
-            f"intervals over seeds and prompts.", "", _section("verdict", verdict(m)), ""]
+            f"intervals over seeds and prompts.", "", snippet_section("verdict", verdict(m)), ""]
     scores = table(["method", *aspects, "mean", "words", "KL to reference (nats)"],
                    [[LABELS.get(k, k), *[ci(s[k]["judge"][a]) for a in aspects], ci(s[k]["judge"]["mean"]),
                      ci(s[k]["words"], 1), ci(s[k]["kl"]) if "kl" in s[k] else "0 (is the reference)"]
@@ -68,20 +68,15 @@ def render(m: dict) -> str:
                      [[LABELS.get(k, k), *[ci(s[k]["listwise"][f"{a}/{f}"]) for f in ("top1", "ndcg") for a in aspects]]
                       for k in methods if "listwise" in s[k]])
     return "\n".join(head + [
-        "## Judge scores of greedy replies", "", _section("scores", scores), "", "![scores](scores.png)", "",
+        "## Judge scores of greedy replies", "", snippet_section("scores", scores), "", "![scores](scores.png)", "",
         f"## Against {LABELS[m['anchor']]}: win / tie / loss per prompt", "",
         "Share of (seed, prompt) pairs where the method's reply scores higher / the same / lower.", "",
-        _section("wins", wins), "", "![win rates](win_rates.png)", "",
-        "Paired difference of judge scores (method minus DPO best-vs-worst):", "", _section("differences", diffs), "",
+        snippet_section("wins", wins), "", "![win rates](win_rates.png)", "",
+        "Paired difference of judge scores (method minus DPO best-vs-worst):", "", snippet_section("differences", diffs), "",
         "## Held-out listwise ranking of the implicit reward", "",
         "Top-1: the response the model's implicit reward ranks first is the best rated; NDCG of its order.", "",
-        _section("listwise", listwise), "", f"Wall time: {m['wall_seconds'] / 60:.0f} min at {m['torch_threads']} threads.",
+        snippet_section("listwise", listwise), "", f"Wall time: {m['wall_seconds'] / 60:.0f} min at {m['torch_threads']} threads.",
         ""])
-
-
-def _section(name: str, text: str) -> str:
-    """`text` between markers that a docs page includes by name (pymdownx.snippets' sections)."""
-    return f"<!-- --8<-- [start:{name}] -->\n{text}\n<!-- --8<-- [end:{name}] -->"
 
 
 def _wtl(x: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from .report import headless_pyplot
-from .tables import mean_std, table
+from .tables import mean_std, snippet_section, table
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def render(m: dict) -> str:
     plot = ["", "![scheduler](scheduler.png)", "",
             "The adaptive arms: each candidate's sampling probability (left) and held-out performance, the "
             "signal's input (right), at every update.", ""] if _traces(m) else []
-    return "\n".join(head + [body] + plot + [f"Wall time: {m['wall_seconds'] / 60:.0f} min at "
+    return "\n".join(head + [snippet_section("table", body)] + plot + [f"Wall time: {m['wall_seconds'] / 60:.0f} min at "
                                              f"{m['torch_threads']} threads.", ""])
 
 

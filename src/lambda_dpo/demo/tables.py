@@ -15,6 +15,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def snippet_section(name: str, text: str) -> str:
+    """`text` between markers that a docs page includes by name (pymdownx.snippets' sections)."""
+    return f"<!-- --8<-- [start:{name}] -->\n{text}\n<!-- --8<-- [end:{name}] -->"
+
+
 def mean_std(values: list[float]) -> str:
     """'mean ± sample std' over the defined values; says how many seeds when some are undefined."""
     vals = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
