@@ -46,3 +46,19 @@ def test_committed_loss_comparison_is_what_its_metrics_render_to(tmp_path):
     runs = sorted(p.name for p in (folder / "runs").glob("*.json"))
     assert runs == sorted(["base.json", *(f"{k}-seed{s}.json" for k in LOSS_METHODS for s in (0, 1, 2))])
     assert render(m) == (folder / "report.md").read_text()
+
+
+def test_committed_scheduler_study_is_what_its_metrics_render_to():
+    """docs/scheduler (the "Choosing the lambda source" page's table): every arm, the full preset's budget,
+    measured on the dev split, and report.md as its metrics.json renders today."""
+    from lambda_dpo.demo.scheduler_report import render
+    from lambda_dpo.demo.scheduler_study import SCHEDULER_ARMS
+
+    folder = REPO / "docs" / "scheduler"
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["budget"] == json.loads(json.dumps(dataclasses.asdict(PRESETS["full"])))
+    assert list(m["runs"]) == list(SCHEDULER_ARMS) and m["prompts"] == 24
+    assert all(r["settings"]["overrides"] == json.loads(json.dumps(SCHEDULER_ARMS[name]))
+               for name, runs in m["runs"].items() for r in runs)
+    assert render(m) == (folder / "report.md").read_text()
+    assert (folder / "scheduler.png").stat().st_size > 0
