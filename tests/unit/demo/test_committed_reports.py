@@ -60,5 +60,7 @@ def test_committed_scheduler_study_is_what_its_metrics_render_to():
     assert list(m["runs"]) == list(SCHEDULER_ARMS) and m["prompts"] == 24
     assert all(r["settings"]["overrides"] == json.loads(json.dumps(SCHEDULER_ARMS[name]))
                for name, runs in m["runs"].items() for r in runs)
+    runs = sorted(p.name for p in (folder / "runs").glob("*.json"))  # what a rerun with more seeds keeps
+    assert runs == sorted(f"{name}-seed{s}.json" for name in SCHEDULER_ARMS for s in m["seeds"])
     assert render(m) == (folder / "report.md").read_text()
     assert (folder / "scheduler.png").stat().st_size > 0
