@@ -7,19 +7,10 @@ import pytest
 
 from lambda_dpo.demo import ablation
 from lambda_dpo.demo import run as demo
-from lambda_dpo.demo.dataset.build import build_demo_dataset
 
 
 MICRO = demo.Preset(max_steps=2, steered_steps=3, eval_lists=3, prompts=2, ood_prompts=3, max_new_tokens=4,
                     weights=(0.0, 0.1, 0.5, 1.0), control_weights=(0.0, 1.0), wording_weights=(0.0, 1.0))
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tiny_llama_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_data")
-    build_demo_dataset(out, seed=1, n_prompts=10, n_eval=3, max_new_tokens=8, model=tiny_llama_dir, batch_size=8,
-                       progress=False)
-    return out
 
 
 @pytest.fixture

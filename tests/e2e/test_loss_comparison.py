@@ -7,17 +7,8 @@ import pytest
 
 from lambda_dpo.demo import loss_comparison as lc
 from lambda_dpo.demo import run as demo
-from lambda_dpo.demo.dataset.build import build_demo_dataset
 
 MICRO = demo.Preset(max_steps=2, steered_steps=2, eval_lists=3, prompts=2, ood_prompts=2, max_new_tokens=4)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tiny_llama_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_data")
-    build_demo_dataset(out, seed=1, n_prompts=10, n_eval=3, max_new_tokens=8, model=tiny_llama_dir, batch_size=8,
-                       progress=False)
-    return out
 
 
 def test_two_losses_two_seeds_then_a_rerun_that_trains_nothing(tiny_data, tiny_llama_dir, tmp_path, monkeypatch):
