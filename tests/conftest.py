@@ -123,6 +123,18 @@ def playground_model_dir(tiny_llama_dir, tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def tiny_data(tiny_llama_dir, tmp_path_factory):
+    """The demo's dataset built afresh on the tiny model: 10 training prompts, 3 held out. For the e2e
+    tier's pipelines of the demo and the loss and scheduler studies."""
+    from lambda_dpo.demo.dataset.build import build_demo_dataset
+
+    out = tmp_path_factory.mktemp("demo_data")
+    build_demo_dataset(out, seed=1, n_prompts=10, n_eval=3, max_new_tokens=8, model=tiny_llama_dir, batch_size=8,
+                       progress=False)
+    return out
+
+
 def measured_vs_predicted_peak(bench, spec):
     """bench/memory_model.py's worker: (measured, predicted) CPU peak RSS increment in MiB. Measured in a
     fresh process with 2 threads, as the calibration measured: glibc keeps less with one (SmolLM2 fp32 at

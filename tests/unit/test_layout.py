@@ -447,3 +447,13 @@ def test_the_allowed_values_check_catches_a_copy():
     found = _copies({**_modules(), "lambda_dpo.fake": (fake, False)})
     assert [line.split(" writes ")[0] for line in found if line.startswith("lambda_dpo.fake:")] == [
         "lambda_dpo.fake:1", "lambda_dpo.fake:2", "lambda_dpo.fake:4", "lambda_dpo.fake:6"], found
+
+
+
+def test_tier_conftests_do_not_shadow_the_shared_one():
+    """Test files import helpers with `from conftest import ...`. A tier's own conftest.py in a plain folder
+    is imported under the bare name `conftest` and shadows tests/conftest.py for every file collected after
+    it; in a package (a folder with __init__.py) it is imported as `<tier>.conftest` and shadows nothing."""
+    shadowing = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("conftest.py")
+                       if p.parent != REPO / "tests" and not (p.parent / "__init__.py").exists())
+    assert not shadowing, f"{shadowing}: put shared fixtures in tests/conftest.py, or make the folder a package"
