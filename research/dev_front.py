@@ -60,6 +60,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, help="default: 200 (steered), 100 (others)")
     ap.add_argument("--eval-only", action="store_true", help="evaluate runs/dev/ROW's saved model again")
     ap.add_argument("--control", action="append", default=[], help="a saved model given the same text")
+    ap.add_argument("--decoding", default="prompt", choices=["prompt", "mixed"],
+                    help="how every model of the row generates under lambda (lambda_dpo.evaluate_steering)")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     if args.table:
@@ -81,12 +83,14 @@ def main() -> int:
                      PRESETS["default"], ROOT / args.row, 0, "smollm2-135m-instruct", Path(str(demo_data_dir())))
     if args.method != STEERED:
         return 0
-    row = {"row": args.row, "overrides": overrides, "controls": args.control,
+    row = {"row": args.row + ("" if args.decoding == "prompt" else f" ({args.decoding} decoding)"),
+           "overrides": overrides, "controls": args.control, "decoding": args.decoding,
            "command": "python research/dev_front.py " + " ".join(sys.argv[1:])}
     for key, prompts, judge in (("dev lists", dev, "lambda_dpo.demo.dataset.judges:judge_record"),
                                 ("dev questions", ood_questions_file(dev=True), "length")):
-        result = evaluate_front(model_dir, prompts, PAIR, judge=judge, controls=("base", *args.control))
-        (ROOT / args.row / f"front-{key.replace(' ', '-')}.json").write_text(json.dumps(result, indent=2))
+        result = evaluate_front(model_dir, prompts, PAIR, judge=judge, controls=("base", *args.control),
+                                decoding=args.decoding)
+        (ROOT / args.row / f"front-{key.replace(' ', '-')}-{args.decoding}.json").write_text(json.dumps(result, indent=2))
         row[key] = summary(result)
     row["wall_seconds"] = round(time.time() - started, 1)
     with open(RESULTS, "a") as f:

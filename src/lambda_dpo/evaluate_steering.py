@@ -3,7 +3,9 @@
 The model sweeps the edge between two aspects (`evaluation.protocol`); each control, given exactly
 the model's lambda text, sweeps the same weights: the untrained base model (steering by the prompt
 alone) and any other saved model (e.g. DPO trained without lambda). Prints or returns each one's
-front, hypervolume and steerability, and the model's unseen-weight figures.
+front, hypervolume and steerability, and the model's unseen-weight figures. Decoding: "prompt" (lambda
+written into the prompt, `generation.generate`) or "mixed" (the vertices' log-probs mixed token by token,
+`generation.generate_mixed`), the same for the model and its controls.
 
 Prompts: a JSONL file, one record per line with a "prompt" (a string, or chat messages); the whole
 record is handed to the judge with each reply. The judge: "length" (`evaluation.judges.LengthJudge`)
@@ -22,7 +24,7 @@ import yaml
 
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
-from .generation import SteerableModel, generate, load_steerable
+from .generation import SteerableModel, generate, generate_mixed, load_steerable
 from .labeling.judges import load_callable
 from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
@@ -71,11 +73,15 @@ def _grid_step(model_dir: Path) -> float | None:
     return 1.0 / cfg["lambda_grid_steps"] if cfg.get("lambda_source") == "grid" and cfg.get("lambda_grid_steps") else None
 
 
+DECODINGS = {"prompt": generate, "mixed": generate_mixed}
+
+
 def measure(sm: SteerableModel, records: Sequence[dict], judge, pair: tuple[str, str], weights: Sequence[float],
-            max_new_tokens: int, batch_size: int, grid_step: float | None, ref: tuple[float, float]) -> dict:
+            max_new_tokens: int, batch_size: int, grid_step: float | None, ref: tuple[float, float],
+            decoding: str = "prompt") -> dict:
     """One sweep of the edge with its steerability (and unseen weights against `grid_step`'s grid)."""
     def gen(prompts, lams):
-        return generate(sm, list(prompts), list(lams), max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return DECODINGS[decoding](sm, list(prompts), list(lams), max_new_tokens=max_new_tokens, batch_size=batch_size)
 
     sweep = sweep_edge(gen, [r["prompt"] for r in records], records, judge, sm.aspects, pair, weights)
     return {"sweep": sweep, "steerability": steerability(sweep, ref),
@@ -85,12 +91,14 @@ def measure(sm: SteerableModel, records: Sequence[dict], judge, pair: tuple[str,
 def evaluate_front(model_dir: str | Path, prompts_file: str | Path, pair: tuple[str, str], judge: str = "length",
                    weights: Sequence[float] = DEFAULT_WEIGHTS, controls: Sequence[str] = ("base",),
                    max_new_tokens: int = 96, batch_size: int = 48, limit: int | None = None,
-                   ref: tuple[float, float] = (1.0, 1.0)) -> dict:
+                   ref: tuple[float, float] = (1.0, 1.0), decoding: str = "prompt") -> dict:
     """Fronts of the model and its controls on the prompts; see the module docstring.
 
     controls: "base" (the untrained base model) and/or directories saved by `lambda-dpo train`.
     Returns {"pair", "weights", "reference", "models": {name: measure()}} with "model" first.
     """
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding {decoding!r} is not one of {tuple(DECODINGS)}")
     sm = load_steerable(model_dir)
     if sm.conditioning != "prompt":
         raise ValueError(f"{model_dir}: the front needs a model that reads lambda as text (conditioning: prompt), "
@@ -99,22 +107,23 @@ def evaluate_front(model_dir: str | Path, prompts_file: str | Path, pair: tuple[
     step = _grid_step(Path(model_dir))
     records, scorer = read_prompts(prompts_file, limit), load_judge(judge)
     args = (records, scorer, tuple(pair), weights, max_new_tokens, batch_size)
-    out = {"pair": list(pair), "weights": list(weights), "reference": list(ref),
-           "models": {"model": measure(sm, *args, step, ref)}}
+    out = {"pair": list(pair), "weights": list(weights), "reference": list(ref), "decoding": decoding,
+           "models": {"model": measure(sm, *args, step, ref, decoding)}}
     for control in controls:
         if control == "base":
             base = load_model(base_model_source(meta), dtype=saved_dtype(meta)).eval()
-            out["models"]["base + same text"] = measure(with_text(base, sm), *args, None, ref)
+            out["models"]["base + same text"] = measure(with_text(base, sm), *args, None, ref, decoding)
         else:
             other = load_steerable(control)
-            out["models"][f"{control} + same text"] = measure(with_text(other.model, sm), *args, None, ref)
+            out["models"][f"{control} + same text"] = measure(with_text(other.model, sm), *args, None, ref, decoding)
     return out
 
 
 def format_front(result: dict) -> str:
     """The fronts as text: per model its points, hypervolume and steerability; the model's unseen weights."""
     a, b = result["pair"]
-    lines = [f"edge {a} -> {b} (w = weight of {b}); hypervolume above {tuple(result['reference'])}"]
+    lines = [f"edge {a} -> {b} (w = weight of {b}); hypervolume above {tuple(result['reference'])}; "
+             f"{result.get('decoding', 'prompt')} decoding"]
     for name, r in result["models"].items():
         st, sw = r["steerability"], r["sweep"]
         pts = "  ".join(f"w={w:g}: ({x:.2f}, {y:.2f}) {n:.0f}w"

@@ -1,4 +1,19 @@
-"""Generate from a trained lambda-DPO model under a chosen lambda, with the training conditioning."""
+"""Generate from a trained lambda-DPO model under a chosen lambda, with the training conditioning.
+
+`generate` writes lambda into the prompt as training did. `generate_mixed` decodes greedily by mixing the
+vertices, log-linearly and token by token. For DPO-style training, the policy that is optimal for the
+reward sum_k lambda_k r_k is, up to normalisation, pi_ref * prod_k (pi_k / pi_ref)^lambda_k =
+prod_k pi_k^lambda_k (the weights sum to 1), where pi_k is the policy for aspect k alone. A
+lambda-conditioned model holds every pi_k: it is the model given vertex e_k's text. Mixed decoding
+applies that identity one token at a time, as decoding-time multi-objective alignment does (Shi et al.
+2024, "Decoding-Time Language Model Alignment with Multiple Objectives"): the next token maximises
+
+    sum_k lambda_k * log pi(t | vertex k's prompt, y_<t)
+
+over the aspects with lambda_k > 0. The model reads only whole sentences (each vertex's text); lambda
+enters as a number in the mixture, so a weight training never drew is no different from one it did.
+Cost: one sequence per aspect with a positive weight, decoded in one batch with a shared KV cache.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +23,16 @@ from typing import Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 from .conditioning import LambdaText, condition_prompt, lambda_prefix, load_lambda_embedding
 from .lambdas import parse_lambda, uniform_lambda
+from .logprobs import cache_argument
 from .saved_model import base_model_source, read_model_meta, saved_dtype, saved_lambda_text
 from .models import load_model, load_tokenizer
 from .precision import precision_context
 from .tokenization import encode_prompt
+from .wrappers import unwrap_model
 
 
 @dataclass
@@ -111,3 +129,68 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
         new_tokens = out if "inputs_embeds" in inputs else out[:, width:]  # generate returns only new ones then
         outputs += [tok.decode(o, skip_special_tokens=True).strip() for o in new_tokens]
     return outputs
+
+
+def _rows(sm: SteerableModel, prompts: Sequence,
+          lams: Sequence[LambdaArg]) -> tuple[list[list[int]], list[int], list[float]]:
+    """Per (prompt, aspect with a positive weight): the prompt ids under that aspect's vertex, the prompt's
+    index and the aspect's weight."""
+    ids, owner, weight = [], [], []
+    for i, (prompt, lam) in enumerate(zip(prompts, lams)):
+        for aspect, w in _weights(sm, lam).items():
+            if w > 0:
+                ids.append(steered_prompt_ids(sm, prompt, {a: float(a == aspect) for a in sm.aspects}))
+                owner.append(i)
+                weight.append(w)
+    return ids, owner, weight
+
+
+@torch.no_grad()
+def generate_mixed(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, str]]],
+                   lam: LambdaArg | Sequence[LambdaArg] = None, *, max_new_tokens: int = 128,
+                   batch_size: int = 32) -> list[str]:
+    """Greedy replies to `prompts` under `lam` by mixing the vertices' next-token log-probs (the module docstring).
+
+    `lam` is one lambda for every prompt or one per prompt, as in `generate`. A lambda at a
+    vertex gives exactly `generate`'s greedy reply under that vertex. Needs prompt conditioning (the
+    vertices are texts). batch_size counts prompts; each takes one row per aspect with a positive weight.
+    """
+    if sm.conditioning != "prompt":
+        raise ValueError(f"mixed decoding mixes the vertices' prompts and needs conditioning: prompt, "
+                         f"not {sm.conditioning!r}")
+    lams = _per_prompt(lam, len(prompts))
+    outputs = []
+    for start in range(0, len(prompts), batch_size):
+        outputs += _decode_mixed(sm, prompts[start:start + batch_size], lams[start:start + batch_size], max_new_tokens)
+    return outputs
+
+
+def _decode_mixed(sm: SteerableModel, prompts: Sequence, lams: Sequence[LambdaArg], max_new_tokens: int) -> list[str]:
+    tok, model = sm.tokenizer, sm.model
+    device = next(model.parameters()).device
+    rows, owner, weight = _rows(sm, prompts, lams)
+    width = max(map(len, rows))
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    owner_t = torch.tensor(owner, device=device)
+    weight_t = torch.tensor(weight, device=device, dtype=torch.float32)[:, None]
+    n = len(prompts)
+    new = torch.full((n, max_new_tokens), tok.pad_token_id, dtype=torch.long, device=device)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    base = unwrap_model(model)
+    cache, cache_kw, step_ids = DynamicCache(config=base.config), cache_argument(base), ids  # filled in place
+    with precision_context(model):
+        for t in range(max_new_tokens):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]  # left padding does not count
+            out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                        **{cache_kw: cache})
+            logps = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [rows, V]
+            mixed = torch.zeros(n, logps.shape[-1], device=device).index_add_(0, owner_t, weight_t * logps)
+            nxt = torch.where(done, torch.full_like(done, tok.pad_token_id, dtype=torch.long), mixed.argmax(-1))
+            new[:, t] = nxt
+            done |= nxt == tok.eos_token_id
+            if bool(done.all()):
+                break
+            step_ids = nxt[owner_t][:, None]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+    return [tok.decode(row, skip_special_tokens=True).strip() for row in new]

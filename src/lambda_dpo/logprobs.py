@@ -122,7 +122,7 @@ def _no_logits(batch: ScoringBatch) -> torch.Tensor:
     return torch.zeros(0, dtype=torch.long, device=batch.input_ids.device)
 
 
-def _cache_argument(base: torch.nn.Module) -> str:
+def cache_argument(base: torch.nn.Module) -> str:
     """The forward's key/value cache argument: `cache` in transformers >= 5.24 (where `past_key_values`
     is deprecated and warns on every call), `past_key_values` before."""
     params = inspect.signature(base.forward).parameters
@@ -145,7 +145,7 @@ def _prompt_cache_hidden(model, base: torch.nn.Module, batch: ScoringBatch, embe
     prompt_in = ({"inputs_embeds": embeds[:n, :p_len]} if embeds is not None
                  else {"input_ids": batch.input_ids[:n, :p_len]})
     cache = DynamicCache(config=base.config)  # filled in place by the prompt call
-    cache_kw = _cache_argument(base)
+    cache_kw = cache_argument(base)
     prompt_out = model(attention_mask=prompt_mask, position_ids=batch.position_ids[:n, :p_len], use_cache=True,
                        output_hidden_states=True, logits_to_keep=_no_logits(batch), **{cache_kw: cache}, **prompt_in)
     if cache.get_seq_length() != p_len:  # e.g. checkpointed layers in training mode drop it

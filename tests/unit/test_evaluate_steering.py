@@ -48,6 +48,26 @@ def test_front_of_a_saved_model_and_its_base_control(saved, prompts):
         assert r["steerability"]["hypervolume"] >= 0 and len(r["steerability"]["front"]) == 4
 
 
+def test_mixed_decoding_sweeps_model_and_controls_alike(saved, prompts):
+    """decoding="mixed": every model generates with generate_mixed, so the model's replies are generate_mixed's
+    and the ends of the edge (vertices) are the prompt decoding's."""
+    from lambda_dpo.generation import generate_mixed, load_steerable
+    from lambda_dpo.evaluation.protocol import edge_lambda
+
+    weights = (0.0, 0.3, 1.0)
+    kw = dict(judge=f"{__name__}:PairJudge", weights=weights, max_new_tokens=6)
+    mixed, plain = (evaluate_front(saved, prompts, PAIR, decoding=d, **kw) for d in ("mixed", "prompt"))
+    assert mixed["decoding"] == "mixed" and list(mixed["models"]) == ["model", "base + same text"]
+    sm, questions = load_steerable(saved), [r["prompt"] for r in read_prompts(prompts)]
+    lam = edge_lambda(sm.aspects, PAIR, 0.3)
+    assert mixed["models"]["model"]["sweep"]["replies"][1] == generate_mixed(sm, questions, lam, max_new_tokens=6)
+    for name in mixed["models"]:  # replies [W][P]: at the two vertices both decodings agree
+        ends = [r["sweep"]["replies"][i] for r in (mixed["models"][name], plain["models"][name]) for i in (0, 2)]
+        assert ends[:2] == ends[2:], name
+    with pytest.raises(ValueError, match="decoding 'sampled' is not one of"):
+        evaluate_front(saved, prompts, PAIR, decoding="sampled", **kw)
+
+
 def test_cli_front_prints_every_model(saved, prompts, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(saved), str(prompts), "--front", ",".join(PAIR), "--judge", f"{__name__}:PairJudge", "--weights", "0,1", "--max-new-tokens", "4", "--control", "base",
