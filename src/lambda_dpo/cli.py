@@ -64,11 +64,17 @@ def _train(args) -> int:
 
 
 def _generate(args) -> int:
-    from .generation import generate, load_steerable
+    from .generation import generate, generate_mixed, load_steerable
 
+    if args.decoding == "mixed" and args.sample:
+        raise SystemExit("lambda-dpo generate: --decoding mixed decodes greedily; drop --sample")
     sm = load_steerable(args.model, trust_remote_code=args.trust_remote_code)
-    replies = generate(sm, args.prompts, args.lam, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                       temperature=args.temperature, seed=args.seed, batch_size=args.batch_size)
+    if args.decoding == "mixed":
+        replies = generate_mixed(sm, args.prompts, args.lam, max_new_tokens=args.max_new_tokens,
+                                 batch_size=args.batch_size)
+    else:
+        replies = generate(sm, args.prompts, args.lam, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                           temperature=args.temperature, seed=args.seed, batch_size=args.batch_size)
     for reply in replies:
         print(reply)
     return 0
@@ -80,7 +86,7 @@ def _evaluate_front(args) -> int:
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     result = evaluate_front(args.model_dir, args.data, tuple(_pair(args.front)), judge=args.judge,
                             **({"weights": weights} if weights else {}), controls=args.control or ("base",),
-                            max_new_tokens=args.max_new_tokens, limit=args.limit)
+                            max_new_tokens=args.max_new_tokens, limit=args.limit, decoding=args.decoding)
     print(json.dumps(result, indent=2) if args.json else format_front(result))
     return 0
 
@@ -95,35 +101,12 @@ def _pair(text: str) -> list[str]:
 def _evaluate(args) -> int:
     if args.front:
         return _evaluate_front(args)
-    from .evaluate_saved import evaluate_saved
+    from .evaluate_saved import evaluate_saved, format_evaluation
 
     result = evaluate_saved(args.model_dir, args.data, batch_size=args.batch_size,
                             reference_cache_dir=None if args.no_cache else "auto", dtype=args.dtype,
                             steering=args.steering)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{result['n_lists']} lists of {result['data']}" + (f" (rejected: {result['rejected']})"
-                                                                if result["rejected"] else ""))
-    kinds = list(result["baselines"])
-    print(f"{'aspect':<24} {'top1':>6} {'ndcg':>6} {'kendall':>8}  " + " ".join(f"{k + ' top1':>14}" for k in kinds))
-    m = result["metrics"]
-    for a in [*result["aspects"], "mean"]:
-        if f"{a}/top1" not in m:
-            continue
-        picks = " ".join(f"{result['baselines'][k].get(f'{a}/top1', float('nan')):>14.3f}" for k in kinds) \
-            if a != "mean" else ""
-        print(f"{a:<24} {m[f'{a}/top1']:>6.3f} {m[f'{a}/ndcg']:>6.3f} {m[f'{a}/kendall']:>8.3f}  {picks}")
-    if "steering" in result:
-        st = result["steering"]
-        a, b = st["pair"]
-        print(f"\nDelta = log pi(y | x, {a} vertex) - log pi(y | x, {b} vertex), per reply:")
-        for who, fig in (("model", st["model"]), ("base model, same lambda text", st["base"])):
-            if fig is None:
-                print(f"  {who}: {st['base_note']}")
-                continue
-            print(f"  {who}: mean |Delta| {fig['mean_abs_delta']:.3f} nats, Spearman with "
-                  f"r_{a} - r_{b} {fig['spearman']:.3f} ({fig['lists']} lists)")
+    print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
     return 0
 
 
@@ -201,6 +184,11 @@ def _label(args) -> int:
     return 0
 
 
+_DECODINGS = _Choices(".evaluate_steering", "DECODINGS")
+_DECODING_HELP = ("prompt (default): lambda written into the prompt, as in training; mixed: greedy, each token from the "
+                  "vertices' log-probs weighted by lambda, a continuum between the vertices (docs/steering.md)")
+
+
 def _add_label(sub) -> None:
     p = sub.add_parser("label", help="build listwise preference data: prompts -> N sampled replies each -> ratings per "
                                      "aspect from judges (reward models, an LLM endpoint, Python functions); resumable")
@@ -266,6 +254,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--lambda", dest="lam", help="e.g. helpfulness=0.7,honesty=0.3 (default: uniform)")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--decoding", choices=_DECODINGS, metavar="DECODING", default="prompt", help=_DECODING_HELP)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32,
@@ -302,6 +291,8 @@ def _add_evaluate(sub) -> None:
                         "directory; repeat for several")
     p.add_argument("--max-new-tokens", type=int, default=96, help="with --front: reply budget (tokens)")
     p.add_argument("--limit", type=int, help="with --front: the first N prompts only")
+    p.add_argument("--decoding", choices=_DECODINGS, metavar="DECODING", default="prompt",
+                   help="with --front, for the model and its controls alike: " + _DECODING_HELP)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_evaluate)
 

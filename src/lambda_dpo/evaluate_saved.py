@@ -203,3 +203,27 @@ def evaluate_saved(model_dir: str | Path, data: str | Path, *, batch_size: int |
              if steering else {})
     return {"metrics": metrics, "baselines": baselines, "n_lists": len(items), "aspects": list(sm.aspects), **extra,
             "rejected": rejected, "model_dir": str(model_dir), "data": str(data), "dtype": settings.eval_dtype}
+
+
+def format_evaluation(result: dict) -> str:
+    """`evaluate_saved`'s result as text: top-1 / NDCG / Kendall per aspect beside the baselines' top-1, then the
+    steering figures when measured."""
+    rejected = f" (rejected: {result['rejected']})" if result["rejected"] else ""
+    kinds, m = list(result["baselines"]), result["metrics"]
+    lines = [f"{result['n_lists']} lists of {result['data']}{rejected}",
+             f"{'aspect':<24} {'top1':>6} {'ndcg':>6} {'kendall':>8}  " + " ".join(f"{k + ' top1':>14}" for k in kinds)]
+    for a in [*result["aspects"], "mean"]:
+        if f"{a}/top1" not in m:
+            continue
+        picks = " ".join(f"{result['baselines'][k].get(f'{a}/top1', float('nan')):>14.3f}" for k in kinds) \
+            if a != "mean" else ""
+        lines.append(f"{a:<24} {m[f'{a}/top1']:>6.3f} {m[f'{a}/ndcg']:>6.3f} {m[f'{a}/kendall']:>8.3f}  {picks}")
+    if "steering" in result:
+        st = result["steering"]
+        a, b = st["pair"]
+        lines.append(f"\nDelta = log pi(y | x, {a} vertex) - log pi(y | x, {b} vertex), per reply:")
+        for who, fig in (("model", st["model"]), ("base model, same lambda text", st["base"])):
+            lines.append(f"  {who}: {st['base_note']}" if fig is None else
+                         f"  {who}: mean |Delta| {fig['mean_abs_delta']:.3f} nats, Spearman with "
+                         f"r_{a} - r_{b} {fig['spearman']:.3f} ({fig['lists']} lists)")
+    return "\n".join(lines)

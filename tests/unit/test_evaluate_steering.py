@@ -76,6 +76,9 @@ def test_cli_front_prints_every_model(saved, prompts, capsys):
     assert out.startswith(f"edge {PAIR[0]} -> {PAIR[1]}")
     assert "\nmodel: hypervolume" in out and "\nbase + same text: hypervolume" in out
     assert f"\n{saved} + same text: hypervolume" in out
+    assert main(["evaluate", str(saved), str(prompts), "--front", ",".join(PAIR), "--judge", f"{__name__}:PairJudge",
+                 "--weights", "0,0.5", "--max-new-tokens", "4", "--decoding", "mixed"]) == 0
+    assert capsys.readouterr().out.split("\n", 1)[0].endswith("; mixed decoding")
 
 
 def test_judge_and_prompt_errors_say_what_to_do(tmp_path):

@@ -76,3 +76,15 @@ def test_batches_do_not_change_replies(sm):
 def test_needs_prompt_conditioning(sm):
     with pytest.raises(ValueError, match="conditioning: prompt"):
         generate_mixed(dataclasses.replace(sm, conditioning="none"), PROMPTS, None)
+
+
+def test_cli_generate_decodes_mixed(playground_model_dir, sm, capsys):
+    from lambda_dpo.cli import main
+
+    lam = "conciseness=0.4,informativeness=0.6"
+    capsys.readouterr()
+    assert main(["generate", *PROMPTS[:2], "--model", playground_model_dir, "--lambda", lam, "--decoding", "mixed",
+                 "--max-new-tokens", str(TOKENS)]) == 0
+    assert capsys.readouterr().out.splitlines() == generate_mixed(sm, PROMPTS[:2], lam, max_new_tokens=TOKENS)
+    with pytest.raises(SystemExit, match="decodes greedily; drop --sample"):
+        main(["generate", "Hi", "--model", playground_model_dir, "--decoding", "mixed", "--sample"])
