@@ -56,8 +56,9 @@ def render(m: dict) -> str:
     plot = ["", "![scheduler](scheduler.png)", "",
             "The adaptive arms: each candidate's sampling probability (left) and held-out performance, the "
             "signal's input (right), at every update.", ""] if _traces(m) else []
-    return "\n".join(head + [snippet_section("table", body)] + plot + [f"Wall time: {m['wall_seconds'] / 60:.0f} min at "
-                                             f"{m['torch_threads']} threads.", ""])
+    runs = [r for arm in m["runs"].values() for r in arm]
+    spent = f"{sum(r['seconds'] for r in runs) / 60:.0f} min over its {len(runs)} runs at {m['torch_threads']} threads"
+    return "\n".join(head + [snippet_section("table", body)] + plot + [f"Training and measurement: {spent}.", ""])
 
 
 def _traces(m: dict) -> list[tuple[str, dict]]:

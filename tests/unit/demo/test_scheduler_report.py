@@ -35,7 +35,7 @@ def test_report_rows_are_means_over_seeds():
     def run(seed, hv, worst):
         return {"seed": seed, "steerability": {"hypervolume": hv, "spearman": {"words": 0.5}},
                 "robustness": {"worst": worst, "spread": 1.0, "own_vertex": dict.fromkeys(ASPECTS, worst)},
-                "mean_words": [10.0, 20.0, 40.0], "schedule": []}
+                "mean_words": [10.0, 20.0, 40.0], "schedule": [], "seconds": 600.0 + 300 * seed}
     m = {"model": "m", "seeds": [0, 1], "budget": {"steered_steps": 200}, "prompts": 24, "aspects": ASPECTS,
          "conflict": ["a", "b"], "sweep": [0, 0.5, 1], "wall_seconds": 60, "torch_threads": 2,
          "runs": {"grid": [run(0, 5.0, 3.0), run(1, 7.0, 4.0)]}}
@@ -43,3 +43,5 @@ def test_report_rows_are_means_over_seeds():
     assert "| grid | 6.00 ± 1.41 | 0.50 ± 0.00 | 3.50 ± 0.71 | 1.00 ± 0.00 |" in text
     assert "| 4.00 ± 0.00 |" in text  # words at the last weight over the first
     assert "scheduler.png" not in text  # no adaptive arm, no plot
+    # the runs' own times, not the last invocation's (a rerun that keeps seed 0 took only seed 1's)
+    assert "Training and measurement: 25 min over its 2 runs at 2 threads." in text
