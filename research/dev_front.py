@@ -27,7 +27,7 @@ import yaml
 from lambda_dpo.demo.dataset import demo_data_dir
 from lambda_dpo.demo.dev_split import write_dev_split
 from lambda_dpo.demo.run import METHODS, PRESETS, STEERED, ood_questions_file, train_method
-from lambda_dpo.evaluate_steering import evaluate_front
+from lambda_dpo.evaluate_steering import DECODINGS, evaluate_front
 
 ROOT = Path("runs/dev")
 RESULTS = Path(__file__).with_name("dev_front.jsonl")
@@ -60,7 +60,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, help="default: 200 (steered), 100 (others)")
     ap.add_argument("--eval-only", action="store_true", help="evaluate runs/dev/ROW's saved model again")
     ap.add_argument("--control", action="append", default=[], help="a saved model given the same text")
-    ap.add_argument("--decoding", default="prompt", choices=["prompt", "mixed"],
+    ap.add_argument("--decoding", default="prompt", choices=list(DECODINGS),
                     help="how every model of the row generates under lambda (lambda_dpo.evaluate_steering)")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()

@@ -101,6 +101,8 @@ def _pair(text: str) -> list[str]:
 def _evaluate(args) -> int:
     if args.front:
         return _evaluate_front(args)
+    if args.decoding != "prompt":
+        raise SystemExit("lambda-dpo evaluate: --decoding applies to --front only (the listwise figures score given replies)")
     from .evaluate_saved import evaluate_saved, format_evaluation
 
     result = evaluate_saved(args.model_dir, args.data, batch_size=args.batch_size,

@@ -17,6 +17,7 @@ Cost: one sequence per aspect with a positive weight, decoded in one batch with 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -33,6 +34,9 @@ from .models import load_model, load_tokenizer
 from .precision import precision_context
 from .tokenization import encode_prompt
 from .wrappers import unwrap_model
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -151,18 +155,32 @@ def generate_mixed(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[
                    batch_size: int = 32) -> list[str]:
     """Greedy replies to `prompts` under `lam` by mixing the vertices' next-token log-probs (the module docstring).
 
-    `lam` is one lambda for every prompt or one per prompt, as in `generate`. A lambda at a
-    vertex gives exactly `generate`'s greedy reply under that vertex. Needs prompt conditioning (the
-    vertices are texts). batch_size counts prompts; each takes one row per aspect with a positive weight.
+    `lam` is one lambda for every prompt or one per prompt, as in `generate`. At a vertex it computes
+    `generate`'s greedy reply under that vertex (in float32; in bf16 the batches differ, and rounding can flip
+    a near-tie). Plain greedy: the model's generation_config processors (repetition penalty and the like),
+    which `generate` applies, are not (a warning names them). Needs prompt conditioning (the vertices are
+    texts). batch_size counts prompts; each takes one row per aspect with a positive weight.
     """
     if sm.conditioning != "prompt":
         raise ValueError(f"mixed decoding mixes the vertices' prompts and needs conditioning: prompt, "
                          f"not {sm.conditioning!r}")
+    config = getattr(sm.model, "generation_config", None)
+    ignored = {k: getattr(config, k, None) for k, plain in _PLAIN_GREEDY.items()
+               if getattr(config, k, None) not in (None, plain, [])}
+    if ignored:
+        logger.warning("mixed decoding is plain greedy: it does not apply the generation_config's %s", ignored)
     lams = _per_prompt(lam, len(prompts))
     outputs = []
     for start in range(0, len(prompts), batch_size):
         outputs += _decode_mixed(sm, prompts[start:start + batch_size], lams[start:start + batch_size], max_new_tokens)
     return outputs
+
+
+# generation_config settings that change greedy decoding in `generate`, at the value that leaves it plain
+# (None or an empty list leave it plain too)
+_PLAIN_GREEDY = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": 0, "min_length": 0,
+                 "suppress_tokens": None, "begin_suppress_tokens": None, "bad_words_ids": None,
+                 "forced_bos_token_id": None, "forced_eos_token_id": None}
 
 
 def _decode_mixed(sm: SteerableModel, prompts: Sequence, lams: Sequence[LambdaArg], max_new_tokens: int) -> list[str]:
@@ -183,7 +201,10 @@ def _decode_mixed(sm: SteerableModel, prompts: Sequence, lams: Sequence[LambdaAr
         for t in range(max_new_tokens):
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]  # left padding does not count
             out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                        **{cache_kw: cache})
+                        logits_to_keep=1, **{cache_kw: cache})
+            if cache.get_seq_length() != mask.shape[1]:  # e.g. a model that builds a cache of its own
+                raise RuntimeError("mixed decoding: the model did not fill the key/value cache it was given "
+                                   f"({cache.get_seq_length()} of {mask.shape[1]} positions)")
             logps = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [rows, V]
             mixed = torch.zeros(n, logps.shape[-1], device=device).index_add_(0, owner_t, weight_t * logps)
             nxt = torch.where(done, torch.full_like(done, tok.pad_token_id, dtype=torch.long), mixed.argmax(-1))

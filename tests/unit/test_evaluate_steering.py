@@ -79,6 +79,8 @@ def test_cli_front_prints_every_model(saved, prompts, capsys):
     assert main(["evaluate", str(saved), str(prompts), "--front", ",".join(PAIR), "--judge", f"{__name__}:PairJudge",
                  "--weights", "0,0.5", "--max-new-tokens", "4", "--decoding", "mixed"]) == 0
     assert capsys.readouterr().out.split("\n", 1)[0].endswith("; mixed decoding")
+    with pytest.raises(SystemExit, match="--decoding applies to --front only"):
+        main(["evaluate", str(saved), DATA, "--decoding", "mixed"])
 
 
 def test_judge_and_prompt_errors_say_what_to_do(tmp_path):

@@ -1,6 +1,7 @@
 """Mixed decoding (lambda_dpo.generation.generate_mixed): a vertex gives `generate`'s greedy reply, a mixture is the argmax
 of the weighted vertices' log-probs computed naively (no cache, no padding), batching changes nothing."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -88,3 +89,48 @@ def test_cli_generate_decodes_mixed(playground_model_dir, sm, capsys):
     assert capsys.readouterr().out.splitlines() == generate_mixed(sm, PROMPTS[:2], lam, max_new_tokens=TOKENS)
     with pytest.raises(SystemExit, match="decodes greedily; drop --sample"):
         main(["generate", "Hi", "--model", playground_model_dir, "--decoding", "mixed", "--sample"])
+
+
+@torch.no_grad()
+def test_rows_that_end_early_leave_the_others_as_they_were(gpt2_sm):
+    """A reply that reaches EOS stops there (padding after it) while the batch goes on: make a token that one
+    prompt writes only after its first tokens the tokenizer's EOS, and every reply still equals its own naive
+    decoding."""
+    lam = {"conciseness": 0.3, "informativeness": 0.7}
+    replies = [_naive(gpt2_sm, p, lam, TOKENS) for p in PROMPTS]
+    stop, which = min((i, j) for j, r in enumerate(replies) for i in range(1, TOKENS - 1) if r[i] not in r[:i])
+    tok = copy.deepcopy(gpt2_sm.tokenizer)
+    tok.eos_token = tok.convert_ids_to_tokens(replies[which][stop])
+    sm = dataclasses.replace(gpt2_sm, tokenizer=tok)
+    want = [_naive(sm, p, lam, TOKENS) for p in PROMPTS]
+    assert len(want[which]) == stop + 1 and want[which][-1] == tok.eos_token_id and max(map(len, want)) == TOKENS
+    assert generate_mixed(sm, PROMPTS, lam, max_new_tokens=TOKENS) == \
+        [tok.decode(w, skip_special_tokens=True).strip() for w in want]
+
+
+def test_processors_generate_would_apply_are_named(gpt2_sm, caplog):
+    model = copy.deepcopy(gpt2_sm.model)
+    model.generation_config.repetition_penalty = 1.2
+    with caplog.at_level("WARNING", logger="lambda_dpo.generation"):
+        generate_mixed(dataclasses.replace(gpt2_sm, model=model), PROMPTS[:1], None, max_new_tokens=1)
+    assert "does not apply the generation_config's {'repetition_penalty': 1.2}" in caplog.text
+
+
+class _DropsCache(torch.nn.Module):
+    """A model that takes the cache argument and ignores it."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def forward(self, cache=None, **kwargs):
+        return self.inner(**kwargs)
+
+
+def test_a_model_that_ignores_the_cache_is_refused(gpt2_sm):
+    with pytest.raises(RuntimeError, match="did not fill the key/value cache"):
+        generate_mixed(dataclasses.replace(gpt2_sm, model=_DropsCache(gpt2_sm.model)), PROMPTS[:1], None,
+                       max_new_tokens=2)
