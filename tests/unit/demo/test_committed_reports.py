@@ -57,7 +57,7 @@ def test_committed_scheduler_study_is_what_its_metrics_render_to():
     folder = REPO / "docs" / "scheduler"
     m = json.loads((folder / "metrics.json").read_text())
     assert m["budget"] == json.loads(json.dumps(dataclasses.asdict(PRESETS["full"])))
-    assert list(m["runs"]) == list(SCHEDULER_ARMS) and m["prompts"] == 24
+    assert list(m["runs"]) == list(SCHEDULER_ARMS) and m["prompts"] == 24 and m["seeds"] == [0, 1, 2]
     assert all(r["settings"]["overrides"] == json.loads(json.dumps(SCHEDULER_ARMS[name]))
                for name, runs in m["runs"].items() for r in runs)
     runs = sorted(p.name for p in (folder / "runs").glob("*.json"))  # what a rerun with more seeds keeps
