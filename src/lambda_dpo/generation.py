@@ -95,6 +95,14 @@ def steered_prompt_ids(sm: SteerableModel, prompt: str | Sequence[Mapping[str, s
     return encode_prompt(sm.tokenizer, condition_prompt(messages, weights, sm.conditioning, sm.lambda_text))
 
 
+def _left_padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows -> (ids, attention mask), both [len(rows), longest row], padded on the left for generation."""
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
 @torch.no_grad()
 def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, str]]],
              lam: LambdaArg | Sequence[LambdaArg] = None, *, max_new_tokens: int = 128, do_sample: bool = False,
@@ -115,9 +123,8 @@ def generate(sm: SteerableModel, prompts: Sequence[str | Sequence[Mapping[str, s
                       leave=False, disable=True if len(prompts) <= batch_size else None):  # None: not on a non-TTY
         batch_lams = lams[start:start + batch_size]
         rows = [steered_prompt_ids(sm, p, lm) for p, lm in zip(prompts[start:start + batch_size], batch_lams)]
-        width = max(map(len, rows))
-        ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        ids, mask = _left_padded(rows, tok.pad_token_id, device)
+        width = ids.shape[1]
         inputs = {"input_ids": ids}
         if sm.conditioning == "embedding":  # [pad..., soft prompt, prompt], as in training
             vec = torch.tensor([[_weights(sm, lm)[a] for a in sm.aspects] for lm in batch_lams], device=device)
@@ -187,9 +194,7 @@ def _decode_mixed(sm: SteerableModel, prompts: Sequence, lams: Sequence[LambdaAr
     tok, model = sm.tokenizer, sm.model
     device = next(model.parameters()).device
     rows, owner, weight = _rows(sm, prompts, lams)
-    width = max(map(len, rows))
-    ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    ids, mask = _left_padded(rows, tok.pad_token_id, device)
     owner_t = torch.tensor(owner, device=device)
     weight_t = torch.tensor(weight, device=device, dtype=torch.float32)[:, None]
     n = len(prompts)
