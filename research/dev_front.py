@@ -27,7 +27,8 @@ import yaml
 from lambda_dpo.demo.dataset import demo_data_dir
 from lambda_dpo.demo.dev_split import write_dev_split
 from lambda_dpo.demo.run import METHODS, PRESETS, STEERED, ood_questions_file, train_method
-from lambda_dpo.evaluate_steering import DECODINGS, evaluate_front
+from lambda_dpo.evaluate_steering import evaluate_front
+from lambda_dpo.generation import DECODINGS
 
 ROOT = Path("runs/dev")
 RESULTS = Path(__file__).with_name("dev_front.jsonl")

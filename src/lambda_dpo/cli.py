@@ -136,16 +136,21 @@ def _playground(args) -> int:
 
 
 def _demo(args) -> int:
+    mode = "--merge" if args.merge else "--remeasure" if args.remeasure else None
+    if mode and not args.out:
+        raise SystemExit(f"lambda-dpo demo {mode}: give --out, the directory of the new report")
     if args.merge:
         from .demo.merge import merge_runs
 
-        if not args.out:
-            raise SystemExit("lambda-dpo demo --merge: give --out, the directory of the merged report")
         out = merge_runs(args.merge, args.out)
+    elif args.remeasure:
+        from .demo.remeasure import remeasure_demo
+
+        out = remeasure_demo(args.remeasure, args.out, args.decoding)
     else:
         from .demo.run import run_demo
 
-        out = run_demo(args.preset, args.out, seed=args.seed, model_dtype=args.model_dtype)
+        out = run_demo(args.preset, args.out, seed=args.seed, model_dtype=args.model_dtype, decoding=args.decoding)
     from .demo.report import PLOTS_EXTRA
 
     plots = (f"{out / 'fronts.png'}, {out / 'lengths.png'}" if (out / "fronts.png").exists()
@@ -186,7 +191,7 @@ def _label(args) -> int:
     return 0
 
 
-_DECODINGS = _Choices(".evaluate_steering", "DECODINGS")
+_DECODINGS = _Choices(".generation", "DECODINGS")
 _DECODING_HELP = ("prompt (default): lambda written into the prompt, as in training; mixed: greedy, each token from the "
                   "vertices' log-probs weighted by lambda, a continuum between the vertices (docs/steering.md)")
 
@@ -335,6 +340,9 @@ def _add_demo(sub) -> None:
     p.add_argument("--merge", nargs="+", metavar="RUN_DIR",
                    help="merge finished single-seed runs of one preset (e.g. --preset full --seed 0, 1, 2) into one "
                         "report in --out, instead of running the demo")
+    p.add_argument("--decoding", choices=_DECODINGS, metavar="DECODING", default="prompt", help=_DECODING_HELP)
+    p.add_argument("--remeasure", metavar="RUN_DIR", help="measure a finished run's saved models again under "
+                   "--decoding into --out (training's diagnostics kept), instead of training")
     p.set_defaults(func=_demo)
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
-from .generation import SteerableModel, generate, generate_mixed, load_steerable
+from .generation import DECODINGS, SteerableModel, load_steerable
 from .labeling.judges import load_callable
 from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
@@ -72,8 +72,6 @@ def _grid_step(model_dir: Path) -> float | None:
     cfg = yaml.safe_load(path.read_text()) if path.exists() else {}
     return 1.0 / cfg["lambda_grid_steps"] if cfg.get("lambda_source") == "grid" and cfg.get("lambda_grid_steps") else None
 
-
-DECODINGS = {"prompt": generate, "mixed": generate_mixed}
 
 
 def measure(sm: SteerableModel, records: Sequence[dict], judge, pair: tuple[str, str], weights: Sequence[float],

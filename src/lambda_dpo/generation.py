@@ -220,3 +220,9 @@ def _decode_mixed(sm: SteerableModel, prompts: Sequence, lams: Sequence[LambdaAr
             step_ids = nxt[owner_t][:, None]
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
     return [tok.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
+# How a model generates under lambda: the prompt holds lambda's text (`generate`), or the vertices' next-token
+# log-probs are mixed with lambda's weights (`generate_mixed`). Both take (sm, prompts, lams, max_new_tokens=,
+# batch_size=).
+DECODINGS = {"prompt": generate, "mixed": generate_mixed}

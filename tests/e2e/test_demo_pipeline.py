@@ -104,3 +104,47 @@ def test_single_seed_runs_merge_into_the_report_of_one_multi_seed_run(micro, tin
     other = {**merged, "recipe": {**merged["recipe"], "beta": 9.0}}
     with pytest.raises(ValueError, match="differs from run 1 in 'recipe'"):
         merge_metrics([json.loads((one[1] / "metrics.json").read_text()), other])
+
+
+def test_remeasure_measures_a_runs_saved_models_again_under_another_decoding(micro, tiny_llama_dir, tmp_path,
+                                                                             monkeypatch):
+    from lambda_dpo.demo.remeasure import remeasure_demo
+
+    monkeypatch.setitem(demo.PRESETS, "micro1", demo.Preset(**{**MICRO.__dict__, "methods": (demo.STEERED, demo.DPO)}))
+    run = demo.run_demo("micro1", tmp_path / "run", model=tiny_llama_dir, model_dtype="float32")
+    before = json.loads((run / "metrics.json").read_text())
+    # the same decoding from the saved models reproduces every generated figure of the run (float32, CPU)
+    again = json.loads((remeasure_demo(run, tmp_path / "again", "prompt") / "metrics.json").read_text())
+    for key in ("runs", "base_with_text"):
+        assert again[key] == before[key], key
+    assert again["remeasured"] == {"from": str(run), "decoding": "prompt"}
+
+    mixed_calls = []
+
+    def recording_mixed(sm, prompts, lam=None, **kw):
+        mixed_calls.append(lam)
+        return generate_mixed(sm, prompts, lam, **kw)
+
+    generate_mixed = demo.generate_mixed
+    monkeypatch.setattr(demo, "generate_mixed", recording_mixed)
+    out = remeasure_demo(run, tmp_path / "mixed", "mixed")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["decoding"] == "mixed" and m["remeasured"]["decoding"] == "prompt"
+    assert all(lam is not None for call in mixed_calls for lam in call)  # own-prompt points decode plainly
+    # steered sweeps, wording, vertices, centre; base fronts and vertices; DPO's front given the text
+    assert len(mixed_calls) == 2 + 2 + 1 + 1 + 2 + 1 + 2
+    steered, old = m["runs"][demo.STEERED]["0"], before["runs"][demo.STEERED]["0"]
+    for key in ("listwise", "delta", "train_loss"):
+        assert steered[key] == old[key]  # scored, not generated: the run's own
+    assert m["base_with_text"]["listwise"] == before["base_with_text"]["listwise"]
+    # at a vertex mixed decoding is the prompt's greedy reply (float32)
+    assert steered["vertices"]["replies"] == old["vertices"]["replies"]
+    assert m["runs"][demo.DPO]["0"]["single"] == before["runs"][demo.DPO]["0"]["single"]
+    assert "Measured again under mixed decoding" in (out / "report.md").read_text()
+    from lambda_dpo.demo.merge import merge_metrics
+
+    with pytest.raises(ValueError, match="in 'decoding'"):
+        merge_metrics([before, {**m, "seeds": [1], "runs": {k: {"1": v["0"]} for k, v in m["runs"].items()}}])
+    (run / "models" / "dpo_best_worst-seed0").rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match="dpo_best_worst-seed0 not found"):
+        remeasure_demo(run, tmp_path / "x", "mixed")

@@ -16,8 +16,9 @@ from typing import Sequence
 from .report import save_demo_outputs
 
 # What must agree for runs to be one experiment (everything but the seeds and the timings).
-SAME = ("preset", "budget", "model", "aspects", "conflict", "reference", "grid_step", "other_wording", "sets",
-        "prompts", "recipe")
+SAME = ("preset", "budget", "model", "aspects", "conflict", "reference", "grid_step", "other_wording", "decoding",
+        "sets", "prompts", "recipe")
+OLD_DEFAULTS = {"decoding": "prompt"}  # what runs that did not record a field had
 
 
 def merge_metrics(runs: Sequence[dict]) -> dict:
@@ -29,7 +30,7 @@ def merge_metrics(runs: Sequence[dict]) -> dict:
     merged = {**first, "runs": {name: {} for name in first["runs"]}, "seeds": []}
     for i, m in enumerate(runs):
         for key in SAME:
-            if m.get(key) != first.get(key):
+            if m.get(key, OLD_DEFAULTS.get(key)) != first.get(key, OLD_DEFAULTS.get(key)):
                 raise ValueError(f"demo --merge: run {i + 1} differs from run 1 in {key!r}; only runs of one preset "
                                  "and recipe (differing in their seeds) can be merged")
         if set(m["runs"]) != set(first["runs"]):

@@ -29,6 +29,9 @@ LABELS = {STEERED: "lambda-DPO steered", "base": "base model + same text", DPO: 
           FIXED: "lambda-fixed + same text"}
 OWN = {STEERED: "lambda-DPO steered (at each vertex)", DPO: "DPO (never sees lambda)",
        FIXED: "lambda-fixed (never sees lambda)"}
+DECODING_TEXT = {"prompt": "Every model reads lambda as text in its prompt (prompt decoding).",
+                 "mixed": "Every model decodes mixed: each token from the vertices' next-token log-probs weighted by "
+                          "lambda (mixed decoding, docs/steering.md)."}
 SET_TITLES = {"held-out": "held-out demo prompts (rule judges)", "general": "general questions (length judges)"}
 
 
@@ -321,14 +324,17 @@ def write_report(m: dict, out: Path) -> Path:
                 f"Model `{m['model']}`; seeds {', '.join(map(str, m['seeds']))}; the steered model trained "
                 f"{budget['steered_steps']} steps of one list under two lambdas, "
                 f"{' and '.join(_plain(n) for n in m['runs'] if n != STEERED)} {budget['max_steps']} steps of two "
-                f"lists (as many lists each). Greedy replies of up to "
+                f"lists (as many lists each). {DECODING_TEXT[m.get('decoding', 'prompt')]} Greedy replies of up to "
                 f"{budget['max_new_tokens']} new tokens along the {a}-{b} edge, lambda = (1 - w) e_{a} + w e_{b}: "
                 f"the steered model at w = {', '.join(f'{w:g}' for w in budget['weights'])}, every control given exactly "
                 f"the same lambda text at w = {', '.join(f'{w:g}' for w in budget['control_weights'])}. Prompts ({sets}). "
                 f"Hypervolume: the area the front dominates above the reference point {tuple(m['reference'])}, "
                 f"compared at the controls' weights. Wall time {m['wall_seconds']:.0f} s ({stages}); "
                 f"{m['torch_threads']} torch threads; preset `{m['preset']}`."
-                + (" Figures over seeds: mean ± sample std." if len(m["seeds"]) > 1 else ""),
+                + (" Figures over seeds: mean ± sample std." if len(m["seeds"]) > 1 else "")
+                + (f" Measured again under {m['decoding']} decoding from the models of `{m['remeasured']['from']}` "
+                   f"(`lambda-dpo demo --remeasure`; its training time and diagnostics are that run's)."
+                   if m.get("remeasured") else ""),
                 "![fronts](fronts.png)" if plotted else f"*No plots: {NO_PLOTS} (`{PLOTS_EXTRA}`).*"]
     for set_name in m["sets"]:
         sections += [f"## {SET_TITLES[set_name].capitalize()}", _comparison_table(m, set_name),

@@ -34,7 +34,7 @@ from ..evaluation.listwise import evaluate_lists
 from ..evaluation.protocol import (DEFAULT_WEIGHTS, single_point, steerability, sweep_edge, unseen_weights,
                                    vertex_matrix)
 from ..evaluation.delta import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
-from ..generation import SteerableModel, generate
+from ..generation import DECODINGS, SteerableModel, generate, generate_mixed
 from ..lambdas import uniform_lambda
 from ..models import DEFAULT_MODEL, load_model
 from ..targets import ratings_tensor
@@ -142,10 +142,12 @@ def read_specs(path: Path) -> list[PromptSpec]:
 
 
 def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: int | None = None,
-             model: str = DEFAULT_MODEL, model_dtype: str = "auto") -> Path:
+             model: str = DEFAULT_MODEL, model_dtype: str = "auto", decoding: str = "prompt") -> Path:
     """Train the preset's methods for each of its seeds (or `seed` alone), run the steering protocol,
     write metrics.json, report.md and plots; returns the run directory. model_dtype: every trained
-    model's (`auto`: bf16 where the hardware has it; the base model follows it)."""
+    model's (`auto`: bf16 where the hardware has it; the base model follows it). decoding: how every
+    model generates under lambda (`generation.DECODINGS`), the steered model and its controls alike."""
+    check_decoding(decoding)
     p = PRESETS[preset]
     seeds = p.seeds if seed is None else (seed,)
     out = Path(out_dir or f"runs/demo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -170,20 +172,21 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
                 text = own.lambda_text
                 recipe = {k: getattr(tr.args, k) for k in RECIPE_KEYS} | {"model_dtype": tr.resolved.model_dtype}
                 with _timed(stages, "steered model"):
-                    runs[name][s] = {**measure_steered(own, sets, p, grid_step(recipe)), **diagnostics(result, own)}
+                    runs[name][s] = {**measure_steered(own, sets, p, grid_step(recipe), decoding),
+                                     **diagnostics(result, own)}
                 if base is None:
                     with _timed(stages, "controls"):
-                        base = measure_base(result, sets, p, model)
+                        base = measure_base(result, sets, p, model, decoding)
                     baselines = listwise_baselines(tr.eval_dataset.items, result.aspects)
             else:
                 with_text = dataclasses.replace(own, conditioning="prompt", lambda_text=text or LambdaText("instructions"))
                 with _timed(stages, "controls"):
-                    runs[name][s] = {**measure_control(with_text, sets, p, own_prompt=own),
+                    runs[name][s] = {**measure_control(with_text, sets, p, own, decoding),
                                      "listwise": _listwise(result)}
             del result, tr, own
     metrics = {"preset": preset, "budget": asdict(p), "seeds": list(seeds), "model": model, "aspects": list(ASPECTS),
                "conflict": list(CONFLICT), "reference": list(REFERENCE), "grid_step": grid_step(recipe),
-               "other_wording": OTHER_WORDING, "sets": {ps.name: len(ps.prompts) for ps in sets},
+               "other_wording": OTHER_WORDING, "decoding": decoding, "sets": {ps.name: len(ps.prompts) for ps in sets},
                "prompts": {ps.name: ps.prompts for ps in sets},
                "recipe": recipe, "runs": runs, "base_with_text": base, "baselines": baselines,
                "wall_seconds": round(time.time() - started, 1),
@@ -208,9 +211,17 @@ RECIPE_KEYS = ("loss_type", "beta", "rating_temperature", "score_type", "lambda_
                "lambda_text_order", "learning_rate", "lora_r", "model_dtype", "score_cut_ends")
 
 
-def generator_for(sm: SteerableModel, p: Preset):
+def check_decoding(decoding: str) -> None:
+    if decoding not in DECODINGS:
+        raise ValueError(f"demo: decoding {decoding!r} is not one of {tuple(DECODINGS)}")
+
+
+def generator_for(sm: SteerableModel, p: Preset, decoding: str = "prompt"):
+    """(prompts, lambdas) -> greedy replies; a lambda of None (a model under its own prompt) decodes plainly."""
     def gen(prompts, lams):
-        return generate(sm, list(prompts), list(lams), max_new_tokens=p.max_new_tokens, batch_size=GEN_BATCH)
+        lams = list(lams)
+        decode = generate_mixed if decoding == "mixed" and any(lam is not None for lam in lams) else generate
+        return decode(sm, list(prompts), lams, max_new_tokens=p.max_new_tokens, batch_size=GEN_BATCH)
     return gen
 
 
@@ -222,24 +233,25 @@ def grid_step(recipe: dict | None) -> float | None:
 
 
 def measure_sweep(sm: SteerableModel, ps: PromptSet, weights: Sequence[float], p: Preset,
-                  step: float | None = None) -> dict:
+                  step: float | None = None, decoding: str = "prompt") -> dict:
     """One sweep of the edge on one prompt set, with its steerability and (given training's grid `step`)
     the figures of the weights it never drew."""
-    sweep = sweep_edge(generator_for(sm, p), ps.prompts, ps.records, ps.judge, sm.aspects, CONFLICT, weights)
+    sweep = sweep_edge(generator_for(sm, p, decoding), ps.prompts, ps.records, ps.judge, sm.aspects, CONFLICT, weights)
     return {"sweep": sweep, "steerability": steerability(sweep, REFERENCE),
             "unseen": unseen_weights(sweep, step, REFERENCE) if step else []}
 
 
-def measure_steered(sm: SteerableModel, sets: Sequence[PromptSet], p: Preset, step: float | None) -> dict:
+def measure_steered(sm: SteerableModel, sets: Sequence[PromptSet], p: Preset, step: float | None,
+                    decoding: str = "prompt") -> dict:
     """The steered model: the full sweep, the other wording's sweep, the vertex matrix and the centre lambda.
     step: training's grid step (`grid_step`), for the unseen-weight figures."""
     other = dataclasses.replace(sm, lambda_text=LambdaText(OTHER_WORDING, sm.lambda_text.instructions,
                                                                    sm.lambda_text.order))
     held_out = sets[0]
-    gen = generator_for(sm, p)
+    gen = generator_for(sm, p, decoding)
     return {
-        "fronts": {ps.name: measure_sweep(sm, ps, p.weights, p, step) for ps in sets},
-        "other_wording": {ps.name: measure_sweep(other, ps, p.wording_weights, p) for ps in sets},
+        "fronts": {ps.name: measure_sweep(sm, ps, p.weights, p, step, decoding) for ps in sets},
+        "other_wording": {ps.name: measure_sweep(other, ps, p.wording_weights, p, None, decoding) for ps in sets},
         "vertices": vertex_matrix(gen, held_out.prompts, held_out.records, held_out.judge, sm.aspects),
         "centre": single_point(gen, held_out.prompts, held_out.records, held_out.judge, CONFLICT,
                                uniform_lambda(sm.aspects), REFERENCE),
@@ -247,16 +259,16 @@ def measure_steered(sm: SteerableModel, sets: Sequence[PromptSet], p: Preset, st
 
 
 def measure_control(with_text: SteerableModel, sets: Sequence[PromptSet], p: Preset,
-                    own_prompt: SteerableModel | None = None) -> dict:
+                    own_prompt: SteerableModel | None = None, decoding: str = "prompt") -> dict:
     """A control given the steered model's lambda text (a front), and under its own prompt (one point)."""
-    out = {"fronts": {ps.name: measure_sweep(with_text, ps, p.control_weights, p) for ps in sets}}
+    out = {"fronts": {ps.name: measure_sweep(with_text, ps, p.control_weights, p, None, decoding) for ps in sets}}
     if own_prompt is not None:
         out["single"] = {ps.name: single_point(generator_for(own_prompt, p), ps.prompts, ps.records, ps.judge, CONFLICT,
                                                None, REFERENCE) for ps in sets}
     return out
 
 
-def measure_base(result, sets: Sequence[PromptSet], p: Preset, model: str) -> dict:
+def measure_base(result, sets: Sequence[PromptSet], p: Preset, model: str, decoding: str = "prompt") -> dict:
     """The untrained model given exactly the steered model's lambda text: steering by the prompt alone.
 
     Its implicit reward is log pi_base(y | x, c(lambda)) - log pi_base(y | x) (the items' reference)."""
@@ -264,11 +276,17 @@ def measure_base(result, sets: Sequence[PromptSet], p: Preset, model: str) -> di
     base = load_model(model, dtype=tr.resolved.model_dtype).eval()
     collator, items = tr.data_collator, tr.eval_dataset.items
     sm = SteerableModel(base, tr.processing_class, result.aspects, "prompt", collator.lambda_text)
-    held_out = sets[0]
-    return {**measure_control(sm, sets, p),
-            "vertices": vertex_matrix(generator_for(sm, p), held_out.prompts, held_out.records, held_out.judge, sm.aspects),
+    return {**measure_base_fronts(sm, sets, p, decoding),
             "listwise": evaluate_lists(base, collator, items, batch_size=tr.args.per_device_eval_batch_size),
             "delta": _delta(base, collator, items, result.aspects)}
+
+
+def measure_base_fronts(sm: SteerableModel, sets: Sequence[PromptSet], p: Preset, decoding: str = "prompt") -> dict:
+    """The base model's generated figures (fronts given the text, vertex matrix); `measure_base` adds its scores."""
+    held_out = sets[0]
+    return {**measure_control(sm, sets, p, None, decoding),
+            "vertices": vertex_matrix(generator_for(sm, p, decoding), held_out.prompts, held_out.records, held_out.judge,
+                                      sm.aspects)}
 
 
 def _listwise(result) -> dict:

@@ -37,6 +37,26 @@ def test_demo_cli_passes_the_model_dtype_to_every_trained_model(monkeypatch, tmp
     assert seen == [("lambda_dpo_steered", "float32")]
 
 
+def test_demo_cli_passes_the_decoding_and_remeasure_needs_out(monkeypatch, tmp_path, capsys):
+    from lambda_dpo import cli
+    from lambda_dpo.demo import remeasure
+
+    seen, run_demo = {}, demo.run_demo
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **kw: seen.setdefault("run", kw["decoding"]) and tmp_path)
+    monkeypatch.setattr(remeasure, "remeasure_demo", lambda run, out, decoding: seen.setdefault("again", (run, decoding))
+                        and tmp_path)
+    cli.main(["demo", "--preset", "quick", "--decoding", "mixed"])
+    cli.main(["demo", "--remeasure", "runs/x", "--out", str(tmp_path)])
+    assert seen == {"run": "mixed", "again": ("runs/x", "prompt")}
+    with pytest.raises(SystemExit, match="demo --remeasure: give --out"):
+        cli.main(["demo", "--remeasure", "runs/x"])
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--decoding", "beam"])
+    assert "invalid choice: 'beam'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="decoding 'beam' is not one of"):
+        run_demo("quick", tmp_path, decoding="beam")
+
+
 def _front(pair, ws, a_scores, b_scores, words):
     """A measured front of hand-made means, the shape `demo.run.measure_sweep` returns."""
     from lambda_dpo.evaluation.protocol import steerability, unseen_weights
