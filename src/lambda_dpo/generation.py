@@ -222,7 +222,7 @@ def _decode_mixed(sm: SteerableModel, prompts: Sequence, lams: Sequence[LambdaAr
     return [tok.decode(row, skip_special_tokens=True).strip() for row in new]
 
 
-# How a model generates under lambda: the prompt holds lambda's text (`generate`), or the vertices' next-token
-# log-probs are mixed with lambda's weights (`generate_mixed`). Both take (sm, prompts, lams, max_new_tokens=,
-# batch_size=).
 DECODINGS = {"prompt": generate, "mixed": generate_mixed}
+"""How a model generates under lambda, by name: "prompt" writes lambda's text into the prompt (`generate`);
+"mixed" mixes the vertices' next-token log-probs with lambda's weights (`generate_mixed`). Each takes
+(sm, prompts, lam, max_new_tokens=, batch_size=) and returns one reply per prompt."""

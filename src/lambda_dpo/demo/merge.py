@@ -48,6 +48,8 @@ def merge_metrics(runs: Sequence[dict]) -> dict:
     merged["stage_seconds"] = {k: round(sum(m["stage_seconds"].get(k, 0.0) for m in runs), 1)
                                for k in first["stage_seconds"]}
     merged["merged_from"] = len(runs)
+    if "remeasured" in first:  # `demo --remeasure` runs: which run each seed's models came from
+        merged["remeasured"] = {**first["remeasured"], "from": [m.get("remeasured", {}).get("from") for m in runs]}
     return merged
 
 

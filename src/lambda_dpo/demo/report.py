@@ -40,6 +40,12 @@ def _plain(name: str) -> str:
     return LABELS[name].removesuffix(" + same text")
 
 
+def _runs_of(remeasured: dict) -> str:
+    """The run directories a remeasured report's models came from (one, or one per merged run)."""
+    runs = remeasured["from"] if isinstance(remeasured["from"], list) else [remeasured["from"]]
+    return ", ".join(f"`{r}`" for r in runs)
+
+
 def _seeds(m: dict, name: str) -> list[dict]:
     return list(m["runs"].get(name, {}).values())
 
@@ -332,8 +338,8 @@ def write_report(m: dict, out: Path) -> Path:
                 f"compared at the controls' weights. Wall time {m['wall_seconds']:.0f} s ({stages}); "
                 f"{m['torch_threads']} torch threads; preset `{m['preset']}`."
                 + (" Figures over seeds: mean ± sample std." if len(m["seeds"]) > 1 else "")
-                + (f" Measured again under {m['decoding']} decoding from the models of `{m['remeasured']['from']}` "
-                   f"(`lambda-dpo demo --remeasure`; its training time and diagnostics are that run's)."
+                + (f" Measured again under {m['decoding']} decoding from the models of {_runs_of(m['remeasured'])} "
+                   f"(`lambda-dpo demo --remeasure`; training time and diagnostics as measured there)."
                    if m.get("remeasured") else ""),
                 "![fronts](fronts.png)" if plotted else f"*No plots: {NO_PLOTS} (`{PLOTS_EXTRA}`).*"]
     for set_name in m["sets"]:

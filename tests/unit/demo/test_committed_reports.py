@@ -64,3 +64,20 @@ def test_committed_scheduler_study_is_what_its_metrics_render_to():
     assert runs == sorted(f"{name}-seed{s}.json" for name in SCHEDULER_ARMS for s in m["seeds"])
     assert render(m) == (folder / "report.md").read_text()
     assert (folder / "scheduler.png").stat().st_size > 0
+
+
+def test_committed_mixed_decoding_report_measures_the_full_runs_models_again(tmp_path):
+    """docs/demo-full-mixed: the models of docs/demo-full measured again under mixed decoding
+    (`lambda-dpo demo --remeasure` per seed, then `--merge`): the same runs, their training diagnostics
+    unchanged, and report.md as its metrics.json renders today."""
+    pytest.importorskip("matplotlib")
+    folder, full = REPO / "docs" / "demo-full-mixed", json.loads((REPO / "docs" / "demo-full" / "metrics.json").read_text())
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["decoding"] == "mixed" and m["remeasured"]["decoding"] == "prompt" and len(m["remeasured"]["from"]) == 3
+    for key in ("preset", "budget", "seeds", "recipe", "prompts", "baselines"):
+        assert m[key] == full[key], key
+    for name, by_seed in full["runs"].items():
+        for seed, run in by_seed.items():
+            for key in ("listwise", "delta", "train_loss"):
+                assert m["runs"][name][seed].get(key) == run.get(key), (name, seed, key)
+    assert write_report(m, tmp_path).read_text() == (folder / "report.md").read_text()
