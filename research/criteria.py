@@ -5,7 +5,8 @@
 Prints one Markdown row per criterion: what it asks, what the run measured (means over seeds), and
 by how much it is met or missed. The thresholds: the steered front's hypervolume >= 1.5x each control
 given the same lambda text and >= 2x the DPO single point; per-prompt Spearman of w with reply length
->= 0.8; each unseen weight within 5% of its neighbours' interpolation and between them; each of the
+>= 0.8; each unseen weight of the front of mean scores over seeds within 5% of its neighbours'
+interpolation and between them (words and both scores); each of the
 conflicting pair's columns of the vertex matrix maximal on the diagonal; the centre lambda's mean
 judge score >= DPO's - 0.1; mean words rising strictly across the weights; >= 3x words between the
 ends on the general questions.
@@ -18,6 +19,7 @@ import sys
 
 from lambda_dpo.demo.report import DPO, LABELS, STEERED, SET_TITLES, comparison
 from lambda_dpo.demo.tables import nanmean, table
+from lambda_dpo.evaluation.protocol import unseen_weights
 
 
 def rows(m: dict) -> list[list[str]]:
@@ -43,12 +45,15 @@ def rows(m: dict) -> list[list[str]]:
         rising = all(v > u for u, v in zip(words, words[1:]))
         row(f"{where}: mean words rise strictly over the weights", " / ".join(f"{w:.0f}" for w in words),
             "strictly rising", rising)
-        for i, u in enumerate(runs[0]["fronts"][set_name]["unseen"]):
-            short = nanmean([x["fronts"][set_name]["unseen"][i]["shortfall"] for x in runs])
-            between = all(x["fronts"][set_name]["unseen"][i]["between"] for x in runs)
+        sweep = runs[0]["fronts"][set_name]["sweep"]
+        mean_front = {"pair": [a, b], "weights": sweep["weights"], "mean_words": words,
+                      "means": {k: [nanmean([x["fronts"][set_name]["sweep"]["means"][k][i] for x in runs])
+                                    for i in range(len(words))] for k in (a, b)}}
+        for i, u in enumerate(unseen_weights(mean_front, m["grid_step"], tuple(m["reference"]))):
+            seeds = sum(x["fronts"][set_name]["unseen"][i]["between"] for x in runs)
             row(f"{where}: unseen w = {u['w']:g} on the front, between its neighbours",
-                f"shortfall {short:.0%}, {'between' if between else 'not between'}", "<= 5%, between",
-                short <= 0.05 and between)
+                f"shortfall {u['shortfall']:.1%}, {'between' if u['between'] else 'not between'} "
+                f"(between in {seeds} of {len(runs)} seeds)", "<= 5%, between", u["on_front"] and u["between"])
         if set_name == "general":
             ratio = words[-1] / words[0] if words[0] else float("inf")
             row("general questions: words, w = 1 over w = 0", f"{ratio:.2f}x", ">= 3x", ratio >= 3)

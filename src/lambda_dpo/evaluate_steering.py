@@ -15,7 +15,6 @@ with no arguments), e.g. ``lambda_dpo.demo.dataset.judges:judge_record`` for the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +23,7 @@ import yaml
 
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
-from .generation import DECODINGS, SteerableModel, load_steerable
+from .generation import DECODINGS, SteerableModel, load_steerable, with_text
 from .labeling.judges import load_callable
 from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
@@ -59,11 +58,6 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
     if not records:
         raise ValueError(f"{path}: no prompts")
     return records[:limit] if limit else records
-
-
-def with_text(model, like: SteerableModel) -> SteerableModel:
-    """`model` given exactly `like`'s lambda text (prompt conditioning, the same rendering)."""
-    return dataclasses.replace(like, model=model, conditioning="prompt")
 
 
 def _grid_step(model_dir: Path) -> float | None:

@@ -18,7 +18,7 @@ Cost: one sequence per aspect with a positive weight, decoded in one batch with 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -69,6 +69,12 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False,
         load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],
                           saved_lambda_text(meta))
+
+
+def with_text(model, like: SteerableModel) -> SteerableModel:
+    """`model` given exactly `like`'s lambda text (prompt conditioning, the same rendering): a control that
+    reads the same system text as the steered model `like`."""
+    return replace(like, model=model, conditioning="prompt")
 
 
 LambdaArg = str | Mapping[str, float] | None

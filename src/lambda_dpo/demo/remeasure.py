@@ -10,14 +10,12 @@ decodings are compared on the same trained models, without training them again.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from ..evaluate_steering import with_text
-from ..generation import SteerableModel, load_steerable
+from ..generation import SteerableModel, load_steerable, with_text
 from ..models import load_model
 from .report import save_demo_outputs
-from .run import (STAGES, STEERED, Preset, _timed, check_decoding, measure_base_fronts, measure_control,
+from .run import (STAGES, STEERED, Preset, timed, check_decoding, measure_base_fronts, measure_control,
                   measure_steered, prompt_sets)
 
 
@@ -47,16 +45,16 @@ def remeasure_demo(run_dir: str | Path, out: str | Path, decoding: str) -> Path:
     for seed in m["seeds"]:
         steered = _load(run_dir, STEERED, seed)
         old = m["runs"][STEERED][str(seed)]
-        with _timed(stages, "steered model"):
+        with timed(stages, "steered model"):
             runs[STEERED][str(seed)] = {**old, **measure_steered(steered, sets, p, m["grid_step"], decoding)}
         if seed == m["seeds"][0] and base is not None:
             model = load_model(m["model"], dtype=m["recipe"]["model_dtype"]).eval()
-            with _timed(stages, "controls"):
+            with timed(stages, "controls"):
                 base = {**base, **measure_base_fronts(with_text(model, steered), sets, p, decoding)}
         for name in m["runs"]:
             if name != STEERED:
                 own = _load(run_dir, name, seed)
-                with _timed(stages, "controls"):
+                with timed(stages, "controls"):
                     runs[name][str(seed)] = {**m["runs"][name][str(seed)],
                                              **measure_control(with_text(own.model, steered), sets, p, own, decoding)}
     measured = {k: round(v, 1) for k, v in stages.items() if k != "training"}
@@ -74,3 +72,4 @@ def _load(run_dir: Path, name: str, seed: int) -> SteerableModel:
         raise FileNotFoundError(f"demo --remeasure: {model_dir} not found: the run's models are needed "
                                 "(runs save them under RUN_DIR/models)")
     return load_steerable(model_dir)
+

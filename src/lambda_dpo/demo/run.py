@@ -98,7 +98,7 @@ STAGES = ("training", "steered model", "controls")
 
 
 @contextlib.contextmanager
-def _timed(stages: dict[str, float], key: str):
+def timed(stages: dict[str, float], key: str):
     start = time.perf_counter()
     try:
         yield
@@ -162,7 +162,7 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
         text = None
         for name in p.methods:
             steps = p.steered_steps if name == STEERED else p.max_steps
-            with _timed(stages, "training"):
+            with timed(stages, "training"):
                 result = train_method(name, {"model_dtype": model_dtype, "max_steps": steps, **METHODS[name]},
                                       p, out, s, model, data)
             tr = result.trainer
@@ -171,16 +171,16 @@ def run_demo(preset: str = "default", out_dir: str | Path | None = None, seed: i
             if name == STEERED:
                 text = own.lambda_text
                 recipe = {k: getattr(tr.args, k) for k in RECIPE_KEYS} | {"model_dtype": tr.resolved.model_dtype}
-                with _timed(stages, "steered model"):
+                with timed(stages, "steered model"):
                     runs[name][s] = {**measure_steered(own, sets, p, grid_step(recipe), decoding),
                                      **diagnostics(result, own)}
                 if base is None:
-                    with _timed(stages, "controls"):
+                    with timed(stages, "controls"):
                         base = measure_base(result, sets, p, model, decoding)
                     baselines = listwise_baselines(tr.eval_dataset.items, result.aspects)
             else:
                 with_text = dataclasses.replace(own, conditioning="prompt", lambda_text=text or LambdaText("instructions"))
-                with _timed(stages, "controls"):
+                with timed(stages, "controls"):
                     runs[name][s] = {**measure_control(with_text, sets, p, own, decoding),
                                      "listwise": _listwise(result)}
             del result, tr, own
