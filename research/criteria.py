@@ -49,7 +49,8 @@ def rows(m: dict) -> list[list[str]]:
         mean_front = {"pair": [a, b], "weights": sweep["weights"], "mean_words": words,
                       "means": {k: [nanmean([x["fronts"][set_name]["sweep"]["means"][k][i] for x in runs])
                                     for i in range(len(words))] for k in (a, b)}}
-        for i, u in enumerate(unseen_weights(mean_front, m["grid_step"], tuple(m["reference"]))):
+        unseen = unseen_weights(mean_front, m["grid_step"], tuple(m["reference"])) if m["grid_step"] else []
+        for i, u in enumerate(unseen):
             seeds = sum(x["fronts"][set_name]["unseen"][i]["between"] for x in runs)
             row(f"{where}: unseen w = {u['w']:g} on the front, between its neighbours",
                 f"shortfall {u['shortfall']:.1%}, {'between' if u['between'] else 'not between'} "

@@ -23,10 +23,11 @@ import yaml
 
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
-from .generation import DECODINGS, SteerableModel, load_steerable, with_text
+from .generation import DECODINGS, SteerableModel, check_decoding, load_steerable, with_text
 from .labeling.judges import load_callable
 from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
+from .training.settings import saved_settings
 
 
 def load_judge(spec: str):
@@ -60,6 +61,12 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
     return records[:limit] if limit else records
 
 
+def load_trained(model_dir: str | Path) -> SteerableModel:
+    """A saved model loaded with the attention kernel it trained with (its saved settings): in bf16, eager
+    and sdpa attention round differently, and greedy replies can flip on a near-tie."""
+    return load_steerable(model_dir, attn_implementation=saved_settings(model_dir).attn_implementation)
+
+
 def _grid_step(model_dir: Path) -> float | None:
     """1 / lambda_grid_steps when the model trained on the grid (its config.yaml), else None (no unseen weights)."""
     path = model_dir / CONFIG_FILE
@@ -89,9 +96,8 @@ def evaluate_front(model_dir: str | Path, prompts_file: str | Path, pair: tuple[
     controls: "base" (the untrained base model) and/or directories saved by `lambda-dpo train`.
     Returns {"pair", "weights", "reference", "models": {name: measure()}} with "model" first.
     """
-    if decoding not in DECODINGS:
-        raise ValueError(f"decoding {decoding!r} is not one of {tuple(DECODINGS)}")
-    sm = load_steerable(model_dir)
+    check_decoding(decoding)
+    sm = load_trained(model_dir)
     if sm.conditioning != "prompt":
         raise ValueError(f"{model_dir}: the front needs a model that reads lambda as text (conditioning: prompt), "
                          f"this one has conditioning: {sm.conditioning}")
@@ -106,7 +112,7 @@ def evaluate_front(model_dir: str | Path, prompts_file: str | Path, pair: tuple[
             base = load_model(base_model_source(meta), dtype=saved_dtype(meta)).eval()
             out["models"]["base + same text"] = measure(with_text(base, sm), *args, None, ref, decoding)
         else:
-            other = load_steerable(control)
+            other = load_trained(control)
             out["models"][f"{control} + same text"] = measure(with_text(other.model, sm), *args, None, ref, decoding)
     return out
 

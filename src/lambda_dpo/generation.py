@@ -232,3 +232,9 @@ DECODINGS = {"prompt": generate, "mixed": generate_mixed}
 """How a model generates under lambda, by name: "prompt" writes lambda's text into the prompt (`generate`);
 "mixed" mixes the vertices' next-token log-probs with lambda's weights (`generate_mixed`). Each takes
 (sm, prompts, lam, max_new_tokens=, batch_size=) and returns one reply per prompt."""
+
+
+def check_decoding(decoding: str) -> None:
+    """Raise ValueError naming the choices when `decoding` is not one of DECODINGS."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding {decoding!r} is not one of {tuple(DECODINGS)}")

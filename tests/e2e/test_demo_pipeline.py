@@ -113,11 +113,18 @@ def test_remeasure_measures_a_runs_saved_models_again_under_another_decoding(mic
     monkeypatch.setitem(demo.PRESETS, "micro1", demo.Preset(**{**MICRO.__dict__, "methods": (demo.STEERED, demo.DPO)}))
     run = demo.run_demo("micro1", tmp_path / "run", model=tiny_llama_dir, model_dtype="float32")
     before = json.loads((run / "metrics.json").read_text())
+    from lambda_dpo.demo import remeasure
+    from lambda_dpo.training.settings import saved_settings
+
+    kernels, load = [], remeasure.load_steerable
+    monkeypatch.setattr(remeasure, "load_steerable", lambda d, **kw: kernels.append((d, kw)) or load(d, **kw))
     # the same decoding from the saved models reproduces every generated figure of the run (float32, CPU)
     again = json.loads((remeasure_demo(run, tmp_path / "again", "prompt") / "metrics.json").read_text())
     for key in ("runs", "base_with_text"):
         assert again[key] == before[key], key
     assert again["remeasured"] == {"from": str(run), "decoding": "prompt"}
+    # each saved model loads with the attention kernel it trained with
+    assert kernels and all(kw == {"attn_implementation": saved_settings(d).attn_implementation} for d, kw in kernels)
 
     mixed_calls = []
 
@@ -143,8 +150,14 @@ def test_remeasure_measures_a_runs_saved_models_again_under_another_decoding(mic
     assert "Measured again under mixed decoding" in (out / "report.md").read_text()
     from lambda_dpo.demo.merge import merge_metrics
 
+    def as_seed_1(metrics):
+        return {**metrics, "seeds": [1], "runs": {k: {"1": v["0"]} for k, v in metrics["runs"].items()}}
+
     with pytest.raises(ValueError, match="in 'decoding'"):
-        merge_metrics([before, {**m, "seeds": [1], "runs": {k: {"1": v["0"]} for k, v in m["runs"].items()}}])
+        merge_metrics([before, as_seed_1(m)])
+    with pytest.raises(ValueError, match="whether or from which decoding they were measured again"):
+        merge_metrics([before, as_seed_1(again)])
+    assert merge_metrics([again, as_seed_1(again)])["remeasured"]["from"] == [str(run), str(run)]
     (run / "models" / "dpo_best_worst-seed0").rename(tmp_path / "moved")
     with pytest.raises(FileNotFoundError, match="dpo_best_worst-seed0 not found"):
         remeasure_demo(run, tmp_path / "x", "mixed")

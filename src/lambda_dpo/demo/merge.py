@@ -33,6 +33,9 @@ def merge_metrics(runs: Sequence[dict]) -> dict:
             if m.get(key, OLD_DEFAULTS.get(key)) != first.get(key, OLD_DEFAULTS.get(key)):
                 raise ValueError(f"demo --merge: run {i + 1} differs from run 1 in {key!r}; only runs of one preset "
                                  "and recipe (differing in their seeds) can be merged")
+        if m.get("remeasured", {}).get("decoding") != first.get("remeasured", {}).get("decoding"):
+            raise ValueError(f"demo --merge: run {i + 1} and run 1 differ in whether or from which decoding they were "
+                             "measured again (`demo --remeasure`); merge runs made the same way")
         if set(m["runs"]) != set(first["runs"]):
             raise ValueError(f"demo --merge: run {i + 1} trained {sorted(m['runs'])}, run 1 {sorted(first['runs'])}")
         for seed in m["seeds"]:
@@ -49,7 +52,7 @@ def merge_metrics(runs: Sequence[dict]) -> dict:
                                for k in first["stage_seconds"]}
     merged["merged_from"] = len(runs)
     if "remeasured" in first:  # `demo --remeasure` runs: which run each seed's models came from
-        merged["remeasured"] = {**first["remeasured"], "from": [m.get("remeasured", {}).get("from") for m in runs]}
+        merged["remeasured"] = {**first["remeasured"], "from": [m["remeasured"]["from"] for m in runs]}
     return merged
 
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..generation import SteerableModel, load_steerable, with_text
+import torch
+
+from ..generation import SteerableModel, check_decoding, load_steerable, with_text
 from ..models import load_model
+from ..saved_model import base_model_source, read_model_meta
+from ..training.settings import saved_settings
 from .report import save_demo_outputs
-from .run import (STAGES, STEERED, Preset, timed, check_decoding, measure_base_fronts, measure_control,
+from .run import (STAGES, STEERED, Preset, timed, measure_base_fronts, measure_control,
                   measure_steered, prompt_sets)
 
 
@@ -48,7 +52,8 @@ def remeasure_demo(run_dir: str | Path, out: str | Path, decoding: str) -> Path:
         with timed(stages, "steered model"):
             runs[STEERED][str(seed)] = {**old, **measure_steered(steered, sets, p, m["grid_step"], decoding)}
         if seed == m["seeds"][0] and base is not None:
-            model = load_model(m["model"], dtype=m["recipe"]["model_dtype"]).eval()
+            source = base_model_source(read_model_meta(run_dir / "models" / f"{STEERED}-seed{seed}"))
+            model = load_model(source, dtype=m["recipe"]["model_dtype"]).eval()  # as the demo loads it
             with timed(stages, "controls"):
                 base = {**base, **measure_base_fronts(with_text(model, steered), sets, p, decoding)}
         for name in m["runs"]:
@@ -60,7 +65,7 @@ def remeasure_demo(run_dir: str | Path, out: str | Path, decoding: str) -> Path:
     measured = {k: round(v, 1) for k, v in stages.items() if k != "training"}
     m = {**m, "runs": runs, "base_with_text": base, "decoding": decoding,
          "remeasured": {"from": str(run_dir), "decoding": m.get("decoding", "prompt")},
-         "stage_seconds": {**m["stage_seconds"], **measured},
+         "stage_seconds": {**m["stage_seconds"], **measured}, "torch_threads": torch.get_num_threads(),
          "wall_seconds": round(m["stage_seconds"].get("training", 0.0) + sum(measured.values()), 1)}
     save_demo_outputs(m, out)
     return out
@@ -71,5 +76,6 @@ def _load(run_dir: Path, name: str, seed: int) -> SteerableModel:
     if not model_dir.exists():
         raise FileNotFoundError(f"demo --remeasure: {model_dir} not found: the run's models are needed "
                                 "(runs save them under RUN_DIR/models)")
-    return load_steerable(model_dir)
+    # with the attention kernel it trained (and the demo measured it) with: in bf16 eager and sdpa round differently
+    return load_steerable(model_dir, attn_implementation=saved_settings(model_dir).attn_implementation)
 

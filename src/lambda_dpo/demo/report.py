@@ -31,7 +31,8 @@ OWN = {STEERED: "lambda-DPO steered (at each vertex)", DPO: "DPO (never sees lam
        FIXED: "lambda-fixed (never sees lambda)"}
 DECODING_TEXT = {"prompt": "Every model reads lambda as text in its prompt (prompt decoding).",
                  "mixed": "Every model decodes mixed: each token from the vertices' next-token log-probs weighted by "
-                          "lambda (mixed decoding, docs/steering.md)."}
+                          "lambda (mixed decoding, docs/steering.md); single points under a model's own prompt "
+                          "decode plainly."}
 SET_TITLES = {"held-out": "held-out demo prompts (rule judges)", "general": "general questions (length judges)"}
 
 

@@ -34,7 +34,7 @@ from ..evaluation.listwise import evaluate_lists
 from ..evaluation.protocol import (DEFAULT_WEIGHTS, single_point, steerability, sweep_edge, unseen_weights,
                                    vertex_matrix)
 from ..evaluation.delta import BASELINE_KINDS, baseline_top1, delta_summary, lambda_deltas
-from ..generation import DECODINGS, SteerableModel, generate, generate_mixed
+from ..generation import SteerableModel, check_decoding, generate, generate_mixed
 from ..lambdas import uniform_lambda
 from ..models import DEFAULT_MODEL, load_model
 from ..targets import ratings_tensor
@@ -211,15 +211,10 @@ RECIPE_KEYS = ("loss_type", "beta", "rating_temperature", "score_type", "lambda_
                "lambda_text_order", "learning_rate", "lora_r", "model_dtype", "score_cut_ends")
 
 
-def check_decoding(decoding: str) -> None:
-    if decoding not in DECODINGS:
-        raise ValueError(f"demo: decoding {decoding!r} is not one of {tuple(DECODINGS)}")
-
-
 def generator_for(sm: SteerableModel, p: Preset, decoding: str = "prompt"):
     """(prompts, lambdas) -> greedy replies; a lambda of None (a model under its own prompt) decodes plainly."""
     def gen(prompts, lams):
-        lams = list(lams)
+        lams = list(lams)  # generate and generate_mixed named here, not through DECODINGS, so tests can record them
         decode = generate_mixed if decoding == "mixed" and any(lam is not None for lam in lams) else generate
         return decode(sm, list(prompts), lams, max_new_tokens=p.max_new_tokens, batch_size=GEN_BATCH)
     return gen
