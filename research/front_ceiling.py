@@ -21,8 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from lambda_dpo.evaluation.protocol import hypervolume  # noqa: E402
+from lambda_dpo.evaluation.protocol import hypervolume
 
 
 def sweeps(metrics: dict, set_name: str):
@@ -51,6 +50,7 @@ def pooled(sws, a: str, b: str) -> list[list[tuple[float, float]]]:
 
 
 def oracle_front(pool, ts) -> list[tuple[float, float]]:
+    """One point per t: the mean (score_a, score_b) of the replies maximising (1 - t) a + t b, per prompt."""
     pts = []
     for t in ts:
         picks = [max(c, key=lambda s: (1 - t) * s[0] + t * s[1]) for c in pool]
@@ -102,6 +102,7 @@ def main(paths: list[str]) -> None:
 def front_hv(sw: dict, a: str, b: str) -> float:
     """The HV of a sweep's front: mean scores over the prompts at each weight."""
     return hypervolume([(sum(x) / len(x), sum(y) / len(y)) for x, y in zip(sw["scores"][a], sw["scores"][b])])
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
