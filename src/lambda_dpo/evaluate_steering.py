@@ -23,11 +23,10 @@ import yaml
 
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
-from .generation import DECODINGS, SteerableModel, check_decoding, load_steerable, with_text
+from .generation import DECODINGS, SteerableModel, check_decoding, load_trained, with_text
 from .labeling.judges import load_callable
 from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
-from .training.settings import saved_settings
 
 
 def load_judge(spec: str):
@@ -59,12 +58,6 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
     if not records:
         raise ValueError(f"{path}: no prompts")
     return records[:limit] if limit else records
-
-
-def load_trained(model_dir: str | Path) -> SteerableModel:
-    """A saved model loaded with the attention kernel it trained with (its saved settings): in bf16, eager
-    and sdpa attention round differently, and greedy replies can flip on a near-tie."""
-    return load_steerable(model_dir, attn_implementation=saved_settings(model_dir).attn_implementation)
 
 
 def _grid_step(model_dir: Path) -> float | None:

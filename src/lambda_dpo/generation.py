@@ -33,6 +33,7 @@ from .saved_model import base_model_source, read_model_meta, saved_dtype, saved_
 from .models import load_model, load_tokenizer
 from .precision import precision_context
 from .tokenization import encode_prompt
+from .training.settings import saved_settings
 from .wrappers import unwrap_model
 
 
@@ -69,6 +70,12 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False,
         load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],
                           saved_lambda_text(meta))
+
+
+def load_trained(model_dir: str | Path) -> SteerableModel:
+    """`load_steerable` with the attention kernel the model trained with (its saved settings): in bf16, eager
+    and sdpa attention round differently, and greedy replies can flip on a near-tie."""
+    return load_steerable(model_dir, attn_implementation=saved_settings(model_dir).attn_implementation)
 
 
 def with_text(model, like: SteerableModel) -> SteerableModel:

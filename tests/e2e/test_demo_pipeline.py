@@ -113,11 +113,11 @@ def test_remeasure_measures_a_runs_saved_models_again_under_another_decoding(mic
     monkeypatch.setitem(demo.PRESETS, "micro1", demo.Preset(**{**MICRO.__dict__, "methods": (demo.STEERED, demo.DPO)}))
     run = demo.run_demo("micro1", tmp_path / "run", model=tiny_llama_dir, model_dtype="float32")
     before = json.loads((run / "metrics.json").read_text())
-    from lambda_dpo.demo import remeasure
+    from lambda_dpo import generation
     from lambda_dpo.training.settings import saved_settings
 
-    kernels, load = [], remeasure.load_steerable
-    monkeypatch.setattr(remeasure, "load_steerable", lambda d, **kw: kernels.append((d, kw)) or load(d, **kw))
+    kernels, load = [], generation.load_steerable  # remeasure loads through generation.load_trained
+    monkeypatch.setattr(generation, "load_steerable", lambda d, **kw: kernels.append((d, kw)) or load(d, **kw))
     # the same decoding from the saved models reproduces every generated figure of the run (float32, CPU)
     again = json.loads((remeasure_demo(run, tmp_path / "again", "prompt") / "metrics.json").read_text())
     for key in ("runs", "base_with_text"):

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..generation import SteerableModel, check_decoding, load_steerable, with_text
+from ..generation import SteerableModel, check_decoding, load_trained, with_text
 from ..models import load_model
 from ..saved_model import base_model_source, read_model_meta
-from ..training.settings import saved_settings
 from .report import save_demo_outputs
 from .run import (STAGES, STEERED, Preset, timed, measure_base_fronts, measure_control,
                   measure_steered, prompt_sets)
@@ -76,6 +75,5 @@ def _load(run_dir: Path, name: str, seed: int) -> SteerableModel:
     if not model_dir.exists():
         raise FileNotFoundError(f"demo --remeasure: {model_dir} not found: the run's models are needed "
                                 "(runs save them under RUN_DIR/models)")
-    # with the attention kernel it trained (and the demo measured it) with: in bf16 eager and sdpa round differently
-    return load_steerable(model_dir, attn_implementation=saved_settings(model_dir).attn_implementation)
+    return load_trained(model_dir)  # the kernel the demo measured it with
 
