@@ -23,7 +23,7 @@ import yaml
 
 from .evaluation.judges import LengthJudge
 from .evaluation.protocol import DEFAULT_WEIGHTS, steerability, sweep_edge, unseen_weights
-from .generation import DECODINGS, SteerableModel, check_decoding, load_trained, with_text
+from .generation import DECODINGS, SteerableModel, check_decoding, load_steerable, with_text
 from .labeling.judges import load_callable
 from .saved_model import CONFIG_FILE, base_model_source, read_model_meta, saved_dtype
 from .models import load_model
@@ -90,7 +90,7 @@ def evaluate_front(model_dir: str | Path, prompts_file: str | Path, pair: tuple[
     Returns {"pair", "weights", "reference", "models": {name: measure()}} with "model" first.
     """
     check_decoding(decoding)
-    sm = load_trained(model_dir)
+    sm = load_steerable(model_dir)
     if sm.conditioning != "prompt":
         raise ValueError(f"{model_dir}: the front needs a model that reads lambda as text (conditioning: prompt), "
                          f"this one has conditioning: {sm.conditioning}")
@@ -105,7 +105,7 @@ def evaluate_front(model_dir: str | Path, prompts_file: str | Path, pair: tuple[
             base = load_model(base_model_source(meta), dtype=saved_dtype(meta)).eval()
             out["models"]["base + same text"] = measure(with_text(base, sm), *args, None, ref, decoding)
         else:
-            other = load_trained(control)
+            other = load_steerable(control)
             out["models"][f"{control} + same text"] = measure(with_text(other.model, sm), *args, None, ref, decoding)
     return out
 

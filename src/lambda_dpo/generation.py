@@ -49,13 +49,22 @@ class SteerableModel:
     lambda_text: LambdaText = field(default_factory=LambdaText)
 
 
+TRAINED_KERNEL = "trained"
+
+
 def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False,
-                   attn_implementation: str | None = None) -> SteerableModel:
+                   attn_implementation: str | None = TRAINED_KERNEL) -> SteerableModel:
     """A model saved by `lambda-dpo train` (adapter or full weights) with its aspects and conditioning
-    (the directory's layout: `saved_model`). attn_implementation: the attention kernel (None: transformers'
-    default; `lambda-dpo evaluate` passes the one training ran with)."""
+    (the directory's layout: `saved_model`).
+
+    attn_implementation: the attention kernel. "trained" (default): the one training ran with (its saved
+    settings), so replies match what `lambda-dpo evaluate` and the demo measured: in bf16, eager and sdpa
+    attention round differently, and greedy replies can flip on a near-tie. None: transformers' default;
+    or a name transformers knows ("eager", "sdpa", ...)."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
+    if attn_implementation == TRAINED_KERNEL:
+        attn_implementation = saved_settings(model_dir).attn_implementation
     tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust_remote_code)
     if meta["adapter"]:
         from peft import PeftModel
@@ -70,12 +79,6 @@ def load_steerable(model_dir: str | Path, *, trust_remote_code: bool = False,
         load_lambda_embedding(model, model_dir)
     return SteerableModel(model.eval(), tokenizer, tuple(meta["aspects"]), meta["conditioning"],
                           saved_lambda_text(meta))
-
-
-def load_trained(model_dir: str | Path) -> SteerableModel:
-    """`load_steerable` with the attention kernel the model trained with (its saved settings): in bf16, eager
-    and sdpa attention round differently, and greedy replies can flip on a near-tie."""
-    return load_steerable(model_dir, attn_implementation=saved_settings(model_dir).attn_implementation)
 
 
 def with_text(model, like: SteerableModel) -> SteerableModel:

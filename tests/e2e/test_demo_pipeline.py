@@ -108,23 +108,28 @@ def test_single_seed_runs_merge_into_the_report_of_one_multi_seed_run(micro, tin
 
 def test_remeasure_measures_a_runs_saved_models_again_under_another_decoding(micro, tiny_llama_dir, tmp_path,
                                                                              monkeypatch):
+    from lambda_dpo.demo import remeasure
     from lambda_dpo.demo.remeasure import remeasure_demo
+    from lambda_dpo.training.settings import saved_settings
 
     monkeypatch.setitem(demo.PRESETS, "micro1", demo.Preset(**{**MICRO.__dict__, "methods": (demo.STEERED, demo.DPO)}))
     run = demo.run_demo("micro1", tmp_path / "run", model=tiny_llama_dir, model_dtype="float32")
     before = json.loads((run / "metrics.json").read_text())
-    from lambda_dpo import generation
-    from lambda_dpo.training.settings import saved_settings
+    kernels, load = [], remeasure.load_steerable
 
-    kernels, load = [], generation.load_steerable  # remeasure loads through generation.load_trained
-    monkeypatch.setattr(generation, "load_steerable", lambda d, **kw: kernels.append((d, kw)) or load(d, **kw))
+    def recording_load(model_dir, **kw):
+        sm = load(model_dir, **kw)
+        kernels.append((model_dir, sm.model.config._attn_implementation))
+        return sm
+
+    monkeypatch.setattr(remeasure, "load_steerable", recording_load)
     # the same decoding from the saved models reproduces every generated figure of the run (float32, CPU)
     again = json.loads((remeasure_demo(run, tmp_path / "again", "prompt") / "metrics.json").read_text())
     for key in ("runs", "base_with_text"):
         assert again[key] == before[key], key
     assert again["remeasured"] == {"from": str(run), "decoding": "prompt"}
     # each saved model loads with the attention kernel it trained with
-    assert kernels and all(kw == {"attn_implementation": saved_settings(d).attn_implementation} for d, kw in kernels)
+    assert kernels and all(kernel == saved_settings(d).attn_implementation for d, kernel in kernels)
 
     mixed_calls = []
 

@@ -1,4 +1,8 @@
-"""attn_implementation: the auto rule, and eager scoring the shared-prompt layout exactly as sdpa does."""
+"""attn_implementation: the auto rule, eager scoring the shared-prompt layout exactly as sdpa does, and a saved
+model loading with the kernel it trained with."""
+
+import json
+import shutil
 
 import pytest
 import torch
@@ -64,3 +68,23 @@ def test_the_reference_cache_is_keyed_by_the_kernel(tiny_llama_dir, tmp_path):
         score_reference(cfg, load_model(tiny_llama_dir, attn_implementation=attn).eval(), tls, "prompt_cache", "t",
                         "float32")
     assert len(list((tmp_path / "c").glob("reference-*.safetensors"))) == 2  # one per kernel; the third call hit
+
+
+def test_a_saved_model_loads_with_the_kernel_it_trained_with_unless_told_otherwise(playground_model_dir, tmp_path):
+    from lambda_dpo.conditioning import LambdaText
+    from lambda_dpo.generation import load_steerable
+    from lambda_dpo.saved_model import write_model_files
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(playground_model_dir, model_dir)
+    aspects = json.loads((model_dir / "lambda_dpo.json").read_text())["aspects"]
+    cfg = load_config(None, output_dir=str(model_dir), model_name_or_path=str(model_dir), use_lora=False,
+                      model_dtype="float32", aspects=aspects, attn_implementation="eager")
+    write_model_files(model_dir, cfg, aspects, {}, LambdaText("instructions"))  # trained under eager
+
+    def kernel(**kw) -> str:
+        return load_steerable(model_dir, **kw).model.config._attn_implementation
+
+    assert kernel() == "eager"  # what evaluate and the demo measured it with
+    assert kernel(attn_implementation=None) == "sdpa"  # transformers' default for a float32 Llama
+    assert kernel(attn_implementation="sdpa") == "sdpa"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..generation import SteerableModel, check_decoding, load_trained, with_text
+from ..generation import SteerableModel, check_decoding, load_steerable, with_text
 from ..models import load_model
 from ..saved_model import base_model_source, read_model_meta
 from .report import save_demo_outputs
@@ -75,5 +75,5 @@ def _load(run_dir: Path, name: str, seed: int) -> SteerableModel:
     if not model_dir.exists():
         raise FileNotFoundError(f"demo --remeasure: {model_dir} not found: the run's models are needed "
                                 "(runs save them under RUN_DIR/models)")
-    return load_trained(model_dir)  # the kernel the demo measured it with
+    return load_steerable(model_dir)  # the kernel the demo measured it with
 
