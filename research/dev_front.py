@@ -3,6 +3,7 @@ steering protocol on the dev lists' prompts and on the dev general questions, ag
 control given the same lambda text.
 
     python research/dev_front.py ROW [key=value ...]            # train the steered model with these overrides
+    python research/dev_front.py ROW key=@FILE.yaml             # a value read from a YAML file (e.g. lambda_table)
     python research/dev_front.py ROW --method dpo_best_worst     # a control (trained without lambda)
     python research/dev_front.py ROW --eval-only --control runs/dev/base_recipe/models/dpo_best_worst-seed0
     python research/dev_front.py --table                         # the rows so far
@@ -29,6 +30,7 @@ from lambda_dpo.demo.dev_split import write_dev_split
 from lambda_dpo.demo.run import METHODS, PRESETS, STEERED, ood_questions_file, train_method
 from lambda_dpo.evaluate_steering import evaluate_front
 from lambda_dpo.generation import DECODINGS
+from lambda_dpo.training.settings import saved_settings
 
 ROOT = Path("runs/dev")
 RESULTS = Path(__file__).with_name("dev_front.jsonl")
@@ -74,7 +76,8 @@ def main() -> int:
                           f"words {' '.join(f'{x:.0f}' for x in s['words'])}")
         return 0
     train_file, dev = dev_split()
-    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
+    overrides = {k: yaml.safe_load(Path(v[1:]).read_text() if v.startswith("@") else v)
+                 for k, v in (o.split("=", 1) for o in args.overrides)}
     model_dir = ROOT / args.row / "models" / f"{args.method}-seed0"
     started = time.time()
     if not args.eval_only:
@@ -86,7 +89,8 @@ def main() -> int:
         return 0
     row = {"row": args.row + ("" if args.decoding == "prompt" else f" ({args.decoding} decoding)"),
            "overrides": overrides, "controls": args.control, "decoding": args.decoding,
-           "command": "python research/dev_front.py " + " ".join(sys.argv[1:])}
+           "command": "python research/dev_front.py " + " ".join(sys.argv[1:]),
+           "kernel": saved_settings(model_dir).attn_implementation}  # trained models load under their own
     for key, prompts, judge in (("dev lists", dev, "lambda_dpo.demo.dataset.judges:judge_record"),
                                 ("dev questions", ood_questions_file(dev=True), "length")):
         result = evaluate_front(model_dir, prompts, PAIR, judge=judge, controls=("base", *args.control),
