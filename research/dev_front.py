@@ -6,19 +6,27 @@ control given the same lambda text.
     python research/dev_front.py ROW key=@FILE.yaml             # a value read from a YAML file (e.g. lambda_table)
     python research/dev_front.py ROW --method dpo_best_worst     # a control (trained without lambda)
     python research/dev_front.py ROW --eval-only --control runs/dev/base_recipe/models/dpo_best_worst-seed0
+    python research/dev_front.py ROW --seed 1 --reuse-controls   # another seed; the controls' fronts of an earlier row
     python research/dev_front.py --table                         # the rows so far
+    python research/dev_front.py --seeds                         # per row, the model's figures over its seeds
 
 The dev split: 24 lists of the shipped train.jsonl chosen with random.Random(7) (the remaining 256 train;
 `lambda_dpo.demo.dev_split`).
 The dev prompt sets: those 24 lists' prompts (the demo's rule judges) and resources/ood/dev_questions.jsonl
 (the length judges). eval.jsonl and resources/ood/questions.jsonl are never read. Each row appends its
 figures to research/dev_front.jsonl.
+
+The controls (the base model and saved models given the same lambda text) do not depend on the row's training,
+only on the text and the decoding: `--reuse-controls` copies their fronts from the latest row with the same
+decoding, controls and rendering (lambda_text, lambda_text_order, aspect_instructions) instead of generating them
+again, which takes two thirds of a row's evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,6 +43,18 @@ from lambda_dpo.training.settings import saved_settings
 ROOT = Path("runs/dev")
 RESULTS = Path(__file__).with_name("dev_front.jsonl")
 PAIR = ("conciseness", "informativeness")
+RENDERING = ("lambda_text", "lambda_text_order", "aspect_instructions")
+
+
+def earlier_controls(decoding: str, controls: list[str], overrides: dict) -> dict | None:
+    """The latest row of RESULTS whose control fronts hold for this row (same decoding, controls and rendering)."""
+    rendering = {k: overrides.get(k) for k in RENDERING}
+    for line in reversed(RESULTS.read_text().splitlines()):
+        r = json.loads(line)
+        if (r.get("decoding", "prompt") == decoding and r["controls"] == controls and "controls_from" not in r
+                and {k: r["overrides"].get(k) for k in RENDERING} == rendering):
+            return r
+    return None
 
 
 def dev_split() -> tuple[Path, Path]:
@@ -55,6 +75,25 @@ def summary(result: dict) -> dict:
     return out
 
 
+def over_seeds(rows: list[dict]) -> list[str]:
+    """Per (row, prompt set): the model's HV and Spearman(w, words), mean and sample sd over the seeds measured under
+    the kernel the model trained with (rows without a recorded kernel ran under sdpa and are left out); the latest
+    row per seed counts."""
+    latest = {(r["row"], r.get("seed", 0)): r for r in rows if r.get("kernel")}
+    groups: dict[str, list[dict]] = {}
+    for (name, _), r in sorted(latest.items(), key=lambda kv: kv[0]):
+        groups.setdefault(name, []).append(r)
+    lines = []
+    for name, rs in groups.items():
+        for prompts in ("dev lists", "dev questions"):
+            hv = [r[prompts]["model"]["hv"] for r in rs]
+            rho = [r[prompts]["model"]["rho_words"] for r in rs]
+            lines.append(f"{name:<30} {prompts:<14} seeds {','.join(str(r.get('seed', 0)) for r in rs):<6} "
+                         f"HV {statistics.mean(hv):.2f} ± {statistics.stdev(hv) if len(hv) > 1 else 0:.2f}  "
+                         f"rho {statistics.mean(rho):.2f}  ({' '.join(f'{x:.2f}' for x in hv)})")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("row", nargs="?")
@@ -65,38 +104,54 @@ def main() -> int:
     ap.add_argument("--control", action="append", default=[], help="a saved model given the same text")
     ap.add_argument("--decoding", default="prompt", choices=list(DECODINGS),
                     help="how every model of the row generates under lambda (lambda_dpo.evaluate_steering)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    ap.add_argument("--reuse-controls", action="store_true",
+                    help="copy the controls' fronts from the latest row they hold for instead of generating them")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--seeds", action="store_true", help="per row, the model's figures over its seeds")
     args = ap.parse_args()
+    if args.seeds:
+        print("\n".join(over_seeds([json.loads(line) for line in RESULTS.read_text().splitlines()])))
+        return 0
     if args.table:
         for line in RESULTS.read_text().splitlines():
             r = json.loads(line)
             for prompts in ("dev lists", "dev questions"):
                 for name, s in r[prompts].items():
-                    print(f"{r['row']:<24} {prompts:<14} {name[:34]:<34} HV {s['hv']:.2f}  rho {s['rho_words']:.2f}  "
+                    print(f"{r['row'] + ' s' + str(r.get('seed', 0)):<27} {prompts:<14} {name[:34]:<34} HV {s['hv']:.2f}  rho {s['rho_words']:.2f}  "
                           f"words {' '.join(f'{x:.0f}' for x in s['words'])}")
         return 0
     train_file, dev = dev_split()
     overrides = {k: yaml.safe_load(Path(v[1:]).read_text() if v.startswith("@") else v)
                  for k, v in (o.split("=", 1) for o in args.overrides)}
-    model_dir = ROOT / args.row / "models" / f"{args.method}-seed0"
+    model_dir = ROOT / args.row / "models" / f"{args.method}-seed{args.seed}"
+    source = earlier_controls(args.decoding, args.control, overrides) if args.reuse_controls else None
+    if args.reuse_controls and source is None:
+        raise SystemExit(f"--reuse-controls: no row of {RESULTS} has {args.decoding} decoding, controls "
+                         f"{args.control} and this rendering; run the row once without it")
     started = time.time()
     if not args.eval_only:
         steps = args.steps or (200 if args.method == STEERED else 100)
         train_method(args.method, {"model_dtype": "auto", **METHODS[args.method], "max_steps": steps,
                                    "train_file": str(train_file), "eval_file": str(dev), **overrides},
-                     PRESETS["default"], ROOT / args.row, 0, "smollm2-135m-instruct", Path(str(demo_data_dir())))
+                     PRESETS["default"], ROOT / args.row, args.seed, "smollm2-135m-instruct", Path(str(demo_data_dir())))
     if args.method != STEERED:
         return 0
     row = {"row": args.row + ("" if args.decoding == "prompt" else f" ({args.decoding} decoding)"),
            "overrides": overrides, "controls": args.control, "decoding": args.decoding,
-           "command": "python research/dev_front.py " + " ".join(sys.argv[1:]),
+           "seed": args.seed, "command": "python research/dev_front.py " + " ".join(sys.argv[1:]),
            "kernel": saved_settings(model_dir).attn_implementation}  # trained models load under their own
     for key, prompts, judge in (("dev lists", dev, "lambda_dpo.demo.dataset.judges:judge_record"),
                                 ("dev questions", ood_questions_file(dev=True), "length")):
-        result = evaluate_front(model_dir, prompts, PAIR, judge=judge, controls=("base", *args.control),
-                                decoding=args.decoding)
-        (ROOT / args.row / f"front-{key.replace(' ', '-')}-{args.decoding}.json").write_text(json.dumps(result, indent=2))
+        result = evaluate_front(model_dir, prompts, PAIR, judge=judge, decoding=args.decoding,
+                                controls=() if source else ("base", *args.control))
+        (ROOT / args.row / f"front-{key.replace(' ', '-')}-{args.decoding}-seed{args.seed}.json").write_text(
+            json.dumps(result, indent=2))
         row[key] = summary(result)
+        if source:
+            row[key].update({name: s for name, s in source[key].items() if name != "model"})
+    if source:
+        row["controls_from"] = source["command"]
     row["wall_seconds"] = round(time.time() - started, 1)
     with open(RESULTS, "a") as f:
         f.write(json.dumps(row) + "\n")
