@@ -64,21 +64,24 @@ def dev_split() -> tuple[Path, Path]:
 
 
 def summary(result: dict) -> dict:
-    """Per model: hypervolume, Spearman(w, words), mean words per weight, unseen-weight shortfalls."""
+    """Per model: hypervolume, Spearman(w, words), mean words per weight, each judge's mean score over the weights
+    (quality kept), unseen-weight shortfalls."""
     out = {}
     for name, m in result["models"].items():
         st, sw = m["steerability"], m["sweep"]
         out[name] = {"hv": round(st["hypervolume"], 3), "rho_words": round(st["spearman"]["words"], 3),
                      "words": [round(x, 1) for x in sw["mean_words"]],
+                     "scores": {a: round(statistics.mean(v), 3) for a, v in sw["means"].items()},
                      "unseen_shortfall": [round(u["shortfall"], 3) for u in m["unseen"]],
                      "unseen_between": [u["between"] for u in m["unseen"]]}
     return out
 
 
 def over_seeds(rows: list[dict]) -> list[str]:
-    """Per (row, prompt set): the model's HV and Spearman(w, words), mean and sample sd over the seeds measured under
-    the kernel the model trained with (rows without a recorded kernel ran under sdpa and are left out); the latest
-    row per seed counts."""
+    """Per (row, prompt set): the model's HV (mean, sample sd), Spearman(w, words) and words per weight over the
+    seeds measured under the kernel the model trained with (rows without a recorded kernel ran under sdpa and are
+    left out), and the mean over the weights of each other judge's score where every seed's row records it; the
+    latest row per seed counts."""
     latest = {(r["row"], r.get("seed", 0)): r for r in rows if r.get("kernel")}
     groups: dict[str, list[dict]] = {}
     for (name, _), r in sorted(latest.items(), key=lambda kv: kv[0]):
@@ -88,9 +91,13 @@ def over_seeds(rows: list[dict]) -> list[str]:
         for prompts in ("dev lists", "dev questions"):
             hv = [r[prompts]["model"]["hv"] for r in rs]
             rho = [r[prompts]["model"]["rho_words"] for r in rs]
+            scores = [r[prompts]["model"].get("scores") for r in rs]
+            quality = "" if None in scores else "  " + " ".join(
+                f"{a[:6]} {statistics.mean(s[a] for s in scores):.2f}" for a in scores[0] if a not in PAIR)
             lines.append(f"{name:<30} {prompts:<14} seeds {','.join(str(r.get('seed', 0)) for r in rs):<6} "
                          f"HV {statistics.mean(hv):.2f} ± {statistics.stdev(hv) if len(hv) > 1 else 0:.2f}  "
-                         f"rho {statistics.mean(rho):.2f}  ({' '.join(f'{x:.2f}' for x in hv)})")
+                         f"rho {statistics.mean(rho):.2f}  ({' '.join(f'{x:.2f}' for x in hv)}){quality}  words "
+                         + " ".join(f"{statistics.mean(w):.0f}" for w in zip(*(r[prompts]["model"]["words"] for r in rs))))
     return lines
 
 
