@@ -97,7 +97,8 @@ def over_seeds(rows: list[dict]) -> list[str]:
             lines.append(f"{name:<30} {prompts:<14} seeds {','.join(str(r.get('seed', 0)) for r in rs):<6} "
                          f"HV {statistics.mean(hv):.2f} ± {statistics.stdev(hv) if len(hv) > 1 else 0:.2f}  "
                          f"rho {statistics.mean(rho):.2f}  ({' '.join(f'{x:.2f}' for x in hv)}){quality}  words "
-                         + " ".join(f"{statistics.mean(w):.0f}" for w in zip(*(r[prompts]["model"]["words"] for r in rs))))
+                         + " ".join(f"{statistics.mean(w):.0f}"
+                                    for w in zip(*(r[prompts]["model"]["words"] for r in rs))))
     return lines
 
 
@@ -125,8 +126,8 @@ def main() -> int:
             r = json.loads(line)
             for prompts in ("dev lists", "dev questions"):
                 for name, s in r[prompts].items():
-                    print(f"{r['row'] + ' s' + str(r.get('seed', 0)):<27} {prompts:<14} {name[:34]:<34} HV {s['hv']:.2f}  rho {s['rho_words']:.2f}  "
-                          f"words {' '.join(f'{x:.0f}' for x in s['words'])}")
+                    print(f"{r['row'] + ' s' + str(r.get('seed', 0)):<27} {prompts:<14} {name[:34]:<34} "
+                          f"HV {s['hv']:.2f}  rho {s['rho_words']:.2f}  words {' '.join(f'{x:.0f}' for x in s['words'])}")
         return 0
     train_file, dev = dev_split()
     overrides = {k: yaml.safe_load(Path(v[1:]).read_text() if v.startswith("@") else v)
@@ -141,7 +142,8 @@ def main() -> int:
         steps = args.steps or (200 if args.method == STEERED else 100)
         train_method(args.method, {"model_dtype": "auto", **METHODS[args.method], "max_steps": steps,
                                    "train_file": str(train_file), "eval_file": str(dev), **overrides},
-                     PRESETS["default"], ROOT / args.row, args.seed, "smollm2-135m-instruct", Path(str(demo_data_dir())))
+                     PRESETS["default"], ROOT / args.row, args.seed, "smollm2-135m-instruct",
+                     Path(str(demo_data_dir())))
     if args.method != STEERED:
         return 0
     row = {"row": args.row + ("" if args.decoding == "prompt" else f" ({args.decoding} decoding)"),
